@@ -1,0 +1,306 @@
+"""Evaluate the committed demo checkpoint and write models/assist-moe/EVAL.md and
+models/assist-moe/golden.safetensors.
+
+  python models/forge/evaluate.py [--limit N] [--no-golden]
+
+Greedy decoding (max 64 new tokens, stop at <|im_end|>), exact match of tool name +
+arguments (numbers compared as numbers, strings trimmed), fallback precision/recall,
+per language and per tool, on the test split.
+"""
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import render_prompt, write_golden  # noqa: E402
+from gen_corpus import MODEL_DIR, load_tools, target_text  # noqa: E402
+
+torch.set_num_threads(2)
+HF = os.path.join(MODEL_DIR, "hf")
+
+# Hand-written sanity requests (not produced by the generator), with the answer we want.
+HAND = [
+    ("en", "It's really chilly over here on the driver's side", {"name": "set_temperature", "arguments": {"zone": "driver", "celsius": 24}}),
+    ("en", "Could you set the passenger side to 21 degrees?", {"name": "set_temperature", "arguments": {"zone": "passenger", "celsius": 21}}),
+    ("en", "Turn the fan down to two", {"name": "set_fan_speed", "arguments": {"level": 2}}),
+    ("en", "Find me somewhere to charge the car", {"name": "find_nearby", "arguments": {"category": "charging_station"}}),
+    ("en", "Navigate to Kyoto Station on foot", {"name": "navigate_to", "arguments": {"destination": "Kyoto Station", "mode": "walk"}}),
+    ("en", "Play the album Blue Train", {"name": "play_media", "arguments": {"query": "Blue Train", "kind": "album"}}),
+    ("en", "Send a text to Marcus saying the door code is 4512", {"name": "send_message", "arguments": {"contact": "Marcus", "text": "the door code is 4512"}}),
+    ("en", "What's the weather going to be in Lisbon tomorrow?", {"name": "get_weather", "arguments": {"location": "Lisbon", "day": "tomorrow"}}),
+    ("en", "Set a timer for 12 minutes", {"name": "set_timer", "arguments": {"minutes": 12}}),
+    ("en", "Remind me to call the plumber at 4:30 pm", {"name": "set_reminder", "arguments": {"text": "call the plumber", "time": "16:30"}}),
+    ("en", "How do you say \"good evening\" in Korean?", {"name": "translate", "arguments": {"text": "good evening", "target_language": "ko"}}),
+    ("en", "Record a 20 second video", {"name": "capture", "arguments": {"kind": "video", "seconds": 20}}),
+    ("en", "Read my last three Slack notifications", {"name": "read_notifications", "arguments": {"app": "Slack", "count": 3}}),
+    ("en", "Skip to the next song", {"name": "media_control", "arguments": {"action": "next"}}),
+    ("en", "Who was the first person on the moon?", None),
+    ("en", "Write me a short poem about rain", None),
+    ("ja", "ちょっと肌寒いので運転席を23度にして", {"name": "set_temperature", "arguments": {"zone": "driver", "celsius": 23}}),
+    ("ja", "後ろの席を二十度に設定してください", {"name": "set_temperature", "arguments": {"zone": "rear", "celsius": 20}}),
+    ("ja", "近くにガソリンスタンドある？", {"name": "find_nearby", "arguments": {"category": "gas_station"}}),
+    ("ja", "京都駅まで歩いて案内して", {"name": "navigate_to", "arguments": {"destination": "京都駅", "mode": "walk"}}),
+    ("ja", "小川さんに電話して", {"name": "call_contact", "arguments": {"name": "小川"}}),
+    ("ja", "森本さんに「今駅に着いた」と送って", {"name": "send_message", "arguments": {"contact": "森本", "text": "今駅に着いた"}}),
+    ("ja", "明日の松本の天気は？", {"name": "get_weather", "arguments": {"location": "松本", "day": "tomorrow"}}),
+    ("ja", "十五分のタイマーをセットして", {"name": "set_timer", "arguments": {"minutes": 15}}),
+    ("ja", "午後六時に牛乳を買うってリマインドして", {"name": "set_reminder", "arguments": {"text": "牛乳を買う", "time": "18:00"}}),
+    ("ja", "「いただきます」を英語に翻訳して", {"name": "translate", "arguments": {"text": "いただきます", "target_language": "en"}}),
+    ("ja", "音量を三十にして", {"name": "set_volume", "arguments": {"level": 30}}),
+    ("ja", "写真撮っておいて", {"name": "capture", "arguments": {"kind": "photo"}}),
+    ("ja", "この曲飛ばして", {"name": "media_control", "arguments": {"action": "next"}}),
+    ("ja", "画面がまぶしすぎる", {"name": "set_display_brightness", "arguments": {"percent": 30}}),
+    ("ja", "日本で一番長い川は？", None),
+    ("ja", "元気が出る言葉をちょうだい", None),
+]
+
+GOLDEN_PROMPTS = [
+    [{"role": "user", "content": "Set the driver side to 22 degrees"}],
+    [{"role": "user", "content": "Text Alice that I'm running late"}],
+    [{"role": "user", "content": "Write a poem about the sea"}],
+    [{"role": "user", "content": "助手席を二十度にして"}],
+    [{"role": "user", "content": "写真を撮って"}],
+    [{"role": "system", "content": "あなたはスマートグラスのアシスタントです。"},
+     {"role": "user", "content": "東京駅まで歩いて案内して"}],
+]
+
+
+def load(attn="sdpa"):
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+    tok = Tokenizer.from_file(os.path.join(HF, "tokenizer.json"))
+    model = AutoModelForCausalLM.from_pretrained(HF, attn_implementation=attn, dtype=torch.float32)
+    model.eval()
+    return tok, model
+
+
+@torch.no_grad()
+def greedy_batch(model, tok, prompts, max_new=64):
+    eos = tok.token_to_id("<|im_end|>")
+    pad = tok.token_to_id("<|endoftext|>")
+    enc = [tok.encode(p, add_special_tokens=False).ids for p in prompts]
+    L = max(len(e) for e in enc)
+    ids = torch.full((len(enc), L), pad, dtype=torch.long)
+    att = torch.zeros((len(enc), L), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, L - len(e):] = torch.tensor(e)
+        att[i, L - len(e):] = 1
+    out = model.generate(input_ids=ids, attention_mask=att, max_new_tokens=max_new, do_sample=False,
+                         eos_token_id=eos, pad_token_id=pad)
+    res = []
+    for i in range(len(enc)):
+        gen = out[i, L:].tolist()
+        if eos in gen:
+            gen = gen[:gen.index(eos) + 1]
+        res.append(tok.decode(gen, skip_special_tokens=False))
+    return res
+
+
+def parse(text):
+    """Returns ("fallback", None) | ("call", obj) | ("invalid", text)."""
+    t = text.replace("<|im_end|>", "").strip()
+    if t.startswith("<|fallback|>"):
+        return "fallback", None
+    if t.startswith("<tool_call>") and t.endswith("</tool_call>"):
+        try:
+            obj = json.loads(t[len("<tool_call>"):-len("</tool_call>")])
+            if isinstance(obj, dict) and "name" in obj and isinstance(obj.get("arguments"), dict):
+                return "call", obj
+        except json.JSONDecodeError:
+            pass
+    return "invalid", t
+
+
+def norm(v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, dict):
+        return {k: norm(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [norm(x) for x in v]
+    return v
+
+
+def correct(expected, kind, obj):
+    if expected is None:
+        return kind == "fallback"
+    return kind == "call" and obj["name"] == expected["name"] and norm(obj["arguments"]) == norm(expected["arguments"])
+
+
+@torch.no_grad()
+def routing_stats(model, tok, rows, per_group=150):
+    cfg = model.config
+    groups = collections.defaultdict(list)
+    for r in rows:
+        if len(groups[r["scenario"]]) < per_group:
+            groups[r["scenario"]].append(r)
+    stats = {}
+    for g, rs in groups.items():
+        counts = torch.zeros(cfg.num_hidden_layers, cfg.num_experts)
+        for r in rs:
+            ids = torch.tensor([tok.encode(render_prompt(r["messages"]), add_special_tokens=False).ids])
+            out = model(input_ids=ids, output_router_logits=True, use_cache=False)
+            for l, rl in enumerate(out.router_logits):
+                top = torch.topk(rl, cfg.num_experts_per_tok, -1).indices.flatten()
+                counts[l] += torch.bincount(top, minlength=cfg.num_experts).float()
+        stats[g] = (counts / counts.sum(1, keepdim=True) * 100).tolist()
+    return stats
+
+
+def pct(a, b):
+    return f"{100.0 * a / b:.1f} %" if b else "n/a"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--no-golden", action="store_true")
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    tools = load_tools()
+    tok, model = load()
+    rows = [json.loads(l) for l in open(os.path.join(MODEL_DIR, "data", "test.jsonl"), encoding="utf-8")]
+    if args.limit:
+        rows = rows[:args.limit]
+    t0 = time.time()
+    # sort by prompt length for efficient batching
+    order = sorted(range(len(rows)), key=lambda i: len(render_prompt(rows[i]["messages"])))
+    outs = [None] * len(rows)
+    for s in range(0, len(order), args.batch):
+        idx = order[s:s + args.batch]
+        res = greedy_batch(model, tok, [render_prompt(rows[i]["messages"]) for i in idx])
+        for i, o in zip(idx, res):
+            outs[i] = o
+    dt = time.time() - t0
+
+    by_lang = collections.Counter()
+    tot_lang = collections.Counter()
+    by_tool = collections.defaultdict(lambda: [0, 0, 0, 0])  # en ok, en n, ja ok, ja n
+    fb_tp = fb_fp = fb_fn = 0
+    invalid = 0
+    failures = []
+    for r, o in zip(rows, outs):
+        kind, obj = parse(o)
+        ok = correct(r["expected"], kind, obj)
+        lang = r["lang"]
+        tot_lang[lang] += 1
+        by_lang[lang] += ok
+        name = r["expected"]["name"] if r["expected"] else "(fallback)"
+        j = 0 if lang == "en" else 2
+        by_tool[name][j] += ok
+        by_tool[name][j + 1] += 1
+        if kind == "invalid":
+            invalid += 1
+        is_fb = r["expected"] is None
+        if kind == "fallback" and is_fb:
+            fb_tp += 1
+        elif kind == "fallback":
+            fb_fp += 1
+        elif is_fb:
+            fb_fn += 1
+        if not ok:
+            failures.append((r, o))
+
+    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND])
+    stats = routing_stats(model, tok, rows)
+
+    n = len(rows)
+    total_ok = sum(by_lang.values())
+    cfg = model.config
+    nparam = sum(p.numel() for p in model.parameters())
+    train_log = {}
+    p = os.path.join(MODEL_DIR, "train_log.json")
+    if os.path.exists(p):
+        train_log = json.load(open(p))
+    L = []
+    L.append("# assist-moe — evaluation\n")
+    L.append("Generated by `models/forge/evaluate.py` from the committed checkpoint `models/assist-moe/hf/`.\n")
+    L.append("## Model\n")
+    L.append(f"- `Qwen3MoeForCausalLM`: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, {cfg.num_attention_heads} heads "
+             f"({cfg.num_key_value_heads} kv, head_dim {cfg.head_dim}), {cfg.num_experts} routed experts top-{cfg.num_experts_per_tok} "
+             f"(moe_intermediate_size {cfg.moe_intermediate_size}, norm_topk_prob {str(cfg.norm_topk_prob).lower()}), "
+             f"vocab {cfg.vocab_size}, {nparam / 1e6:.2f} M parameters (f32).")
+    if train_log:
+        L.append(f"- Training: {train_log.get('steps')} steps in {train_log.get('seconds')} s on 2 CPU threads, "
+                 f"{train_log.get('train_examples')} training examples, final valid CE {train_log.get('valid_ce', 0):.4f} "
+                 f"(router aux loss coef {cfg.router_aux_loss_coef}).")
+    L.append(f"- Test split: {n} requests (held-out phrasings and slot values); decoding {dt:.0f} s (greedy, batched).\n")
+    L.append("## Test split\n")
+    L.append("| | exact match |\n|---|---|")
+    L.append(f"| all | {pct(total_ok, n)} ({total_ok}/{n}) |")
+    for lg in ("en", "ja"):
+        L.append(f"| {lg} | {pct(by_lang[lg], tot_lang[lg])} ({by_lang[lg]}/{tot_lang[lg]}) |")
+    prec = fb_tp / (fb_tp + fb_fp) if fb_tp + fb_fp else 0
+    rec = fb_tp / (fb_tp + fb_fn) if fb_tp + fb_fn else 0
+    L.append(f"\nFallback: precision {prec * 100:.1f} %, recall {rec * 100:.1f} % "
+             f"(tp {fb_tp}, fp {fb_fp}, fn {fb_fn}). Malformed outputs: {invalid}.\n")
+    L.append("### Per tool\n")
+    L.append("| tool | en | ja |\n|---|---|---|")
+    for name in list(tools) + ["(fallback)"]:
+        a = by_tool[name]
+        L.append(f"| {name} | {pct(a[0], a[1])} ({a[0]}/{a[1]}) | {pct(a[2], a[3])} ({a[2]}/{a[3]}) |")
+    L.append("\n### Some failures\n")
+    if not failures:
+        L.append("None.\n")
+    else:
+        L.append("| request | expected | model |\n|---|---|---|")
+        for r, o in failures[:25]:
+            L.append(f"| {r['messages'][-1]['content']} | `{target_text(r['expected']).replace('<|im_end|>', '')}` | `{o.replace('<|im_end|>', '')}` |")
+    L.append("\n## Hand-written requests (not generated)\n")
+    L.append("Written by hand for this report; names, places and texts mostly outside the generator pools.\n")
+    L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")
+    hand_ok = collections.Counter()
+    for (lg, t, exp), o in zip(HAND, hand_out):
+        kind, obj = parse(o)
+        ok = correct(exp, kind, obj)
+        hand_ok[lg] += ok
+        want = target_text(exp).replace("<|im_end|>", "")
+        L.append(f"| {lg} | {t} | `{want}` | `{o.replace('<|im_end|>', '')}` | {'yes' if ok else 'NO'} |")
+    for lg in ("en", "ja"):
+        L.append(f"\n{lg}: {hand_ok[lg]}/{sum(1 for x in HAND if x[0] == lg)} correct.")
+    L.append("\n## Expert routing\n")
+    L.append("Share (%) of top-2 routing slots per expert, per layer, over the prompt tokens of up to 150 test requests "
+             "per scenario (cockpit = tools of the car, glasses = glasses-only tools, ood = fallback requests).\n")
+    E = cfg.num_experts
+    for l in range(cfg.num_hidden_layers):
+        L.append(f"**Layer {l}**\n")
+        L.append("| scenario | " + " | ".join(f"e{e}" for e in range(E)) + " |")
+        L.append("|---|" + "---|" * E)
+        for g in ("cockpit", "glasses", "ood"):
+            if g in stats:
+                L.append(f"| {g} | " + " | ".join(f"{v:.0f}" for v in stats[g][l]) + " |")
+        L.append("")
+    L.append("(Scenario labels come from the catalogue's x-scenarios; tools in both scenarios are labelled by a random draw.)\n")
+    with open(os.path.join(MODEL_DIR, "EVAL.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(L) + "\n")
+    print("\n".join(L[:40]))
+
+    if not args.no_golden:
+        make_golden(tok)
+
+
+def make_golden(tok):
+    _, model = load(attn="eager")
+    eos = tok.token_to_id("<|im_end|>")
+    prompts = []
+    for msgs in GOLDEN_PROMPTS:
+        text = render_prompt(msgs)
+        prompts.append((text, tok.encode(text, add_special_tokens=False).ids))
+    write_golden(model, prompts, os.path.join(MODEL_DIR, "golden.safetensors"), n_greedy=48, stop_id=eos)
+    from safetensors.torch import load_file
+    g = load_file(os.path.join(MODEL_DIR, "golden.safetensors"))
+    for i in range(len(prompts)):
+        print("golden", i, repr(tok.decode(g[f"p{i}.greedy"].tolist(), skip_special_tokens=False)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Train the tokenizer and the tiny Qwen3-MoE demo model.
+
+  python models/forge/train.py [--minutes 20]
+
+Writes models/assist-moe/hf/ (config.json, model.safetensors f32, tokenizer.json,
+tokenizer_config.json, generation_config.json), checkpointing periodically so that a
+cut-off run still leaves a usable model.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import build_tokenizer, render_prompt, save_checkpoint, write_tokenizer  # noqa: E402
+from gen_corpus import MODEL_DIR, target_text  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def load_jsonl(p):
+    with open(p, encoding="utf-8") as f:
+        return [json.loads(l) for l in f]
+
+
+def encode(tok, ex):
+    p = tok.encode(render_prompt(ex["messages"]), add_special_tokens=False).ids
+    t = tok.encode(target_text(ex["expected"]), add_special_tokens=False).ids
+    return p, t
+
+
+def make_config(vocab, eos, pad, args):
+    from transformers import Qwen3MoeConfig
+    return Qwen3MoeConfig(
+        vocab_size=vocab, hidden_size=args.hidden, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, intermediate_size=args.hidden * 4,
+        moe_intermediate_size=args.moe_inter, num_experts=16, num_experts_per_tok=2, norm_topk_prob=True,
+        decoder_sparse_step=1, mlp_only_layers=[], max_position_embeddings=512, rope_theta=10000.0,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, output_router_logits=True,
+        router_aux_loss_coef=args.aux_coef, bos_token_id=None, eos_token_id=eos, pad_token_id=pad,
+        attention_dropout=0.0, use_cache=True, initializer_range=0.02,
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--max-steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2.5e-3)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--moe-inter", type=int, default=192)
+    ap.add_argument("--aux-coef", type=float, default=0.02)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=float, default=150.0, help="seconds")
+    args = ap.parse_args()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    data_dir = os.path.join(MODEL_DIR, "data")
+    out_dir = os.path.join(MODEL_DIR, "hf")
+    train = load_jsonl(os.path.join(data_dir, "train.jsonl"))
+    valid = load_jsonl(os.path.join(data_dir, "valid.jsonl"))
+
+    texts = [render_prompt(ex["messages"]) + target_text(ex["expected"]) for ex in train]
+    tok = build_tokenizer(texts, args.vocab)
+    write_tokenizer(tok, out_dir)
+    V = tok.get_vocab_size()
+    eos = tok.token_to_id("<|im_end|>")
+    pad = tok.token_to_id("<|endoftext|>")
+    print(f"tokenizer vocab {V}", flush=True)
+
+    enc_train = [encode(tok, ex) for ex in train]
+    enc_valid = [encode(tok, ex) for ex in valid]
+    lens = [len(p) + len(t) for p, t in enc_train]
+    print(f"train {len(train)} seqs, mean len {sum(lens) / len(lens):.1f}, max {max(lens)}", flush=True)
+
+    from transformers import GenerationConfig, Qwen3MoeForCausalLM
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+    cfg = make_config(V, eos, pad, args)
+    cfg._attn_implementation = "sdpa"
+    model = Qwen3MoeForCausalLM(cfg)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False,
+                                               max_new_tokens=64, bos_token_id=None)
+    nparam = sum(p.numel() for p in model.parameters())
+    print(f"params {nparam / 1e6:.2f}M", flush=True)
+
+    def batchify(items):
+        L = max(len(p) + len(t) for p, t in items)
+        ids = torch.full((len(items), L), pad, dtype=torch.long)
+        lab = torch.full((len(items), L), -100, dtype=torch.long)
+        att = torch.zeros((len(items), L), dtype=torch.long)
+        for i, (p, t) in enumerate(items):
+            s = p + t
+            ids[i, :len(s)] = torch.tensor(s)
+            lab[i, len(p):len(s)] = torch.tensor(t)
+            att[i, :len(s)] = 1
+        return ids, lab, att
+
+    # length-bucketed batches
+    def epoch_batches(rng):
+        idx = list(range(len(enc_train)))
+        rng.shuffle(idx)
+        chunks = [idx[i:i + args.batch * 50] for i in range(0, len(idx), args.batch * 50)]
+        batches = []
+        for c in chunks:
+            c.sort(key=lambda i: lens[i])
+            batches += [c[i:i + args.batch] for i in range(0, len(c), args.batch)]
+        rng.shuffle(batches)
+        return batches
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    budget = args.minutes * 60
+    warm = 60
+    rng = random.Random(args.seed)
+    t0 = time.time()
+    last_ckpt = t0
+    step = 0
+    done = False
+    ema = None
+    ep = 0
+    while not done:
+        ep += 1
+        for b in epoch_batches(rng):
+            elapsed = time.time() - t0
+            prog = max(step / args.max_steps, elapsed / budget)
+            if prog >= 1.0:
+                done = True
+                break
+            lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            ids, lab, att = batchify([enc_train[i] for i in b])
+            model.train()
+            # logits only where the loss is taken (answer tokens): the lm_head dominates otherwise
+            out = model.model(input_ids=ids, attention_mask=att, output_router_logits=True)
+            tgt = lab[:, 1:]
+            sel = tgt != -100
+            h = out.last_hidden_state[:, :-1][sel]
+            ce_t = torch.nn.functional.cross_entropy(model.lm_head(h).float(), tgt[sel])
+            aux_t = load_balancing_loss_func(out.router_logits, cfg.num_experts, cfg.num_experts_per_tok, att)
+            loss = ce_t + cfg.router_aux_loss_coef * aux_t
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            ce = ce_t.item()
+            ema = ce if ema is None else 0.98 * ema + 0.02 * ce
+            if step % 50 == 0:
+                print(f"step {step} ep {ep} {elapsed:.0f}s lr {lr:.2e} ce {ema:.4f} aux {aux_t.item():.3f}", flush=True)
+            if time.time() - last_ckpt > args.ckpt_every:
+                vl = valid_loss(model, enc_valid, batchify)
+                print(f"  checkpoint step {step}: valid ce {vl:.4f}", flush=True)
+                model.eval()
+                save_checkpoint(model, out_dir)
+                last_ckpt = time.time()
+    vl = valid_loss(model, enc_valid, batchify)
+    print(f"final step {step} {time.time() - t0:.0f}s valid ce {vl:.4f}", flush=True)
+    model.eval()
+    model.config.output_router_logits = False
+    save_checkpoint(model, out_dir)
+    with open(os.path.join(MODEL_DIR, "train_log.json"), "w") as f:
+        json.dump({"steps": step, "seconds": round(time.time() - t0), "valid_ce": vl, "params": nparam,
+                   "train_examples": len(train), "args": vars(args)}, f, indent=2)
+    print("saved", out_dir, flush=True)
+
+
+@torch.no_grad()
+def valid_loss(model, enc, batchify):
+    model.eval()
+    tot, n = 0.0, 0
+    for i in range(0, len(enc), 64):
+        ids, lab, att = batchify(enc[i:i + 64])
+        out = model(input_ids=ids, attention_mask=att, labels=lab, output_router_logits=False)
+        k = (lab[:, 1:] != -100).sum().item()
+        tot += out.loss.item() * k
+        n += k
+    model.train()
+    return tot / n
+
+
+if __name__ == "__main__":
+    main()
