@@ -1,0 +1,320 @@
+//! Validated board: typed, with defaults filled in and every value checked.
+//! Built-in boards are the files of `boards/` compiled into the binary, so the
+//! daemon runs from any directory; a `boards/NAME.toml` in the working
+//! directory, or a path, overrides them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::RawBoard;
+use super::ConfigError;
+use crate::runtime::{BackendKind, BackendOptions, OrtOptions};
+
+/// The boards shipped in `boards/`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("host-cpu", include_str!("../../boards/host-cpu.toml")),
+    ("jetson-orin-nano-8gb", include_str!("../../boards/jetson-orin-nano-8gb.toml")),
+    ("jetson-orin-nx-16gb", include_str!("../../boards/jetson-orin-nx-16gb.toml")),
+    ("jetson-agx-orin-64gb", include_str!("../../boards/jetson-agx-orin-64gb.toml")),
+    ("glasses-arm64", include_str!("../../boards/glasses-arm64.toml")),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertPolicy {
+    Lru,
+    Lfu,
+    /// Keep exactly the experts of the plan; never evict.
+    Pinned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMiss {
+    /// Use the best resident expert instead (router scores renormalised).
+    Substitute,
+    /// Send the whole request to the next hop of the cascade.
+    Escalate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub total_bytes: u64,
+    pub experts_bytes: u64,
+    pub kv_cache_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_context: usize,
+    pub max_concurrent: usize,
+    pub queue_depth: usize,
+    pub max_tokens: usize,
+    pub max_payload_bytes: usize,
+    pub requests_per_client_per_sec: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffloadConfig {
+    pub enabled: bool,
+    pub timeout: Duration,
+    pub on_miss: OnMiss,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CascadeConfig {
+    pub host_url: Option<String>,
+    pub host_model: Option<String>,
+    pub cloud_url: Option<String>,
+    pub cloud_model: Option<String>,
+    /// Name of the environment variable holding the cloud API key (never the key).
+    pub cloud_api_key_env: Option<String>,
+    pub timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    pub name: String,
+    pub description: String,
+    /// Where the board was read from (a path or `builtin:NAME`).
+    pub source: String,
+    pub backend: BackendOptions,
+    pub memory: Memory,
+    pub limits: Limits,
+    pub policy: ExpertPolicy,
+    pub plan: Option<String>,
+    pub offload: OffloadConfig,
+    pub cascade: CascadeConfig,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+impl Board {
+    /// `name` is a board name (`boards/NAME.toml` in the working directory,
+    /// else built in) or a path to a `.toml` file.
+    pub fn load(name: &str) -> Result<Board, ConfigError> {
+        let as_path = Path::new(name);
+        if name.ends_with(".toml") || as_path.components().count() > 1 {
+            return Self::from_file(as_path);
+        }
+        let local = PathBuf::from("boards").join(format!("{name}.toml"));
+        if local.is_file() {
+            return Self::from_file(&local);
+        }
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => Self::parse(text, &PathBuf::from(format!("builtin:{name}"))),
+            None => Err(ConfigError::UnknownBoard {
+                name: name.to_string(),
+                path: local,
+                known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Board, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Board, ConfigError> {
+        let raw: RawBoard = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Self::validate(raw, path)
+    }
+
+    fn validate(raw: RawBoard, path: &Path) -> Result<Board, ConfigError> {
+        let field = |field: &'static str, msg: String| ConfigError::Field {
+            path: path.to_path_buf(),
+            field,
+            msg,
+        };
+        let kind = match raw.runtime.backend.as_str() {
+            "tract" => BackendKind::Tract,
+            "ort" => BackendKind::Ort,
+            other => {
+                return Err(field(
+                    "runtime.backend",
+                    format!("is `{other}`, expected `tract` or `ort`"),
+                ))
+            }
+        };
+        for p in &raw.runtime.providers {
+            if !["cpu", "cuda", "tensorrt"].contains(&p.as_str()) {
+                return Err(field(
+                    "runtime.providers",
+                    format!("unknown provider `{p}` (cpu, cuda, tensorrt)"),
+                ));
+            }
+        }
+        if kind == BackendKind::Tract && raw.runtime.providers.iter().any(|p| p != "cpu") {
+            return Err(field(
+                "runtime.providers",
+                "tract runs on the CPU only; GPU providers need backend = \"ort\"".into(),
+            ));
+        }
+        let threads = raw.runtime.threads.unwrap_or(2);
+        if threads == 0 || threads > 256 {
+            return Err(field("runtime.threads", format!("{threads} is not in 1..=256")));
+        }
+        let m = &raw.memory;
+        if m.experts_mb < 0.0 || m.kv_cache_mb <= 0.0 {
+            return Err(field("memory", "experts_mb must be >= 0 and kv_cache_mb > 0".into()));
+        }
+        if m.experts_mb + m.kv_cache_mb > m.total_mb as f64 {
+            return Err(field(
+                "memory.experts_mb",
+                format!(
+                    "experts {} MB + KV cache {} MB exceed the board's {} MB",
+                    m.experts_mb, m.kv_cache_mb, m.total_mb
+                ),
+            ));
+        }
+        let l = &raw.limits;
+        let limits = Limits {
+            max_context: l.max_context.unwrap_or(512),
+            max_concurrent: l.max_concurrent.unwrap_or(4),
+            queue_depth: l.queue_depth.unwrap_or(32),
+            max_tokens: l.max_tokens.unwrap_or(256),
+            max_payload_bytes: l.max_payload_kb.unwrap_or(256) * 1024,
+            requests_per_client_per_sec: l.requests_per_client_per_sec.unwrap_or(50.0),
+        };
+        for (name, v) in [
+            ("limits.max_context", limits.max_context),
+            ("limits.max_concurrent", limits.max_concurrent),
+            ("limits.queue_depth", limits.queue_depth),
+            ("limits.max_tokens", limits.max_tokens),
+            ("limits.max_payload_kb", limits.max_payload_bytes),
+        ] {
+            if v == 0 {
+                return Err(field(name, "must be > 0".into()));
+            }
+        }
+        if limits.queue_depth > crate::config::board::MAX_QUEUE {
+            return Err(field(
+                "limits.queue_depth",
+                format!("{} exceeds the compiled maximum {MAX_QUEUE}", limits.queue_depth),
+            ));
+        }
+        let policy = match raw.experts.policy.as_deref().unwrap_or("lru") {
+            "lru" => ExpertPolicy::Lru,
+            "lfu" => ExpertPolicy::Lfu,
+            "pinned" => ExpertPolicy::Pinned,
+            other => {
+                return Err(field(
+                    "experts.policy",
+                    format!("is `{other}`, expected lru, lfu or pinned"),
+                ))
+            }
+        };
+        let on_miss = match raw.offload.on_miss.as_deref().unwrap_or("substitute") {
+            "substitute" => OnMiss::Substitute,
+            "escalate" => OnMiss::Escalate,
+            other => {
+                return Err(field(
+                    "offload.on_miss",
+                    format!("is `{other}`, expected substitute or escalate"),
+                ))
+            }
+        };
+        let c = raw.cascade;
+        for (name, url) in [("cascade.host_url", &c.host_url), ("cascade.cloud_url", &c.cloud_url)] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(field(name, format!("`{u}` is not an http(s) URL")));
+                }
+            }
+        }
+        let ort = raw.ort.map(|o| OrtOptions {
+            dylib: None,
+            providers: raw.runtime.providers.clone(),
+            device_id: o.device_id.unwrap_or(0),
+            gpu_mem_limit: o.gpu_mem_limit_mb.map(|mb| (mb as usize) << 20),
+            fp16: o.fp16.unwrap_or(false),
+            trt_cache_dir: o.trt_cache_dir.map(PathBuf::from),
+            max_context: limits.max_context,
+            allow_cpu_fallback: o.allow_cpu_fallback.unwrap_or(false),
+        });
+        let ort = ort.unwrap_or_else(|| OrtOptions {
+            providers: raw.runtime.providers.clone(),
+            max_context: limits.max_context,
+            ..OrtOptions::default()
+        });
+        Ok(Board {
+            name: raw.name,
+            description: raw.description.unwrap_or_default(),
+            source: path.display().to_string(),
+            backend: BackendOptions { kind, threads, ort },
+            memory: Memory {
+                total_bytes: m.total_mb << 20,
+                experts_bytes: (m.experts_mb * MB) as u64,
+                kv_cache_bytes: (m.kv_cache_mb * MB) as u64,
+            },
+            limits,
+            policy,
+            plan: raw.experts.plan,
+            offload: OffloadConfig {
+                enabled: raw.offload.enabled.unwrap_or(false),
+                timeout: Duration::from_millis(raw.offload.timeout_ms.unwrap_or(50)),
+                on_miss,
+            },
+            cascade: CascadeConfig {
+                host_url: c.host_url,
+                host_model: c.host_model,
+                cloud_url: c.cloud_url,
+                cloud_model: c.cloud_model,
+                cloud_api_key_env: c.cloud_api_key_env,
+                timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
+                breaker_failures: c.breaker_failures.unwrap_or(3),
+                breaker_cooldown: Duration::from_millis(c.breaker_cooldown_ms.unwrap_or(5_000)),
+            },
+        })
+    }
+}
+
+/// Compiled upper bound of the admission queue (heapless capacity).
+pub const MAX_QUEUE: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_boards_validate() {
+        for (name, text) in BUILTIN {
+            let b = Board::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&b.name, name);
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_field() {
+        let text = BUILTIN[0].1.replace("[memory]", "[memory]\nbogus = 1");
+        let e = Board::parse(&text, Path::new("boards/x.toml")).unwrap_err().to_string();
+        assert!(e.contains("boards/x.toml") && e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_backend_named() {
+        let text = BUILTIN[0].1.replace("backend = \"tract\"", "backend = \"tpu\"");
+        let e = Board::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("runtime.backend") && e.contains("tpu"), "{e}");
+    }
+
+    #[test]
+    fn over_budget_refused() {
+        let text = BUILTIN[0].1.replace("experts_mb = 4096", "experts_mb = 99999999");
+        let e = Board::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("memory.experts_mb"), "{e}");
+    }
+
+    #[test]
+    fn unknown_board_lists_known() {
+        let e = Board::load("nope").unwrap_err().to_string();
+        assert!(e.contains("host-cpu") && e.contains("nope"), "{e}");
+    }
+}

@@ -1,0 +1,328 @@
+//! The generation loop as a state machine: `Engine::begin` tokenises a
+//! prompt and checks the context; each `Engine::step` runs the prefill or
+//! one decode step and returns the new text. The caller decides the order of
+//! steps across requests (token-level interleaving in `serve`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokenizers::Tokenizer;
+
+use super::kv::KvCache;
+use super::model::{ExpertCounts, Model, StepTimes};
+use super::sampler::Sampler;
+use super::EngineError;
+use crate::bundle::{Bundle, SpecialTokens, Verify};
+use crate::config::Board;
+
+/// Decoding parameters of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenParams {
+    pub max_tokens: usize,
+    /// 0 = greedy (the default: tool calls want the most likely answer).
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        GenParams {
+            max_tokens: 128,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End of turn or a stop sequence.
+    Stop,
+    /// `max_tokens` or the context limit reached.
+    Length,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Timings {
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    /// Time to first token, from `begin`.
+    pub ttft_ms: f64,
+    pub graphs_ms: f64,
+    pub experts_ms: f64,
+    pub remote_wait_ms: f64,
+}
+
+/// The end of a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub experts: ExpertCounts,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// New text (may be empty while a multi-byte character or a possible stop sequence is held back).
+    Delta(String),
+    Done(Finished),
+}
+
+#[derive(Debug)]
+enum Phase {
+    Prefill,
+    Decode,
+    Done,
+}
+
+/// One request in flight.
+#[derive(Debug)]
+pub struct Generation {
+    kv: KvCache,
+    prompt: Vec<u32>,
+    generated: Vec<u32>,
+    next: Option<u32>,
+    sampler: Sampler,
+    params: GenParams,
+    phase: Phase,
+    emitted: usize,
+    counts: ExpertCounts,
+    times: StepTimes,
+    started: Instant,
+    prefill: Duration,
+    decode: Duration,
+    ttft: Option<Duration>,
+}
+
+impl Generation {
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+    pub fn generated_tokens(&self) -> &[u32] {
+        &self.generated
+    }
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+}
+
+pub struct Engine {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub special: SpecialTokens,
+    pub bundle: Bundle,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("model", &self.model).finish()
+    }
+}
+
+impl Engine {
+    /// Open, verify (sizes, and sha256 when `verify` is Full) and load a bundle for a board.
+    pub fn load(dir: &Path, board: &Board, verify: Verify) -> Result<Engine, EngineError> {
+        let bundle = Bundle::open(dir, verify)?;
+        let tokenizer = Tokenizer::from_file(bundle.tokenizer_path()).map_err(|e| {
+            EngineError::Bundle(format!("{}: {e}", bundle.tokenizer_path().display()))
+        })?;
+        let model = Model::load(&bundle, board)?;
+        Ok(Engine {
+            special: bundle.manifest.special_tokens.clone(),
+            model,
+            tokenizer,
+            bundle,
+        })
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.bundle.manifest.model_id
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, EngineError> {
+        self.tokenizer
+            .decode(ids, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// Start a generation for a rendered prompt. Fails at once when the prompt
+    /// does not leave room for one generated token.
+    pub fn begin(&self, prompt: &str, params: GenParams) -> Result<Generation, EngineError> {
+        let ids = self.encode(prompt)?;
+        self.begin_tokens(ids, params)
+    }
+
+    pub fn begin_tokens(&self, ids: Vec<u32>, params: GenParams) -> Result<Generation, EngineError> {
+        let limit = self.model.max_context();
+        if ids.is_empty() {
+            return Err(EngineError::Invalid("empty prompt".into()));
+        }
+        if ids.len() >= limit {
+            return Err(EngineError::ContextLength {
+                needed: ids.len() + 1,
+                limit,
+            });
+        }
+        Ok(Generation {
+            kv: self.model.new_kv(),
+            sampler: Sampler::new(params.temperature, params.top_p, params.seed),
+            prompt: ids,
+            generated: Vec::new(),
+            next: None,
+            params,
+            phase: Phase::Prefill,
+            emitted: 0,
+            counts: ExpertCounts::default(),
+            times: StepTimes::default(),
+            started: Instant::now(),
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+            ttft: None,
+        })
+    }
+
+    /// Run one step: the prefill (first call) or one decode step.
+    pub fn step(&self, g: &mut Generation) -> Result<Step, EngineError> {
+        let clock = Instant::now();
+        let logits = match g.phase {
+            Phase::Done => return Err(EngineError::Invalid("generation already finished".into())),
+            Phase::Prefill => {
+                let l = self.model.forward(&mut g.kv, &g.prompt, false, &mut g.counts, &mut g.times, None)?;
+                g.prefill = clock.elapsed();
+                g.phase = Phase::Decode;
+                l
+            }
+            Phase::Decode => {
+                let tok = g.next.take().expect("a sampled token before decode");
+                let l = self.model.forward(&mut g.kv, &[tok], false, &mut g.counts, &mut g.times, None)?;
+                g.decode += clock.elapsed();
+                l
+            }
+        };
+        let logits = logits.as_f32().unwrap_or(&[]);
+        let tok = g.sampler.sample(logits, None);
+        if g.ttft.is_none() {
+            g.ttft = Some(g.started.elapsed());
+        }
+        if self.special.eos.contains(&tok) {
+            return self.finish(g, FinishReason::Stop, None);
+        }
+        g.generated.push(tok);
+        let text = self.decode(&g.generated)?;
+        if let Some(cut) = find_stop(&text, &g.params.stop) {
+            return self.finish(g, FinishReason::Stop, Some(text[..cut].to_string()));
+        }
+        if g.generated.len() >= g.params.max_tokens || g.kv.remaining() == 0 {
+            return self.finish(g, FinishReason::Length, Some(text));
+        }
+        g.next = Some(tok);
+        // Hold back an unfinished UTF-8 character or a possible stop-sequence prefix.
+        let mut safe = text.len();
+        if text.ends_with('\u{FFFD}') {
+            safe = text.rfind('\u{FFFD}').unwrap_or(safe);
+        }
+        safe = safe.min(stop_prefix_start(&text, &g.params.stop));
+        let delta = if safe > g.emitted && text.is_char_boundary(safe) && text.is_char_boundary(g.emitted) {
+            let d = text[g.emitted..safe].to_string();
+            g.emitted = safe;
+            d
+        } else {
+            String::new()
+        };
+        Ok(Step::Delta(delta))
+    }
+
+    fn finish(&self, g: &mut Generation, reason: FinishReason, text: Option<String>) -> Result<Step, EngineError> {
+        g.phase = Phase::Done;
+        let text = match text {
+            Some(t) => t,
+            None => self.decode(&g.generated)?,
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Ok(Step::Done(Finished {
+            text,
+            finish_reason: reason,
+            prompt_tokens: g.prompt.len(),
+            completion_tokens: g.generated.len(),
+            experts: g.counts,
+            timings: Timings {
+                prefill_ms: ms(g.prefill),
+                decode_ms: ms(g.decode),
+                ttft_ms: g.ttft.map(ms).unwrap_or(0.0),
+                graphs_ms: g.times.graphs_us as f64 / 1e3,
+                experts_ms: g.times.experts_us as f64 / 1e3,
+                remote_wait_ms: g.times.remote_wait_us as f64 / 1e3,
+            },
+        }))
+    }
+
+    /// Run a generation to its end, calling `on_delta` with each piece of text.
+    pub fn run(&self, g: &mut Generation, mut on_delta: impl FnMut(&str)) -> Result<Finished, EngineError> {
+        loop {
+            match self.step(g)? {
+                Step::Delta(d) => {
+                    if !d.is_empty() {
+                        on_delta(&d)
+                    }
+                }
+                Step::Done(f) => {
+                    if f.text.len() > g.emitted {
+                        if let Some(rest) = f.text.get(g.emitted..) {
+                            on_delta(rest);
+                        }
+                    }
+                    return Ok(f);
+                }
+            }
+        }
+    }
+}
+
+/// Byte offset where the first stop sequence starts.
+fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}
+
+/// Where a suffix of `text` that could grow into a stop sequence starts (`text.len()` if none).
+fn stop_prefix_start(text: &str, stops: &[String]) -> usize {
+    let mut start = text.len();
+    for s in stops.iter().filter(|s| !s.is_empty()) {
+        for (i, _) in text.char_indices().rev().take(s.chars().count()) {
+            if s.starts_with(&text[i..]) {
+                start = start.min(i);
+            }
+        }
+    }
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_helpers() {
+        let stops = vec!["</end>".to_string()];
+        assert_eq!(find_stop("abc</end>x", &stops), Some(3));
+        assert_eq!(find_stop("abc", &stops), None);
+        assert_eq!(stop_prefix_start("abc</e", &stops), 3);
+        assert_eq!(stop_prefix_start("abc", &stops), 3);
+        assert_eq!(stop_prefix_start("ab<", &stops), 2);
+    }
+}

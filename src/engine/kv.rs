@@ -1,0 +1,94 @@
+//! The KV cache of one sequence: per layer, keys and values as [P, KVH, D]
+//! row-major, so a step appends its rows at the end with no re-layout.
+//! Capacity is fixed at creation (the context limit); bytes are accounted.
+
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    row: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// `row` = kv_heads * head_dim. Memory grows with use, up to `capacity` positions.
+    pub fn new(layers: usize, row: usize, capacity: usize) -> KvCache {
+        KvCache {
+            k: vec![Vec::new(); layers],
+            v: vec![Vec::new(); layers],
+            row,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn remaining(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// Bytes a cache of `positions` takes for this shape.
+    pub fn bytes_for(layers: usize, row: usize, positions: usize) -> usize {
+        2 * layers * row * positions * 4
+    }
+
+    pub fn past(&self, layer: usize) -> (&[f32], &[f32]) {
+        let n = self.len * self.row;
+        (&self.k[layer][..n], &self.v[layer][..n])
+    }
+
+    /// Append `t` new positions for a layer (before `commit`).
+    pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        debug_assert_eq!(k.len(), v.len());
+        debug_assert_eq!(k.len() % self.row, 0);
+        self.k[layer].truncate(self.len * self.row);
+        self.v[layer].truncate(self.len * self.row);
+        self.k[layer].extend_from_slice(k);
+        self.v[layer].extend_from_slice(v);
+    }
+
+    /// Make `t` appended positions part of the past.
+    pub fn commit(&mut self, t: usize) {
+        self.len += t;
+        debug_assert!(self.len <= self.capacity);
+    }
+
+    /// Forget positions from `len` on (e.g. to reuse a shared prompt prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_commit_truncate() {
+        let mut kv = KvCache::new(2, 4, 8);
+        kv.append(0, &[1.0; 8], &[2.0; 8]);
+        kv.append(1, &[3.0; 8], &[4.0; 8]);
+        kv.commit(2);
+        assert_eq!(kv.len(), 2);
+        assert_eq!(kv.past(1).0.len(), 8);
+        // an uncommitted append is replaced by the next one
+        kv.append(0, &[5.0; 4], &[5.0; 4]);
+        kv.append(0, &[6.0; 4], &[6.0; 4]);
+        kv.append(1, &[6.0; 4], &[6.0; 4]);
+        kv.commit(1);
+        assert_eq!(kv.past(0).0[8..], [6.0; 4]);
+        kv.truncate(1);
+        assert_eq!(kv.past(0).0.len(), 4);
+        assert_eq!(kv.remaining(), 7);
+    }
+}

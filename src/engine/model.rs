@@ -1,0 +1,433 @@
+//! One forward step of the model over a sequence: dense graphs through the
+//! runtime trait, routing, routed experts from the memmapped store under the
+//! residency cache, missing experts through the remote or by substitution.
+//! Owns the RoPE tables and the causal mask; not tokenisation or sampling.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::kv::KvCache;
+use super::router;
+use super::EngineError;
+use crate::bundle::{Bundle, Manifest};
+use crate::config::{Board, OnMiss};
+use crate::experts::dispatch::{self, Pairs, RemoteExperts};
+use crate::experts::kernels::expert_ffn_batch;
+use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
+use crate::runtime::{self, Graph, Tensor, TensorView};
+
+/// Where the experts of one request ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExpertCounts {
+    /// Computed locally, expert already resident.
+    pub resident: u64,
+    /// Computed locally after paging the expert in.
+    pub paged: u64,
+    /// Computed by a host.
+    pub remote: u64,
+    /// Replaced by a resident expert because the device lacks it.
+    pub substituted: u64,
+}
+
+impl ExpertCounts {
+    pub fn add(&mut self, o: &ExpertCounts) {
+        self.resident += o.resident;
+        self.paged += o.paged;
+        self.remote += o.remote;
+        self.substituted += o.substituted;
+    }
+}
+
+/// Sees what happens inside a step (golden tests, routing statistics for `plan`).
+pub trait Observer {
+    /// Called per layer with the layer's output hidden states [T, H], the
+    /// router probabilities [T, E] and the routed pairs per token (before
+    /// substitution).
+    fn layer(&mut self, layer: usize, hidden: &[f32], probs: &[f32], routes: &[Vec<(u16, f32)>]);
+}
+
+/// Timings of the parts of a step, accumulated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTimes {
+    pub graphs_us: u64,
+    pub experts_us: u64,
+    pub remote_wait_us: u64,
+}
+
+struct LayerGraph {
+    graph: Box<dyn Graph>,
+    // output positions: resid, moe_in, router_logits, k, v, shared_out
+    out: [usize; 5],
+    shared: Option<usize>,
+}
+
+pub struct Model {
+    pub manifest: Manifest,
+    embed: Box<dyn Graph>,
+    layers: Vec<LayerGraph>,
+    head: Box<dyn Graph>,
+    store: ExpertStore,
+    cache: Mutex<ResidencyCache>,
+    remote: Option<Arc<dyn RemoteExperts>>,
+    on_miss: OnMiss,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    max_context: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("model_id", &self.manifest.model_id)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+fn find(graph: &dyn Graph, name: &str, file: &str) -> Result<usize, EngineError> {
+    graph
+        .output_names()
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| EngineError::Bundle(format!("{file}: no output named `{name}`")))
+}
+
+impl Model {
+    pub fn load(bundle: &Bundle, board: &Board) -> Result<Model, EngineError> {
+        let m = bundle.manifest.clone();
+        let a = &m.architecture;
+        let backend = runtime::backend(&board.backend)?;
+        let embed = backend.load(&bundle.path(&m.graphs.embed))?;
+        let head = backend.load(&bundle.path(&m.graphs.head))?;
+        let mut layers = Vec::with_capacity(a.num_layers);
+        for file in &m.graphs.layers {
+            let graph = backend.load(&bundle.path(file))?;
+            let g = graph.as_ref();
+            let out = [
+                find(g, "resid", file)?,
+                find(g, "moe_in", file)?,
+                find(g, "router_logits", file)?,
+                find(g, "k", file)?,
+                find(g, "v", file)?,
+            ];
+            let shared = if a.shared_expert_intermediate_size.is_some() {
+                Some(find(g, "shared_out", file)?)
+            } else {
+                None
+            };
+            layers.push(LayerGraph { graph, out, shared });
+        }
+        let store = ExpertStore::open(
+            &bundle.path(&m.experts.file),
+            a.num_layers,
+            a.num_experts,
+            a.expert_intermediate_size,
+            a.hidden_size,
+            m.experts.dtype,
+        )?;
+        let mut cache = ResidencyCache::new(
+            board.policy,
+            board.memory.experts_bytes,
+            store.expert_bytes() as u64,
+        );
+        if let Some(plan) = &board.plan {
+            let plan = super::plan_file::read_plan(&bundle.path(plan))?;
+            cache.pin(plan);
+        }
+        let max_context = a.max_context.min(board.limits.max_context);
+        let (cos, sin) = rope_tables(a.head_dim, a.rope_theta, max_context);
+        Ok(Model {
+            manifest: m,
+            embed,
+            layers,
+            head,
+            store,
+            cache: Mutex::new(cache),
+            remote: None,
+            on_miss: board.offload.on_miss,
+            cos,
+            sin,
+            max_context,
+        })
+    }
+
+    /// Experts this device lacks go to `remote` first.
+    pub fn set_remote(&mut self, remote: Option<Arc<dyn RemoteExperts>>) {
+        self.remote = remote;
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    pub fn store(&self) -> &ExpertStore {
+        &self.store
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).stats().clone()
+    }
+
+    pub fn resident_experts(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).resident_count()
+    }
+
+    pub fn resident_bytes(&self) -> (u64, u64) {
+        let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        (c.resident_bytes(), c.budget_bytes())
+    }
+
+    pub fn new_kv(&self) -> KvCache {
+        let a = &self.manifest.architecture;
+        KvCache::new(a.num_layers, a.num_kv_heads * a.head_dim, self.max_context)
+    }
+
+    /// Run `tokens` after the sequence's past; returns logits [T, V] when
+    /// `all_logits`, else [1, V] for the last token. Commits the new positions.
+    pub fn forward(
+        &self,
+        kv: &mut KvCache,
+        tokens: &[u32],
+        all_logits: bool,
+        counts: &mut ExpertCounts,
+        times: &mut StepTimes,
+        mut observer: Option<&mut dyn Observer>,
+    ) -> Result<Tensor, EngineError> {
+        let a = &self.manifest.architecture;
+        let (t, p, h, d) = (tokens.len(), kv.len(), a.hidden_size, a.head_dim);
+        if t == 0 {
+            return Err(EngineError::Invalid("no tokens to run".into()));
+        }
+        if p + t > self.max_context {
+            return Err(EngineError::ContextLength {
+                needed: p + t,
+                limit: self.max_context,
+            });
+        }
+        let clock = Instant::now();
+        let ids: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
+        let mut hidden = self
+            .embed
+            .run(&[TensorView::i64(vec![t], &ids)])?
+            .swap_remove(0)
+            .into_f32()
+            .ok_or_else(|| EngineError::Bundle("embed: output is not f32".into()))?;
+        let cos = &self.cos[p * d..(p + t) * d];
+        let sin = &self.sin[p * d..(p + t) * d];
+        let s = p + t;
+        let mut mask = vec![0f32; t * s];
+        for i in 0..t {
+            for j in (p + i + 1)..s {
+                mask[i * s + j] = f32::NEG_INFINITY;
+            }
+        }
+        let kvh = a.num_kv_heads;
+        let mut probs = vec![0f32; t * a.num_experts];
+        times.graphs_us += clock.elapsed().as_micros() as u64;
+        for (l, lg) in self.layers.iter().enumerate() {
+            let clock = Instant::now();
+            let (pk, pv) = kv.past(l);
+            let mut outs = lg.graph.run(&[
+                TensorView::f32(vec![t, h], &hidden),
+                TensorView::f32(vec![t, d], cos),
+                TensorView::f32(vec![t, d], sin),
+                TensorView::f32(vec![t, s], &mask),
+                TensorView::f32(vec![p, kvh, d], pk),
+                TensorView::f32(vec![p, kvh, d], pv),
+            ])?;
+            let take = |outs: &mut Vec<Tensor>, i: usize| -> Result<Vec<f32>, EngineError> {
+                std::mem::replace(&mut outs[i], Tensor::f32(vec![0], vec![]))
+                    .into_f32()
+                    .ok_or_else(|| EngineError::Bundle(format!("layer {l}: output {i} is not f32")))
+            };
+            let mut out = take(&mut outs, lg.out[0])?;
+            let moe_in = take(&mut outs, lg.out[1])?;
+            let logits = take(&mut outs, lg.out[2])?;
+            kv.append(l, outs[lg.out[3]].as_f32().unwrap_or(&[]), outs[lg.out[4]].as_f32().unwrap_or(&[]));
+            if let Some(si) = lg.shared {
+                for (o, x) in out.iter_mut().zip(outs[si].as_f32().unwrap_or(&[])) {
+                    *o += x;
+                }
+            }
+            times.graphs_us += clock.elapsed().as_micros() as u64;
+            let clock = Instant::now();
+            let e = a.num_experts;
+            let mut routes = Vec::with_capacity(t);
+            for i in 0..t {
+                router::softmax(&logits[i * e..(i + 1) * e], &mut probs[i * e..(i + 1) * e]);
+                routes.push(router::top_k(&probs[i * e..(i + 1) * e], a.top_k, a.norm_topk_prob));
+            }
+            self.moe(l, &moe_in, &probs, &routes, &mut out, counts, times)?;
+            times.experts_us += clock.elapsed().as_micros() as u64;
+            if let Some(obs) = observer.as_deref_mut() {
+                obs.layer(l, &out, &probs, &routes);
+            }
+            hidden = out;
+        }
+        kv.commit(t);
+        let clock = Instant::now();
+        let rows = if all_logits { t } else { 1 };
+        let last = &hidden[(t - rows) * h..];
+        let logits = self.head.run(&[TensorView::f32(vec![rows, h], last)])?.swap_remove(0);
+        times.graphs_us += clock.elapsed().as_micros() as u64;
+        Ok(logits)
+    }
+
+    /// The routed experts of one layer, accumulated into `out` [T, H].
+    #[allow(clippy::too_many_arguments)]
+    fn moe(
+        &self,
+        l: usize,
+        x: &[f32],
+        probs: &[f32],
+        routes: &[Vec<(u16, f32)>],
+        out: &mut [f32],
+        counts: &mut ExpertCounts,
+        times: &mut StepTimes,
+    ) -> Result<(), EngineError> {
+        let a = &self.manifest.architecture;
+        let (h, e_n) = (a.hidden_size, a.num_experts);
+        let t = routes.len();
+        // Local work per expert: (token, weight).
+        let mut local: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_n];
+        // Missing pairs per token, and which tokens have any.
+        let mut missing: Vec<(usize, Vec<(u16, f32)>)> = Vec::new();
+        for (ti, r) in routes.iter().enumerate() {
+            let mut miss = Vec::new();
+            for &(e, w) in r {
+                if self.store.has(l, e as usize) {
+                    local[e as usize].push((ti, w));
+                } else {
+                    miss.push((e, w));
+                }
+            }
+            if !miss.is_empty() {
+                missing.push((ti, miss));
+            }
+        }
+        // Remote first, so the host works while we compute locally.
+        let mut pending = None;
+        if !missing.is_empty() {
+            if let Some(remote) = &self.remote {
+                let pairs: Pairs = missing.iter().map(|(_, m)| m.clone()).collect();
+                let mut states = Vec::with_capacity(missing.len() * h);
+                for (ti, _) in &missing {
+                    states.extend_from_slice(&x[ti * h..(ti + 1) * h]);
+                }
+                match remote.submit(l, &pairs, &states, h) {
+                    Ok(p) => pending = Some(p),
+                    Err(err) => log::debug!("remote submit failed layer={l} err={err}"),
+                }
+            }
+        }
+        let mut remote_done = false;
+        if let Some(p) = pending {
+            // Compute local experts before waiting.
+            self.run_local(l, x, &mut local, out, counts);
+            let clock = Instant::now();
+            let res = p();
+            times.remote_wait_us += clock.elapsed().as_micros() as u64;
+            match res {
+                Ok(sums) if sums.len() == missing.len() * h => {
+                    for (k, (ti, m)) in missing.iter().enumerate() {
+                        for (o, s) in out[ti * h..(ti + 1) * h].iter_mut().zip(&sums[k * h..(k + 1) * h]) {
+                            *o += s;
+                        }
+                        counts.remote += m.len() as u64;
+                    }
+                    remote_done = true;
+                }
+                Ok(sums) => log::warn!(
+                    "remote reply has wrong size layer={l} got={} want={}",
+                    sums.len(),
+                    missing.len() * h
+                ),
+                Err(err) => log::debug!("remote experts failed layer={l} err={err}"),
+            }
+            if remote_done {
+                return Ok(());
+            }
+        }
+        if !missing.is_empty() && self.on_miss == OnMiss::Escalate {
+            let mut experts: Vec<u32> = missing.iter().flat_map(|(_, m)| m.iter().map(|p| p.0 as u32)).collect();
+            experts.sort_unstable();
+            experts.dedup();
+            return Err(EngineError::Experts(crate::experts::ExpertError::Unreachable { layer: l, experts }));
+        }
+        for (ti, m) in &missing {
+            let subs = dispatch::substitute(&probs[ti * e_n..(ti + 1) * e_n], &routes[*ti], |e| self.store.has(l, e));
+            counts.substituted += m.len() as u64;
+            for (e, w) in subs {
+                local[e as usize].push((*ti, w));
+            }
+        }
+        let _ = t;
+        self.run_local(l, x, &mut local, out, counts);
+        Ok(())
+    }
+
+    fn run_local(&self, l: usize, x: &[f32], local: &mut [Vec<(usize, f32)>], out: &mut [f32], counts: &mut ExpertCounts) {
+        let a = &self.manifest.architecture;
+        let (h, inter) = (a.hidden_size, a.expert_intermediate_size);
+        let mut act = Vec::new();
+        for (e, work) in local.iter_mut().enumerate() {
+            if work.is_empty() {
+                continue;
+            }
+            let access = {
+                let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                c.access((l as u16, e as u16))
+            };
+            match &access {
+                Access::Hit => counts.resident += work.len() as u64,
+                Access::Miss { evicted } => {
+                    counts.paged += work.len() as u64;
+                    for &(vl, ve) in evicted {
+                        self.store.release(vl as usize, ve as usize);
+                    }
+                }
+                Access::Transient => counts.paged += work.len() as u64,
+            }
+            work.sort_unstable_by_key(|&(ti, _)| ti);
+            let w = self.store.get(l, e).expect("local expert present in store");
+            let xs: Vec<&[f32]> = work.iter().map(|&(ti, _)| &x[ti * h..(ti + 1) * h]).collect();
+            let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
+            act.resize(inter * xs.len(), 0.0);
+            // Tokens are distinct per expert and sorted: borrow their rows once.
+            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
+            let mut want = work.iter().map(|&(ti, _)| ti).peekable();
+            for (ti, row) in out.chunks_mut(h).enumerate() {
+                if want.peek() == Some(&ti) {
+                    rows.push(row);
+                    want.next();
+                }
+            }
+            expert_ffn_batch(w, h, &xs, &scales, &mut act, &mut rows);
+            if matches!(access, Access::Transient) {
+                self.store.release(l, e);
+            }
+            work.clear();
+        }
+    }
+}
+
+/// cos/sin tables [positions, head_dim] in transformers' layout (`cat(freqs, freqs)`).
+pub fn rope_tables(head_dim: usize, theta: f64, positions: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let mut cos = vec![0f32; positions * head_dim];
+    let mut sin = vec![0f32; positions * head_dim];
+    for p in 0..positions {
+        for i in 0..half {
+            let inv = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+            // transformers computes inv_freq in f32 and the product in f32
+            let inv = inv as f32;
+            let f = (p as f32) * inv;
+            let (s, c) = f.sin_cos();
+            cos[p * head_dim + i] = c;
+            cos[p * head_dim + half + i] = c;
+            sin[p * head_dim + i] = s;
+            sin[p * head_dim + half + i] = s;
+        }
+    }
+    (cos, sin)
+}

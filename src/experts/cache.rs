@@ -1,0 +1,209 @@
+//! Which experts are held in memory, under a byte budget. Plain state, no
+//! I/O: `access` says hit or miss and which experts to evict; the caller
+//! pages them in or out (`ExpertStore::prefetch`/`release`). The accounted
+//! bytes never exceed the budget.
+
+use std::collections::HashMap;
+
+use crate::config::ExpertPolicy;
+
+/// (layer, expert)
+pub type ExpertId = (u16, u16);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Bytes brought in by misses (resident or transient).
+    pub bytes_in: u64,
+    pub evictions: u64,
+    /// Misses served without making the expert resident (pinned policy, or a budget below one expert).
+    pub transient: u64,
+}
+
+impl CacheStats {
+    pub fn hit_rate(&self) -> f64 {
+        let n = self.hits + self.misses;
+        if n == 0 {
+            0.0
+        } else {
+            self.hits as f64 / n as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Hit,
+    /// Now resident; `evicted` made room for it.
+    Miss { evicted: Vec<ExpertId> },
+    /// Used once and not kept.
+    Transient,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    last_use: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResidencyCache {
+    policy: ExpertPolicy,
+    expert_bytes: u64,
+    slots: usize,
+    resident: HashMap<ExpertId, Entry>,
+    /// Access counts over the cache's lifetime (LFU keeps history across evictions).
+    freq: HashMap<ExpertId, u64>,
+    clock: u64,
+    stats: CacheStats,
+}
+
+impl ResidencyCache {
+    pub fn new(policy: ExpertPolicy, budget_bytes: u64, expert_bytes: u64) -> ResidencyCache {
+        let slots = budget_bytes.checked_div(expert_bytes).unwrap_or(0) as usize;
+        ResidencyCache {
+            policy,
+            expert_bytes,
+            slots,
+            resident: HashMap::with_capacity(slots.min(1 << 16)),
+            freq: HashMap::new(),
+            clock: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Make the plan's experts resident (pinned policy: the only residents),
+    /// up to the budget, in the plan's order. Returns how many were pinned.
+    pub fn pin(&mut self, plan: impl IntoIterator<Item = ExpertId>) -> usize {
+        let mut n = 0;
+        for id in plan {
+            if self.resident.len() >= self.slots {
+                break;
+            }
+            if self.resident.insert(id, Entry { last_use: 0 }).is_none() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub fn resident_count(&self) -> usize {
+        self.resident.len()
+    }
+
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident.len() as u64 * self.expert_bytes
+    }
+
+    pub fn budget_bytes(&self) -> u64 {
+        self.slots as u64 * self.expert_bytes
+    }
+
+    pub fn is_resident(&self, id: ExpertId) -> bool {
+        self.resident.contains_key(&id)
+    }
+
+    pub fn residents(&self) -> Vec<ExpertId> {
+        let mut v: Vec<_> = self.resident.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    pub fn access(&mut self, id: ExpertId) -> Access {
+        self.clock += 1;
+        *self.freq.entry(id).or_default() += 1;
+        if let Some(e) = self.resident.get_mut(&id) {
+            e.last_use = self.clock;
+            self.stats.hits += 1;
+            return Access::Hit;
+        }
+        self.stats.misses += 1;
+        self.stats.bytes_in += self.expert_bytes;
+        if self.policy == ExpertPolicy::Pinned || self.slots == 0 {
+            self.stats.transient += 1;
+            return Access::Transient;
+        }
+        let mut evicted = Vec::new();
+        while self.resident.len() >= self.slots {
+            let victim = self.victim();
+            self.resident.remove(&victim);
+            self.stats.evictions += 1;
+            evicted.push(victim);
+        }
+        self.resident.insert(id, Entry { last_use: self.clock });
+        debug_assert!(self.resident_bytes() <= self.budget_bytes());
+        Access::Miss { evicted }
+    }
+
+    fn victim(&self) -> ExpertId {
+        let key = |(id, e): (&ExpertId, &Entry)| match self.policy {
+            ExpertPolicy::Lfu => (self.freq.get(id).copied().unwrap_or(0), e.last_use, *id),
+            _ => (0, e.last_use, *id),
+        };
+        *self
+            .resident
+            .iter()
+            .min_by_key(|&(id, e)| key((id, e)))
+            .map(|(id, _)| id)
+            .expect("victim asked of an empty cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lru_trace_by_hand() {
+        // 2 slots of 100 bytes.
+        let mut c = ResidencyCache::new(ExpertPolicy::Lru, 250, 100);
+        assert_eq!(c.slots(), 2);
+        let a = (0, 1);
+        let b = (0, 2);
+        let d = (0, 3);
+        assert_eq!(c.access(a), Access::Miss { evicted: vec![] });
+        assert_eq!(c.access(b), Access::Miss { evicted: vec![] });
+        assert_eq!(c.access(a), Access::Hit);
+        assert_eq!(c.access(d), Access::Miss { evicted: vec![b] });
+        assert_eq!(c.access(a), Access::Hit);
+        assert_eq!(c.access(b), Access::Miss { evicted: vec![d] });
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.evictions, s.bytes_in), (2, 4, 2, 400));
+        assert!(c.resident_bytes() <= 250);
+    }
+
+    #[test]
+    fn lfu_keeps_the_frequent() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Lfu, 200, 100);
+        for _ in 0..3 {
+            c.access((0, 1));
+        }
+        c.access((0, 2));
+        c.access((0, 3)); // evicts (0,2): freq 1 < 3
+        assert!(c.is_resident((0, 1)) && c.is_resident((0, 3)) && !c.is_resident((0, 2)));
+    }
+
+    #[test]
+    fn pinned_never_evicts() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Pinned, 200, 100);
+        assert_eq!(c.pin([(0, 1), (0, 2), (0, 3)]), 2);
+        assert_eq!(c.access((0, 3)), Access::Transient);
+        assert_eq!(c.access((0, 1)), Access::Hit);
+        assert_eq!(c.residents(), vec![(0, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn zero_budget_is_all_transient() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Lru, 50, 100);
+        assert_eq!(c.access((1, 1)), Access::Transient);
+        assert_eq!(c.resident_bytes(), 0);
+    }
+}

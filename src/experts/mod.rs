@@ -1,0 +1,25 @@
+//! Routed experts: where their weights live and who computes them.
+//! - `store`: `experts.safetensors` memmapped, one page-aligned slice per expert (no copies)
+//! - `cache`: the residency policy under the board's budget (LRU, LFU, pinned); pure, no I/O
+//! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16 weights
+//! - `dispatch`: what happens to an expert this device does not carry (substitute, remote)
+//!
+//! Routing itself (softmax, top-k) is the engine's (`engine::router`).
+
+pub mod cache;
+pub mod dispatch;
+pub mod kernels;
+pub mod store;
+
+pub use cache::{Access, CacheStats, ExpertId, ResidencyCache};
+pub use store::{ExpertStore, ExpertWeights};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExpertError {
+    #[error("{path}: {msg}")]
+    Store { path: String, msg: String },
+    #[error("remote experts: {0}")]
+    Remote(String),
+    #[error("layer {layer}: experts {experts:?} are not on this device and no remote host answered")]
+    Unreachable { layer: usize, experts: Vec<u32> },
+}

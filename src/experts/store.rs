@@ -1,0 +1,199 @@
+//! `experts.safetensors` memmapped read-only. Each expert is one tensor
+//! `layers.{l}.experts.{e}` of shape [3, I, H] (gate, up, down^T) starting on a
+//! page boundary, so an expert can be served, paged in/out and sent as a unit
+//! without copying. Knows nothing of budgets or routing.
+
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use memmap2::Mmap;
+
+use super::ExpertError;
+use crate::bundle::manifest::{expert_tensor_name, Dtype, EXPERT_ALIGN};
+
+/// The weights of one expert, borrowed from the map: [3, I, H] row-major.
+#[derive(Clone, Copy, Debug)]
+pub enum ExpertWeights<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl<'a> ExpertWeights<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            ExpertWeights::F32(w) => w.len(),
+            ExpertWeights::F16(w) => w.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct ExpertStore {
+    path: PathBuf,
+    mmap: Mmap,
+    dtype: Dtype,
+    expert_bytes: usize,
+    /// [layer][expert] -> byte offset in the file, `None` when not carried.
+    offsets: Vec<Vec<Option<usize>>>,
+}
+
+impl std::fmt::Debug for ExpertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpertStore")
+            .field("path", &self.path)
+            .field("dtype", &self.dtype)
+            .field("expert_bytes", &self.expert_bytes)
+            .finish()
+    }
+}
+
+impl ExpertStore {
+    /// Map the file and index every expert tensor. Checks names, shapes, dtype and alignment.
+    pub fn open(
+        path: &Path,
+        layers: usize,
+        experts: usize,
+        inter: usize,
+        hidden: usize,
+        dtype: Dtype,
+    ) -> Result<ExpertStore, ExpertError> {
+        let err = |msg: String| ExpertError::Store {
+            path: path.display().to_string(),
+            msg,
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        // SAFETY: the bundle is read-only for the daemon's lifetime; a file
+        // truncated underneath us is outside what we can defend against.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| err(e.to_string()))?;
+        let st = safetensors::SafeTensors::deserialize(&mmap)
+            .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+        let want_dtype = match dtype {
+            Dtype::F32 => safetensors::Dtype::F32,
+            Dtype::F16 => safetensors::Dtype::F16,
+        };
+        let expert_bytes = 3 * inter * hidden * dtype.size();
+        let base = mmap.as_ptr() as usize;
+        let mut offsets = vec![vec![None; experts]; layers];
+        for (name, view) in st.tensors() {
+            if name.starts_with("__pad.") {
+                continue;
+            }
+            let (l, e) = parse_name(&name)
+                .ok_or_else(|| err(format!("unexpected tensor `{name}`")))?;
+            if l >= layers || e >= experts {
+                return Err(err(format!("tensor `{name}` is outside {layers} layers x {experts} experts")));
+            }
+            if view.dtype() != want_dtype {
+                return Err(err(format!("tensor `{name}` is {:?}, manifest says {dtype:?}", view.dtype())));
+            }
+            if view.shape() != [3, inter, hidden] {
+                return Err(err(format!(
+                    "tensor `{name}` has shape {:?}, expected [3, {inter}, {hidden}]",
+                    view.shape()
+                )));
+            }
+            let off = view.data().as_ptr() as usize - base;
+            if off % EXPERT_ALIGN != 0 {
+                return Err(err(format!("tensor `{name}` at offset {off} is not {EXPERT_ALIGN}-aligned")));
+            }
+            offsets[l][e] = Some(off);
+        }
+        Ok(ExpertStore {
+            path: path.to_path_buf(),
+            mmap,
+            dtype,
+            expert_bytes,
+            offsets,
+        })
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    pub fn expert_bytes(&self) -> usize {
+        self.expert_bytes
+    }
+
+    pub fn has(&self, layer: usize, expert: usize) -> bool {
+        self.offsets
+            .get(layer)
+            .and_then(|l| l.get(expert))
+            .is_some_and(|o| o.is_some())
+    }
+
+    /// Expert ids carried for a layer.
+    pub fn present(&self, layer: usize) -> Vec<u32> {
+        self.offsets[layer]
+            .iter()
+            .enumerate()
+            .filter_map(|(e, o)| o.map(|_| e as u32))
+            .collect()
+    }
+
+    /// The raw bytes of one expert (to send or hash), borrowed from the map.
+    pub fn bytes(&self, layer: usize, expert: usize) -> Option<&[u8]> {
+        let off = self.offsets.get(layer)?.get(expert).copied().flatten()?;
+        Some(&self.mmap[off..off + self.expert_bytes])
+    }
+
+    pub fn get(&self, layer: usize, expert: usize) -> Option<ExpertWeights<'_>> {
+        let b = self.bytes(layer, expert)?;
+        Some(match self.dtype {
+            Dtype::F32 => ExpertWeights::F32(bytemuck::cast_slice(b)),
+            Dtype::F16 => ExpertWeights::F16(bytemuck::cast_slice(b)),
+        })
+    }
+
+    /// Drop an evicted expert's pages from this process (the file stays intact).
+    pub fn release(&self, layer: usize, expert: usize) {
+        #[cfg(unix)]
+        if let Some(off) = self.offsets[layer][expert] {
+            // SAFETY: the map is read-only and file-backed: DONTNEED only drops
+            // our page references; the next read faults the same bytes back in.
+            let r = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    off,
+                    self.expert_bytes,
+                )
+            };
+            if let Err(e) = r {
+                log::debug!("madvise dontneed failed layer={layer} expert={expert} err={e}");
+            }
+        }
+    }
+
+    /// Ask the kernel to read an expert ahead of use.
+    pub fn prefetch(&self, layer: usize, expert: usize) {
+        #[cfg(unix)]
+        if let Some(off) = self.offsets[layer][expert] {
+            let _ = self
+                .mmap
+                .advise_range(memmap2::Advice::WillNeed, off, self.expert_bytes);
+        }
+    }
+}
+
+fn parse_name(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("layers.")?;
+    let (l, rest) = rest.split_once('.')?;
+    let e = rest.strip_prefix("experts.")?;
+    let (l, e) = (l.parse().ok()?, e.parse().ok()?);
+    (expert_tensor_name(l, e) == name).then_some((l, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_strictly() {
+        assert_eq!(parse_name("layers.3.experts.15"), Some((3, 15)));
+        assert_eq!(parse_name("layers.03.experts.1"), None);
+        assert_eq!(parse_name("layers.3.expert.1"), None);
+        assert_eq!(parse_name("__pad.1"), None);
+    }
+}

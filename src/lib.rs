@@ -1,0 +1,35 @@
+//! moe-edge: run an expert-pruned Mixture-of-Experts model on an edge board,
+//! serve it over MQTT, offload missing experts to a host, fall back to a cloud.
+//!
+//! Layout (the folder map is the module map):
+//! - `config`    boards/NAME.toml: raw serde structs, validated into `Board`
+//! - `bundle`    manifest, file checks; `bundle::import` turns HF checkpoints into bundles
+//! - `runtime`   trait `Backend` + own `Tensor`; tract and ort backends
+//! - `engine`    step runner, KV cache, router, sampler, generation, tool-call parsing
+//! - `experts`   expert store (memmap), residency cache (budget, policies), kernels, dispatch
+//! - `wire`      remote-expert frame codec and MQTT topic builders (pure, synchronous)
+//! - `transport` MQTT client driver and embedded broker
+//! - `serve`     the daemon: admission, request/reply mapping, status
+//! - `host`      expert server and the OpenAI HTTP endpoint
+//! - `cascade`   fallback policy and the OpenAI-compatible cloud client
+//! - `bench`     the `bench` subcommand
+
+pub mod bundle;
+pub mod config;
+pub mod engine;
+pub mod experts;
+pub mod openai;
+pub mod runtime;
+
+/// The crate-level error: every module's error, unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+}

@@ -1,0 +1,102 @@
+//! Backends that run the bundle's dense ONNX graphs, behind one trait and the
+//! project's own tensor type. Owns backend selection ("not compiled with X"
+//! when a feature is off); knows nothing of models, KV caches or experts.
+
+#[cfg(feature = "ort")]
+pub mod ort;
+mod tensor;
+#[cfg(feature = "tract")]
+pub mod tract;
+
+use std::path::Path;
+
+pub use tensor::{Tensor, TensorData, TensorView, ViewData};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("backend `{0}` is not compiled into this build (enable cargo feature `{0}`)")]
+    NotCompiled(&'static str),
+    #[error("{path}: cannot load graph: {msg}")]
+    Load { path: String, msg: String },
+    #[error("graph {graph}: {msg}")]
+    Run { graph: String, msg: String },
+    #[error("backend {backend}: {msg}")]
+    Setup { backend: &'static str, msg: String },
+}
+
+/// Which backend runs the graphs (chosen by the board).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Tract,
+    Ort,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Tract => "tract",
+            BackendKind::Ort => "ort",
+        })
+    }
+}
+
+/// Execution-provider settings for ort (ignored by tract).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrtOptions {
+    /// Path of libonnxruntime.so; `None`: `ORT_DYLIB_PATH` or the loader's search.
+    pub dylib: Option<std::path::PathBuf>,
+    /// Providers in order of preference: "tensorrt", "cuda", "cpu".
+    pub providers: Vec<String>,
+    pub device_id: i32,
+    pub gpu_mem_limit: Option<usize>,
+    pub fp16: bool,
+    pub trt_cache_dir: Option<std::path::PathBuf>,
+    /// Largest KV length for TensorRT shape profiles.
+    pub max_context: usize,
+    /// A provider that fails to register falls back to CPU with a log line instead of an error.
+    pub allow_cpu_fallback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendOptions {
+    pub kind: BackendKind,
+    pub threads: usize,
+    pub ort: OrtOptions,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            kind: BackendKind::Tract,
+            threads: 1,
+            ort: OrtOptions::default(),
+        }
+    }
+}
+
+/// A loaded graph, ready to run. Outputs come back in `output_names()` order.
+pub trait Graph: Send + Sync {
+    fn input_names(&self) -> &[String];
+    fn output_names(&self) -> &[String];
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, RuntimeError>;
+}
+
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn load(&self, path: &Path) -> Result<Box<dyn Graph>, RuntimeError>;
+}
+
+/// The backend the options ask for, or "not compiled" when its feature is off.
+pub fn backend(opts: &BackendOptions) -> Result<Box<dyn Backend>, RuntimeError> {
+    match opts.kind {
+        #[cfg(feature = "tract")]
+        BackendKind::Tract => Ok(Box::new(tract::TractBackend::new())),
+        #[cfg(not(feature = "tract"))]
+        BackendKind::Tract => Err(RuntimeError::NotCompiled("tract")),
+        #[cfg(feature = "ort")]
+        BackendKind::Ort => Ok(Box::new(ort::OrtBackend::new(opts)?)),
+        #[cfg(not(feature = "ort"))]
+        BackendKind::Ort => Err(RuntimeError::NotCompiled("ort")),
+    }
+}
