@@ -5,6 +5,7 @@
 //! - `config`    boards/NAME.toml: raw serde structs, validated into `Board`
 //! - `bundle`    manifest, file checks; `bundle::import` turns HF checkpoints into bundles
 //! - `runtime`   trait `Backend` + own `Tensor`; tract and ort backends
+//! - `openai`    chat-completions wire types, errors in OpenAI's shape, SSE
 //! - `engine`    step runner, KV cache, router, sampler, generation, tool-call parsing
 //! - `experts`   expert store (memmap), residency cache (budget, policies), kernels, dispatch
 //! - `wire`      remote-expert frame codec and MQTT topic builders (pure, synchronous)

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use moe_edge::bundle::{Verify, DEFAULT_BUNDLE};
 use moe_edge::config::Board;
-use moe_edge::engine::{Engine, GenParams};
+use moe_edge::engine::Engine;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Run the model in-process (no broker): print the reply, who served it and timings.
     Chat(ChatArgs),
+    /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
+    Eval(EvalArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,8 +40,34 @@ struct ChatArgs {
     /// Print the OpenAI chat.completion JSON instead of text.
     #[arg(long)]
     json: bool,
-    #[arg(long, default_value_t = 128)]
-    max_tokens: usize,
+    /// A JSONL file of chat-completions requests: one chat.completion (or error) JSON per line on stdout.
+    #[arg(long, conflicts_with = "text")]
+    batch: Option<PathBuf>,
+    /// Tools offered with a plain-text message (OpenAI `tools` array, or a catalogue with a `tools` key).
+    #[arg(long, default_value = "models/assist-moe/tools.json")]
+    tools: PathBuf,
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// A system message to put before the text.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Labelled JSONL split (messages, expected, lang, scenario).
+    #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+    data: PathBuf,
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Only the first N examples.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,29 +75,134 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
+        Cmd::Eval(a) => eval(a),
     }
 }
 
+fn load_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::openai::Tool>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)
+        .with_context(|| format!("{}: not JSON", path.display()))?;
+    let arr = v.get("tools").cloned().unwrap_or(v);
+    serde_json::from_value(arr)
+        .with_context(|| format!("{}: not an OpenAI tools array", path.display()))
+}
+
 fn chat(a: ChatArgs) -> anyhow::Result<()> {
+    use moe_edge::openai::{ChatRequest, Message, RequestLimits};
     let board = Board::load(&a.board)?;
     let engine = Engine::load(&a.bundle, &board, Verify::Full)
         .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let limits = RequestLimits::default();
+    let cap = board.limits.max_tokens;
+    let mut n = 0u64;
+    let mut run = |req: ChatRequest| -> serde_json::Value {
+        n += 1;
+        let id = format!("chatcmpl-local-{n}");
+        match req
+            .validate(&limits)
+            .and_then(|v| engine.complete_chat(v, id, cap))
+        {
+            Ok(out) => serde_json::to_value(&out.completion).expect("completion serialises"),
+            Err(e) => e.to_value(),
+        }
+    };
+    if let Some(batch) = &a.batch {
+        let text = std::fs::read_to_string(batch)
+            .with_context(|| format!("reading {}", batch.display()))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let out = match ChatRequest::parse(line.as_bytes(), limits.max_body_bytes) {
+                Ok(req) => run(req),
+                Err(e) => {
+                    log::warn!("batch line={} error={}", i + 1, e.message);
+                    e.to_value()
+                }
+            };
+            println!("{out}");
+        }
+        return Ok(());
+    }
     let text = a
         .text
         .context("give the message to send, e.g. moe-edge chat \"turn on the lights\"")?;
-    let prompt = format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n");
-    let mut g = engine.begin(
-        &prompt,
-        GenParams {
-            max_tokens: a.max_tokens,
-            ..GenParams::default()
-        },
-    )?;
-    let f = engine.run(&mut g, |_| {})?;
-    println!("{}", f.text);
-    eprintln!(
-        "served_by=device prompt_tokens={} completion_tokens={} prefill_ms={:.2} decode_ms={:.2} experts={:?} json={}",
-        f.prompt_tokens, f.completion_tokens, f.timings.prefill_ms, f.timings.decode_ms, f.experts, a.json
+    let mut messages = Vec::new();
+    if let Some(s) = a.system {
+        messages.push(Message::system(s));
+    }
+    messages.push(Message::user(text));
+    let tools = load_tools(&a.tools)?;
+    let req = ChatRequest {
+        messages,
+        tools: (!tools.is_empty()).then_some(tools),
+        max_completion_tokens: a.max_tokens,
+        ..ChatRequest::default()
+    };
+    let out = run(req);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if let Some(err) = out.get("error") {
+        anyhow::bail!(
+            "{}",
+            err.get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("error")
+        );
+    }
+    let msg = &out["choices"][0]["message"];
+    if let Some(calls) = msg.get("tool_calls").and_then(|c| c.as_array()) {
+        for c in calls {
+            println!(
+                "tool_call {}({})",
+                c["function"]["name"].as_str().unwrap_or(""),
+                c["function"]["arguments"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if let Some(t) = msg.get("content").and_then(|c| c.as_str()) {
+        if !t.is_empty() {
+            println!("{t}");
+        }
+    }
+    let x = &out["x_moe_edge"];
+    println!(
+        "served_by={} fallback={} experts={} timings_ms={} tokens_per_second={:.1}",
+        x["served_by"].as_str().unwrap_or("?"),
+        x["fallback_reason"],
+        x["experts"],
+        x["timings_ms"],
+        x["tokens_per_second"].as_f64().unwrap_or(0.0)
     );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    use moe_edge::engine::eval::{evaluate, read_examples};
+    let board = Board::load(&a.board)?;
+    let engine = Engine::load(&a.bundle, &board, Verify::Full)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let mut ex: Vec<_> = read_examples(&a.data)?.into_iter().enumerate().collect();
+    if let Some(n) = a.limit {
+        ex.truncate(n);
+    }
+    let t = std::time::Instant::now();
+    let report = evaluate(&engine, &ex)?;
+    println!("{}", report.to_markdown());
+    println!(
+        "{} examples in {:.1} s, {} generated tokens",
+        ex.len(),
+        t.elapsed().as_secs_f64(),
+        report.generated_tokens
+    );
+    if let Some(p) = a.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+    }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! text into OpenAI replies (`toolcall`, `schema`, `template`, `chat`).
 //! Expert storage and residency are `experts`'; graph execution is `runtime`'s.
 
+pub mod chat;
+pub mod eval;
 pub mod generate;
 pub mod kv;
 pub mod model;

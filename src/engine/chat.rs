@@ -1,0 +1,136 @@
+//! OpenAI chat-completions on top of the generation loop: a validated
+//! request becomes a rendered prompt and decoding parameters (`ChatJob`);
+//! the finished text becomes a `chat.completion` with tool calls parsed and
+//! validated, the `x_moe_edge` extension filled, and a fallback reason when
+//! the device should not answer. Scheduling and transport are the caller's.
+
+use std::time::Instant;
+
+use super::generate::{Engine, FinishReason as GenFinish, Finished, GenParams, Generation};
+use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
+use super::EngineError;
+use crate::openai::{
+    ApiError, ChatCompletion, EdgeInfo, ErrorCode, ExpertStats, FinishReason, ServedBy, Timings, Usage,
+    ValidRequest,
+};
+
+/// One chat request being generated.
+#[derive(Debug)]
+pub struct ChatJob {
+    pub id: String,
+    pub created: u64,
+    pub request: ValidRequest,
+    pub gen: Generation,
+    /// For streaming: releases content text, holds back call markup.
+    pub splitter: StreamSplitter,
+    pub accepted: Instant,
+    pub started: Instant,
+}
+
+/// The device's answer, and whether it should go up the cascade instead.
+#[derive(Debug, Clone)]
+pub struct ChatOutcome {
+    pub completion: ChatCompletion,
+    pub fallback: Option<FallbackReason>,
+}
+
+/// Maps an engine failure to the OpenAI error an app sees.
+pub fn api_error(e: &EngineError) -> ApiError {
+    match e {
+        EngineError::ContextLength { .. } => {
+            ApiError::new(ErrorCode::ContextLengthExceeded, e.to_string()).with_param("messages")
+        }
+        EngineError::Experts(crate::experts::ExpertError::Unreachable { .. }) => {
+            ApiError::new(ErrorCode::NoRoute, e.to_string())
+        }
+        EngineError::Invalid(_) => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+impl Engine {
+    /// Decoding parameters for a request under the board's `max_tokens` cap.
+    pub fn gen_params(&self, req: &ValidRequest, cap: usize) -> GenParams {
+        GenParams {
+            max_tokens: req.max_tokens.map(|m| m as usize).unwrap_or(cap).min(cap).max(1),
+            temperature: req.temperature.unwrap_or(0.0) as f32,
+            top_p: req.top_p.unwrap_or(1.0) as f32,
+            seed: req.seed.map(|s| s as u64),
+            stop: req.stop.clone(),
+        }
+    }
+
+    /// Render the prompt and start generating. Errors are the app's (context too long, ...).
+    pub fn prepare_chat(&self, request: ValidRequest, id: String, max_tokens_cap: usize) -> Result<ChatJob, ApiError> {
+        let accepted = Instant::now();
+        let prompt = super::template::render_chat_with_tools(
+            &request.text_messages(),
+            request.tools(),
+            self.bundle.manifest.chat_template.as_deref(),
+        )
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        let params = self.gen_params(&request, max_tokens_cap);
+        let gen = self.begin(&prompt, params).map_err(|e| api_error(&e))?;
+        Ok(ChatJob {
+            id,
+            created: crate::openai::response::unix_now(),
+            request,
+            gen,
+            splitter: StreamSplitter::new(),
+            accepted,
+            started: Instant::now(),
+        })
+    }
+
+    /// Turn finished text into the app's reply.
+    pub fn chat_outcome(&self, job: &ChatJob, f: &Finished) -> ChatOutcome {
+        let parsed = parse_and_check(&f.text, job.request.tools(), &job.request.tool_choice);
+        let fallback = parsed.needs_fallback();
+        let (message, mut finish) = parsed.to_message(&job.id);
+        if f.finish_reason == GenFinish::Length && finish == FinishReason::Stop {
+            finish = FinishReason::Length;
+        }
+        let usage = Usage::new(f.prompt_tokens as u64, f.completion_tokens as u64);
+        let total = job.accepted.elapsed().as_secs_f64() * 1e3;
+        let decode_s = f.timings.decode_ms / 1e3;
+        let info = EdgeInfo {
+            served_by: ServedBy::Device,
+            experts: ExpertStats {
+                resident: f.experts.resident + f.experts.paged,
+                remote: f.experts.remote,
+                substituted: f.experts.substituted,
+                low_precision: 0,
+            },
+            timings_ms: Timings {
+                queue: (job.started - job.accepted).as_secs_f64() * 1e3,
+                prefill: f.timings.prefill_ms,
+                decode: f.timings.decode_ms,
+                total,
+            },
+            tokens_per_second: if decode_s > 0.0 {
+                f.completion_tokens.saturating_sub(1) as f64 / decode_s
+            } else {
+                0.0
+            },
+            fallback_reason: fallback.as_ref().map(|r| r.to_string()),
+            tried: Vec::new(),
+        };
+        let completion = ChatCompletion::new(
+            job.id.clone(),
+            self.model_id().to_string(),
+            job.created,
+            message,
+            finish,
+            usage,
+        )
+        .with_edge(info);
+        ChatOutcome { completion, fallback }
+    }
+
+    /// Run a request to its end on the calling thread.
+    pub fn complete_chat(&self, request: ValidRequest, id: String, max_tokens_cap: usize) -> Result<ChatOutcome, ApiError> {
+        let mut job = self.prepare_chat(request, id, max_tokens_cap)?;
+        let f = self.run(&mut job.gen, |_| {}).map_err(|e| api_error(&e))?;
+        Ok(self.chat_outcome(&job, &f))
+    }
+}
