@@ -1,0 +1,1246 @@
+//! JSON-schema validation for the subset tool schemas use.
+//!
+//! Owns: [`validate`] (an instance against a schema, errors naming the JSON
+//! path) and [`check_schema`] (is a schema usable: keywords of the right
+//! types, patterns that compile). Keywords: `type` (names and arrays),
+//! `enum`, `const`, `minimum`, `maximum`, `exclusiveMinimum`,
+//! `exclusiveMaximum`, `multipleOf` (float tolerant), `minLength`,
+//! `maxLength`, `pattern`, `required`, `properties`, `additionalProperties`,
+//! `items`, `minItems`, `maxItems`, `anyOf`, `allOf`, `oneOf`, `not`.
+//! Other keywords (`$ref`, `format`, `description`, ...) are accepted and
+//! ignored. `pattern` uses a small backtracking matcher ([`Pattern`]) for
+//! ECMA-style patterns without look-around or back-references; a pattern
+//! using those is accepted and not checked.
+//! Does not own: which tools exist or how calls are parsed (`engine::toolcall`).
+
+use serde_json::{Map, Value};
+
+/// An instance does not match its schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SchemaError {
+    /// e.g. `arguments.celsius`, `arguments.items[2]`.
+    pub path: String,
+    pub message: String,
+}
+
+const TYPES: [&str; 7] = [
+    "string", "integer", "number", "boolean", "object", "array", "null",
+];
+
+/// Validates `instance` against `schema`; `root` names the instance in
+/// errors (e.g. `"arguments"`).
+pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), SchemaError> {
+    validate_at(schema, instance, root)
+}
+
+fn fail(path: &str, message: String) -> Result<(), SchemaError> {
+    Err(SchemaError {
+        path: path.to_string(),
+        message,
+    })
+}
+
+/// Short rendering of a value for messages.
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A number with no fractional part (22.0 counts).
+fn is_integer(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            n.is_i64()
+                || n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+fn has_type(v: &Value, t: &str) -> bool {
+    match t {
+        "integer" => is_integer(v),
+        "number" => v.is_number(),
+        other => json_type(v) == other,
+    }
+}
+
+/// JSON equality where numbers compare by value (1 == 1.0).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// `x` is a multiple of `m`, tolerating float error (22.5 of 0.5, 0.3 of 0.1).
+fn is_multiple_of(x: f64, m: f64) -> bool {
+    if m <= 0.0 || !x.is_finite() {
+        return false;
+    }
+    let q = x / m;
+    let r = q.round();
+    (q - r).abs() <= 1e-9 * r.abs().max(1.0)
+}
+
+fn validate_at(schema: &Value, v: &Value, path: &str) -> Result<(), SchemaError> {
+    let s = match schema {
+        Value::Bool(true) => return Ok(()),
+        Value::Bool(false) => return fail(path, "no value is allowed here".into()),
+        Value::Object(s) => s,
+        _ => return Ok(()),
+    };
+    if let Some(t) = s.get("type") {
+        let ok = match t {
+            Value::String(t) => has_type(v, t),
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|t| has_type(v, t)),
+            _ => true,
+        };
+        if !ok {
+            let want = match t {
+                Value::Array(ts) => ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                other => other.as_str().unwrap_or("?").to_string(),
+            };
+            let got = if v.is_number() && !is_integer(v) {
+                "a non-integer number".to_string()
+            } else {
+                format!("a {}", json_type(v))
+            };
+            return fail(path, format!("{} is {got}, expected {want}", show(v)));
+        }
+    }
+    if let Some(Value::Array(options)) = s.get("enum") {
+        if !options.iter().any(|o| json_eq(o, v)) {
+            let list: Vec<String> = options.iter().map(show).collect();
+            return fail(
+                path,
+                format!("{} is not one of {}", show(v), list.join(", ")),
+            );
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if !json_eq(c, v) {
+            return fail(path, format!("{} is not {}", show(v), show(c)));
+        }
+    }
+    match v {
+        Value::Number(n) => validate_number(s, n.as_f64().unwrap_or(f64::NAN), v, path)?,
+        Value::String(st) => validate_string(s, st, path)?,
+        Value::Array(items) => validate_array(s, items, path)?,
+        Value::Object(obj) => validate_object(s, obj, path)?,
+        _ => {}
+    }
+    if let Some(Value::Array(all)) = s.get("allOf") {
+        for sub in all {
+            validate_at(sub, v, path)?;
+        }
+    }
+    if let Some(Value::Array(any)) = s.get("anyOf") {
+        let mut first = None;
+        for sub in any {
+            match validate_at(sub, v, path) {
+                Ok(()) => {
+                    first = None;
+                    break;
+                }
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first {
+            return fail(
+                path,
+                format!("{} matches none of anyOf (first: {e})", show(v)),
+            );
+        }
+    }
+    if let Some(Value::Array(one)) = s.get("oneOf") {
+        let n = one
+            .iter()
+            .filter(|sub| validate_at(sub, v, path).is_ok())
+            .count();
+        if n != 1 {
+            return fail(
+                path,
+                format!("{} matches {n} of oneOf, expected exactly 1", show(v)),
+            );
+        }
+    }
+    if let Some(not) = s.get("not") {
+        if validate_at(not, v, path).is_ok() {
+            return fail(path, format!("{} matches a schema under 'not'", show(v)));
+        }
+    }
+    Ok(())
+}
+
+fn num(s: &Map<String, Value>, k: &str) -> Option<f64> {
+    s.get(k).and_then(Value::as_f64)
+}
+
+fn validate_number(
+    s: &Map<String, Value>,
+    x: f64,
+    v: &Value,
+    path: &str,
+) -> Result<(), SchemaError> {
+    let shown = show(v);
+    if let Some(m) = num(s, "minimum") {
+        if x < m {
+            return fail(
+                path,
+                format!("{shown} is below minimum {}", show(&s["minimum"])),
+            );
+        }
+    }
+    if let Some(m) = num(s, "maximum") {
+        if x > m {
+            return fail(
+                path,
+                format!("{shown} is above maximum {}", show(&s["maximum"])),
+            );
+        }
+    }
+    if let Some(m) = num(s, "exclusiveMinimum") {
+        if x <= m {
+            return fail(
+                path,
+                format!(
+                    "{shown} is not above exclusive minimum {}",
+                    show(&s["exclusiveMinimum"])
+                ),
+            );
+        }
+    }
+    if let Some(m) = num(s, "exclusiveMaximum") {
+        if x >= m {
+            return fail(
+                path,
+                format!(
+                    "{shown} is not below exclusive maximum {}",
+                    show(&s["exclusiveMaximum"])
+                ),
+            );
+        }
+    }
+    if let Some(m) = num(s, "multipleOf") {
+        if !is_multiple_of(x, m) {
+            return fail(
+                path,
+                format!("{shown} is not a multiple of {}", show(&s["multipleOf"])),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn validate_string(s: &Map<String, Value>, st: &str, path: &str) -> Result<(), SchemaError> {
+    let len = st.chars().count() as u64;
+    if let Some(m) = s.get("minLength").and_then(Value::as_u64) {
+        if len < m {
+            return fail(
+                path,
+                format!("string of {len} characters is shorter than minLength {m}"),
+            );
+        }
+    }
+    if let Some(m) = s.get("maxLength").and_then(Value::as_u64) {
+        if len > m {
+            return fail(
+                path,
+                format!("string of {len} characters is longer than maxLength {m}"),
+            );
+        }
+    }
+    if let Some(Value::String(p)) = s.get("pattern") {
+        match Pattern::new(p) {
+            Ok(pat) => {
+                if !pat.is_match(st) {
+                    return fail(
+                        path,
+                        format!(
+                            "{} does not match pattern {p}",
+                            show(&Value::String(st.into()))
+                        ),
+                    );
+                }
+            }
+            Err(PatternError::Unsupported(why)) => {
+                log::debug!("pattern {p:?} not checked: {why}");
+            }
+            Err(PatternError::Invalid(why)) => {
+                return fail(path, format!("schema pattern {p:?} is invalid: {why}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_array(s: &Map<String, Value>, items: &[Value], path: &str) -> Result<(), SchemaError> {
+    let n = items.len() as u64;
+    if let Some(m) = s.get("minItems").and_then(Value::as_u64) {
+        if n < m {
+            return fail(
+                path,
+                format!("array of {n} items is shorter than minItems {m}"),
+            );
+        }
+    }
+    if let Some(m) = s.get("maxItems").and_then(Value::as_u64) {
+        if n > m {
+            return fail(
+                path,
+                format!("array of {n} items is longer than maxItems {m}"),
+            );
+        }
+    }
+    match s.get("items") {
+        Some(Value::Array(tuple)) => {
+            for (i, (item, sub)) in items.iter().zip(tuple).enumerate() {
+                validate_at(sub, item, &format!("{path}[{i}]"))?;
+            }
+        }
+        Some(sub) => {
+            for (i, item) in items.iter().enumerate() {
+                validate_at(sub, item, &format!("{path}[{i}]"))?;
+            }
+        }
+        None => {}
+    }
+    if s.get("uniqueItems") == Some(&Value::Bool(true)) {
+        for i in 0..items.len() {
+            if items[..i].iter().any(|o| json_eq(o, &items[i])) {
+                return fail(
+                    &format!("{path}[{i}]"),
+                    "duplicate item (uniqueItems)".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_object(
+    s: &Map<String, Value>,
+    obj: &Map<String, Value>,
+    path: &str,
+) -> Result<(), SchemaError> {
+    if let Some(Value::Array(req)) = s.get("required") {
+        for k in req.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(k) {
+                return fail(&format!("{path}.{k}"), "is required".into());
+            }
+        }
+    }
+    let props = s.get("properties").and_then(Value::as_object);
+    for (k, val) in obj {
+        let at = format!("{path}.{k}");
+        match props.and_then(|p| p.get(k)) {
+            Some(sub) => validate_at(sub, val, &at)?,
+            None => match s.get("additionalProperties") {
+                Some(Value::Bool(false)) => {
+                    let known: Vec<&str> = props
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    return fail(
+                        &at,
+                        format!("unknown property (allowed: {})", known.join(", ")),
+                    );
+                }
+                Some(sub @ Value::Object(_)) => validate_at(sub, val, &at)?,
+                _ => {}
+            },
+        }
+    }
+    if let Some(n) = s.get("minProperties").and_then(Value::as_u64) {
+        if (obj.len() as u64) < n {
+            return fail(path, format!("object has fewer than minProperties {n}"));
+        }
+    }
+    if let Some(n) = s.get("maxProperties").and_then(Value::as_u64) {
+        if (obj.len() as u64) > n {
+            return fail(path, format!("object has more than maxProperties {n}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `schema` is a usable schema (the error names the keyword's
+/// path inside the schema, e.g. `properties.celsius.minimum`).
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    check_at(schema, "")
+}
+
+fn join(path: &str, k: &str) -> String {
+    if path.is_empty() {
+        k.to_string()
+    } else {
+        format!("{path}.{k}")
+    }
+}
+
+fn check_at(schema: &Value, path: &str) -> Result<(), String> {
+    let here = if path.is_empty() { "schema" } else { path };
+    let s = match schema {
+        Value::Bool(_) => return Ok(()),
+        Value::Object(s) => s,
+        other => {
+            return Err(format!(
+                "{here} must be an object or a boolean, not {}",
+                json_type(other)
+            ))
+        }
+    };
+    let bad = |k: &str, what: &str| Err(format!("{} must be {what}", join(path, k)));
+    if let Some(t) = s.get("type") {
+        let names: Vec<&Value> = match t {
+            Value::Array(ts) if !ts.is_empty() => ts.iter().collect(),
+            Value::String(_) => vec![t],
+            _ => return bad("type", "a type name or a non-empty array of type names"),
+        };
+        for n in names {
+            match n.as_str() {
+                Some(name) if TYPES.contains(&name) => {}
+                _ => {
+                    return Err(format!(
+                        "{}: unknown type {} (expected one of {})",
+                        join(path, "type"),
+                        show(n),
+                        TYPES.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(e) = s.get("enum") {
+        if !e.as_array().is_some_and(|a| !a.is_empty()) {
+            return bad("enum", "a non-empty array");
+        }
+    }
+    for k in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+        if s.get(k).is_some_and(|v| !v.is_number()) {
+            return bad(k, "a number");
+        }
+    }
+    if let Some(m) = s.get("multipleOf") {
+        if !m.as_f64().is_some_and(|m| m > 0.0) {
+            return bad("multipleOf", "a number above 0");
+        }
+    }
+    for k in [
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+    ] {
+        if s.get(k).is_some_and(|v| !v.is_u64()) {
+            return bad(k, "a non-negative integer");
+        }
+    }
+    if let Some(p) = s.get("pattern") {
+        let Some(p) = p.as_str() else {
+            return bad("pattern", "a string");
+        };
+        if let Err(PatternError::Invalid(why)) = Pattern::new(p) {
+            return Err(format!(
+                "{}: invalid pattern {p:?}: {why}",
+                join(path, "pattern")
+            ));
+        }
+    }
+    if let Some(r) = s.get("required") {
+        if !r.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+            return bad("required", "an array of strings");
+        }
+    }
+    if let Some(p) = s.get("properties") {
+        let Some(p) = p.as_object() else {
+            return bad("properties", "an object");
+        };
+        for (k, sub) in p {
+            check_at(sub, &join(&join(path, "properties"), k))?;
+        }
+    }
+    if let Some(a) = s.get("additionalProperties") {
+        check_at(a, &join(path, "additionalProperties"))?;
+    }
+    match s.get("items") {
+        Some(Value::Array(tuple)) => {
+            for (i, sub) in tuple.iter().enumerate() {
+                check_at(sub, &format!("{}[{i}]", join(path, "items")))?;
+            }
+        }
+        Some(sub) => check_at(sub, &join(path, "items"))?,
+        None => {}
+    }
+    for k in ["anyOf", "allOf", "oneOf"] {
+        if let Some(list) = s.get(k) {
+            let Some(list) = list.as_array().filter(|a| !a.is_empty()) else {
+                return bad(k, "a non-empty array of schemas");
+            };
+            for (i, sub) in list.iter().enumerate() {
+                check_at(sub, &format!("{}[{i}]", join(path, k)))?;
+            }
+        }
+    }
+    if let Some(n) = s.get("not") {
+        check_at(n, &join(path, "not"))?;
+    }
+    Ok(())
+}
+
+/// Why a pattern cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// Not a regular expression (unbalanced brackets, dangling quantifier, ...).
+    Invalid(String),
+    /// Valid ECMA syntax this matcher does not implement (look-around, back-references).
+    Unsupported(String),
+}
+
+/// A compiled pattern: ECMA-style regular expressions without look-around or
+/// back-references. Unanchored, as JSON schema's `pattern` is.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    node: Node,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Char(char),
+    Any,
+    Class(Vec<ClassItem>, bool),
+    Start,
+    End,
+    Concat(Vec<Node>),
+    Alt(Vec<Node>),
+    Repeat(Box<Node>, u32, Option<u32>),
+}
+
+#[derive(Debug, Clone)]
+enum ClassItem {
+    Range(char, char),
+    Digit(bool),
+    Word(bool),
+    Space(bool),
+}
+
+impl ClassItem {
+    fn matches(&self, c: char) -> bool {
+        match *self {
+            ClassItem::Range(a, b) => a <= c && c <= b,
+            ClassItem::Digit(neg) => c.is_ascii_digit() != neg,
+            ClassItem::Word(neg) => (c.is_ascii_alphanumeric() || c == '_') != neg,
+            ClassItem::Space(neg) => c.is_whitespace() != neg,
+        }
+    }
+}
+
+struct Parser<'a> {
+    chars: Vec<char>,
+    pos: usize,
+    _src: &'a str,
+}
+
+impl Pattern {
+    pub fn new(src: &str) -> Result<Pattern, PatternError> {
+        let mut p = Parser {
+            chars: src.chars().collect(),
+            pos: 0,
+            _src: src,
+        };
+        let node = p.alt()?;
+        if p.pos < p.chars.len() {
+            return Err(PatternError::Invalid(format!("unmatched ')' at {}", p.pos)));
+        }
+        Ok(Pattern { node })
+    }
+
+    /// Whether the pattern matches anywhere in `s`.
+    pub fn is_match(&self, s: &str) -> bool {
+        let chars: Vec<char> = s.chars().collect();
+        let mut budget: u64 = 1_000_000;
+        (0..=chars.len()).any(|start| m(&self.node, &chars, start, &mut budget, &mut |_, _| true))
+    }
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn alt(&mut self) -> Result<Node, PatternError> {
+        let mut options = vec![self.concat()?];
+        while self.peek() == Some('|') {
+            self.pos += 1;
+            options.push(self.concat()?);
+        }
+        Ok(if options.len() == 1 {
+            options.pop().expect("one")
+        } else {
+            Node::Alt(options)
+        })
+    }
+
+    fn concat(&mut self) -> Result<Node, PatternError> {
+        let mut items = Vec::new();
+        while let Some(c) = self.peek() {
+            if c == '|' || c == ')' {
+                break;
+            }
+            let atom = self.atom()?;
+            let atom = self.quantifier(atom)?;
+            items.push(atom);
+        }
+        Ok(Node::Concat(items))
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        if start == self.pos {
+            return None;
+        }
+        self.chars[start..self.pos]
+            .iter()
+            .collect::<String>()
+            .parse()
+            .ok()
+    }
+
+    fn quantifier(&mut self, atom: Node) -> Result<Node, PatternError> {
+        let (min, max) = match self.peek() {
+            Some('*') => (0, None),
+            Some('+') => (1, None),
+            Some('?') => (0, Some(1)),
+            Some('{') => {
+                let save = self.pos;
+                self.pos += 1;
+                let Some(min) = self.number() else {
+                    self.pos = save;
+                    return Ok(atom); // a literal '{', as ECMA's annex B allows
+                };
+                let max = if self.peek() == Some(',') {
+                    self.pos += 1;
+                    self.number()
+                } else {
+                    Some(min)
+                };
+                if self.peek() != Some('}') {
+                    self.pos = save;
+                    return Ok(atom);
+                }
+                if max.is_some_and(|mx| mx < min) {
+                    return Err(PatternError::Invalid(format!(
+                        "{{{min},{}}} is out of order",
+                        max.unwrap_or(0)
+                    )));
+                }
+                (min, max)
+            }
+            _ => return Ok(atom),
+        };
+        if matches!(atom, Node::Start | Node::End) {
+            return Err(PatternError::Invalid("nothing to repeat".into()));
+        }
+        self.pos += 1;
+        if self.peek() == Some('?') {
+            self.pos += 1; // lazy: same set of matches for a yes/no answer
+        }
+        if matches!(self.peek(), Some('*' | '+' | '?')) {
+            return Err(PatternError::Invalid("nothing to repeat".into()));
+        }
+        Ok(Node::Repeat(Box::new(atom), min, max))
+    }
+
+    fn atom(&mut self) -> Result<Node, PatternError> {
+        let c = self.peek().expect("caller checked");
+        self.pos += 1;
+        Ok(match c {
+            '^' => Node::Start,
+            '$' => Node::End,
+            '.' => Node::Any,
+            '(' => {
+                if self.peek() == Some('?') {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(':') => self.pos += 1,
+                        Some('=' | '!' | '<') => {
+                            return Err(PatternError::Unsupported("look-around".into()))
+                        }
+                        _ => return Err(PatternError::Invalid("unknown group syntax '(?'".into())),
+                    }
+                }
+                let inner = self.alt()?;
+                if self.peek() != Some(')') {
+                    return Err(PatternError::Invalid("missing ')'".into()));
+                }
+                self.pos += 1;
+                inner
+            }
+            '[' => self.class()?,
+            '\\' => match self.escape()? {
+                Esc::Char(c) => Node::Char(c),
+                Esc::Item(i) => Node::Class(vec![i], false),
+            },
+            '*' | '+' | '?' => return Err(PatternError::Invalid("nothing to repeat".into())),
+            other => Node::Char(other),
+        })
+    }
+
+    fn escape(&mut self) -> Result<Esc, PatternError> {
+        let Some(c) = self.peek() else {
+            return Err(PatternError::Invalid("trailing backslash".into()));
+        };
+        self.pos += 1;
+        Ok(match c {
+            'd' => Esc::Item(ClassItem::Digit(false)),
+            'D' => Esc::Item(ClassItem::Digit(true)),
+            'w' => Esc::Item(ClassItem::Word(false)),
+            'W' => Esc::Item(ClassItem::Word(true)),
+            's' => Esc::Item(ClassItem::Space(false)),
+            'S' => Esc::Item(ClassItem::Space(true)),
+            'n' => Esc::Char('\n'),
+            't' => Esc::Char('\t'),
+            'r' => Esc::Char('\r'),
+            'f' => Esc::Char('\x0c'),
+            'v' => Esc::Char('\x0b'),
+            '0' => Esc::Char('\0'),
+            'u' | 'x' => {
+                let n = if c == 'u' { 4 } else { 2 };
+                let hex: String = self
+                    .chars
+                    .get(self.pos..self.pos + n)
+                    .unwrap_or(&[])
+                    .iter()
+                    .collect();
+                let code = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == n)
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| PatternError::Invalid(format!("bad \\{c} escape")))?;
+                self.pos += n;
+                Esc::Char(code)
+            }
+            'b' | 'B' => return Err(PatternError::Unsupported("word boundaries".into())),
+            '1'..='9' | 'k' => return Err(PatternError::Unsupported("back-references".into())),
+            'p' | 'P' => return Err(PatternError::Unsupported("unicode property classes".into())),
+            c if c.is_ascii_alphanumeric() => {
+                return Err(PatternError::Invalid(format!("unknown escape \\{c}")))
+            }
+            other => Esc::Char(other),
+        })
+    }
+
+    fn class(&mut self) -> Result<Node, PatternError> {
+        let negated = self.peek() == Some('^');
+        if negated {
+            self.pos += 1;
+        }
+        let mut items = Vec::new();
+        let mut first = true;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(PatternError::Invalid("missing ']'".into()));
+            };
+            self.pos += 1;
+            if c == ']' && !first {
+                break;
+            }
+            first = false;
+            let lo = match c {
+                '\\' => match self.escape()? {
+                    Esc::Char(c) => c,
+                    Esc::Item(i) => {
+                        items.push(i);
+                        continue;
+                    }
+                },
+                ']' => {
+                    // `[]` matches nothing in ECMA; `[^]` anything.
+                    return Ok(Node::Class(Vec::new(), negated));
+                }
+                c => c,
+            };
+            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&n| n != ']') {
+                self.pos += 1;
+                let hc = self.peek().expect("checked");
+                self.pos += 1;
+                let hi = if hc == '\\' {
+                    match self.escape()? {
+                        Esc::Char(c) => c,
+                        Esc::Item(_) => {
+                            return Err(PatternError::Invalid("class escape in a range".into()))
+                        }
+                    }
+                } else {
+                    hc
+                };
+                if hi < lo {
+                    return Err(PatternError::Invalid(format!(
+                        "range {lo}-{hi} out of order"
+                    )));
+                }
+                items.push(ClassItem::Range(lo, hi));
+            } else {
+                items.push(ClassItem::Range(lo, lo));
+            }
+        }
+        Ok(Node::Class(items, negated))
+    }
+}
+
+enum Esc {
+    Char(char),
+    Item(ClassItem),
+}
+
+/// Matches `node` at `pos`, calling `k` with each end position until it
+/// accepts. `budget` bounds the work on pathological patterns (then: no match).
+fn m(
+    node: &Node,
+    s: &[char],
+    pos: usize,
+    budget: &mut u64,
+    k: &mut dyn FnMut(usize, &mut u64) -> bool,
+) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match node {
+        Node::Char(c) => s.get(pos) == Some(c) && k(pos + 1, budget),
+        Node::Any => s.get(pos).is_some_and(|&c| c != '\n' && c != '\r') && k(pos + 1, budget),
+        Node::Class(items, neg) => {
+            s.get(pos)
+                .is_some_and(|&c| items.iter().any(|i| i.matches(c)) != *neg)
+                && k(pos + 1, budget)
+        }
+        Node::Start => pos == 0 && k(pos, budget),
+        Node::End => pos == s.len() && k(pos, budget),
+        Node::Concat(items) => concat(items, s, pos, budget, k),
+        Node::Alt(options) => options.iter().any(|o| m(o, s, pos, budget, k)),
+        Node::Repeat(inner, min, max) => repeat(inner, *min, *max, 0, s, pos, budget, k),
+    }
+}
+
+fn concat(
+    items: &[Node],
+    s: &[char],
+    pos: usize,
+    budget: &mut u64,
+    k: &mut dyn FnMut(usize, &mut u64) -> bool,
+) -> bool {
+    match items.split_first() {
+        None => k(pos, budget),
+        Some((first, rest)) => m(first, s, pos, budget, &mut |p, b| concat(rest, s, p, b, k)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn repeat(
+    inner: &Node,
+    min: u32,
+    max: Option<u32>,
+    count: u32,
+    s: &[char],
+    pos: usize,
+    budget: &mut u64,
+    k: &mut dyn FnMut(usize, &mut u64) -> bool,
+) -> bool {
+    // Greedy: one more first, then stop (if the minimum is met).
+    if max.is_none_or(|mx| count < mx)
+        && m(inner, s, pos, budget, &mut |p, b| {
+            // An empty iteration cannot make progress: stop looping.
+            p != pos && repeat(inner, min, max, count + 1, s, p, b, k)
+        })
+    {
+        return true;
+    }
+    if count >= min {
+        return k(pos, budget);
+    }
+    // Minimum not met but the inner node can match empty: count it as met.
+    m(inner, s, pos, budget, &mut |p, b| p == pos && k(p, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(schema: Value, v: Value) -> String {
+        validate(&schema, &v, "arguments").unwrap_err().to_string()
+    }
+
+    fn ok(schema: Value, v: Value) {
+        validate(&schema, &v, "arguments").unwrap_or_else(|e| panic!("{v}: {e}"));
+    }
+
+    fn temperature() -> Value {
+        json!({"type": "object", "properties": {
+            "zone": {"type": "string", "enum": ["driver", "passenger", "rear", "all"]},
+            "celsius": {"type": "number", "minimum": 16, "maximum": 30, "multipleOf": 0.5}},
+            "required": ["zone", "celsius"], "additionalProperties": false})
+    }
+
+    fn catalogue() -> Vec<(String, Value)> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/assist-moe/tools.json"
+        ))
+        .expect("models/assist-moe/tools.json");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["function"]["name"].as_str().unwrap().to_string(),
+                    t["function"]["parameters"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// A value that satisfies `s` (enough for the catalogue's schemas).
+    fn example(s: &Value) -> Value {
+        if let Some(e) = s.get("enum") {
+            return e[0].clone();
+        }
+        match s["type"].as_str().unwrap() {
+            "string" if s.get("pattern").is_some() => json!("07:30"),
+            "string" => json!("東京"),
+            "integer" | "number" => json!(s.get("minimum").and_then(Value::as_i64).unwrap_or(0)),
+            "boolean" => json!(true),
+            "object" => Value::Object(
+                s["properties"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, sub)| (k.clone(), example(sub)))
+                    .collect(),
+            ),
+            other => panic!("no example for {other}"),
+        }
+    }
+
+    #[test]
+    fn every_catalogue_tool() {
+        let tools = catalogue();
+        assert_eq!(tools.len(), 20);
+        for (name, params) in &tools {
+            check_schema(params).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let good = example(params);
+            validate(params, &good, "arguments").unwrap_or_else(|e| panic!("{name}: {e}"));
+            let props = params["properties"].as_object().unwrap();
+            for (k, sub) in props {
+                // Wrong type for each property: the error names it.
+                let mut bad = good.clone();
+                bad[k] = if sub["type"] == "string" {
+                    json!(5)
+                } else {
+                    json!("x")
+                };
+                let e = validate(params, &bad, "arguments").unwrap_err();
+                assert_eq!(e.path, format!("arguments.{k}"), "{name}");
+                // Out of range / not in enum / pattern mismatch.
+                let mut out = good.clone();
+                if sub.get("enum").is_some() {
+                    out[k] = json!("nope");
+                } else if let Some(max) = sub.get("maximum").and_then(Value::as_i64) {
+                    out[k] = json!(max + 1);
+                } else if sub.get("pattern").is_some() {
+                    out[k] = json!("24:00");
+                } else {
+                    continue;
+                }
+                let e = validate(params, &out, "arguments").unwrap_err();
+                assert_eq!(e.path, format!("arguments.{k}"), "{name}: {e}");
+            }
+            for req in params["required"].as_array().unwrap() {
+                let mut missing = good.clone();
+                missing
+                    .as_object_mut()
+                    .unwrap()
+                    .remove(req.as_str().unwrap());
+                let e = validate(params, &missing, "arguments").unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!("arguments.{}: is required", req.as_str().unwrap())
+                );
+            }
+            let mut extra = good.clone();
+            extra["bogus"] = json!(1);
+            assert_eq!(
+                validate(params, &extra, "arguments").unwrap_err().path,
+                "arguments.bogus"
+            );
+        }
+    }
+
+    /// Every expected call of the held-out corpus split satisfies its tool's schema.
+    #[test]
+    fn corpus_answers_satisfy_their_schemas() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/assist-moe/data/valid.jsonl"
+        );
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let tools: std::collections::HashMap<String, Value> = catalogue().into_iter().collect();
+        let mut n = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let Some(expected) = row.get("expected").filter(|e| !e.is_null()) else {
+                continue;
+            };
+            let params = &tools[expected["name"].as_str().unwrap()];
+            validate(params, &expected["arguments"], "arguments")
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn numbers_and_paths() {
+        ok(temperature(), json!({"zone": "driver", "celsius": 22}));
+        ok(temperature(), json!({"zone": "all", "celsius": 22.5}));
+        assert_eq!(
+            err(temperature(), json!({"zone": "driver", "celsius": 35})),
+            "arguments.celsius: 35 is above maximum 30"
+        );
+        assert_eq!(
+            err(temperature(), json!({"zone": "driver", "celsius": 15.5})),
+            "arguments.celsius: 15.5 is below minimum 16"
+        );
+        assert_eq!(
+            err(temperature(), json!({"zone": "driver", "celsius": 22.3})),
+            "arguments.celsius: 22.3 is not a multiple of 0.5"
+        );
+        assert_eq!(
+            err(temperature(), json!({"zone": "roof", "celsius": 22})),
+            "arguments.zone: \"roof\" is not one of \"driver\", \"passenger\", \"rear\", \"all\""
+        );
+        assert_eq!(
+            err(temperature(), json!({"zone": "driver"})),
+            "arguments.celsius: is required"
+        );
+        assert!(err(
+            temperature(),
+            json!({"zone": "driver", "celsius": 22, "fan": 1})
+        )
+        .starts_with("arguments.fan: unknown property"));
+        assert_eq!(
+            err(temperature(), json!({"zone": "driver", "celsius": "22"})),
+            "arguments.celsius: \"22\" is a string, expected number"
+        );
+        assert_eq!(
+            err(temperature(), json!([1])),
+            "arguments: [1] is a array, expected object"
+        );
+    }
+
+    #[test]
+    fn integers_and_multiples() {
+        let s = json!({"type": "integer", "minimum": 0, "maximum": 7});
+        ok(s.clone(), json!(3));
+        ok(s.clone(), json!(3.0));
+        assert!(err(s.clone(), json!(3.5)).contains("non-integer"));
+        assert!(err(s, json!(8)).contains("above maximum 7"));
+        assert!(is_multiple_of(22.5, 0.5));
+        assert!(is_multiple_of(0.3, 0.1));
+        assert!(is_multiple_of(1e6 + 0.01, 0.01));
+        assert!(!is_multiple_of(0.35, 0.1));
+        assert!(is_multiple_of(-4.0, 2.0));
+        let ex = json!({"exclusiveMinimum": 0, "exclusiveMaximum": 1});
+        ok(ex.clone(), json!(0.5));
+        assert!(err(ex.clone(), json!(0)).contains("exclusive minimum"));
+        assert!(err(ex, json!(1)).contains("exclusive maximum"));
+        ok(json!({"type": ["integer", "null"]}), json!(null));
+        assert!(err(json!({"type": ["integer", "null"]}), json!("x"))
+            .contains("expected integer or null"));
+        ok(json!({"enum": [1, "a"]}), json!(1.0));
+        ok(json!({"const": {"a": [1]}}), json!({"a": [1.0]}));
+        assert!(err(json!({"const": "x"}), json!("y")).contains("is not \"x\""));
+    }
+
+    #[test]
+    fn strings_arrays_combinators() {
+        let s = json!({"type": "string", "minLength": 2, "maxLength": 3});
+        ok(s.clone(), json!("日本"));
+        assert!(err(s.clone(), json!("a")).contains("minLength 2"));
+        assert!(err(s, json!("abcd")).contains("maxLength 3"));
+        let a =
+            json!({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2});
+        ok(a.clone(), json!([1, 2]));
+        assert_eq!(
+            err(a.clone(), json!([1, "x"])),
+            "arguments[1]: \"x\" is a string, expected integer"
+        );
+        assert!(err(a.clone(), json!([])).contains("minItems"));
+        assert!(err(a, json!([1, 2, 3])).contains("maxItems"));
+        let nested = json!({"type": "object", "properties": {"stops": {"type": "array", "items": {
+            "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}});
+        assert_eq!(
+            err(nested, json!({"stops": [{"name": "a"}, {}]})),
+            "arguments.stops[1].name: is required"
+        );
+        let any = json!({"anyOf": [{"type": "string"}, {"type": "integer"}]});
+        ok(any.clone(), json!(1));
+        assert!(err(any, json!(true)).contains("anyOf"));
+        assert!(err(
+            json!({"oneOf": [{"type": "number"}, {"type": "integer"}]}),
+            json!(1)
+        )
+        .contains("matches 2"));
+        assert!(err(json!({"not": {"type": "null"}}), json!(null)).contains("not"));
+        ok(
+            json!({"additionalProperties": {"type": "integer"}}),
+            json!({"a": 1}),
+        );
+        assert!(err(
+            json!({"additionalProperties": {"type": "integer"}}),
+            json!({"a": "x"})
+        )
+        .starts_with("arguments.a:"));
+        ok(json!(true), json!({"anything": 1}));
+        ok(
+            json!({"type": "object", "format": "whatever", "$ref": "#/x"}),
+            json!({}),
+        );
+    }
+
+    #[test]
+    fn patterns() {
+        let hhmm = Pattern::new("^([01][0-9]|2[0-3]):[0-5][0-9]$").unwrap();
+        for t in ["00:00", "07:30", "19:59", "23:59"] {
+            assert!(hhmm.is_match(t), "{t}");
+        }
+        for t in ["24:00", "7:30", "07:60", "07:300", " 07:30", "07-30", ""] {
+            assert!(!hhmm.is_match(t), "{t}");
+        }
+        let cases: &[(&str, &str, bool)] = &[
+            ("abc", "xxabcxx", true),
+            ("^abc", "xabc", false),
+            ("^a.c$", "abc", true),
+            ("^a.c$", "a\nc", false),
+            ("^\\d{3}-\\d{4}$", "555-1234", true),
+            ("^\\d{3}-\\d{4}$", "55-1234", false),
+            ("^[A-Z]{2,}$", "AB", true),
+            ("^[A-Z]{2,}$", "A", false),
+            ("^[^0-9]+$", "abc", true),
+            ("^[^0-9]+$", "ab1", false),
+            ("^(ab)*c$", "ababc", true),
+            ("^(ab)*c$", "abac", false),
+            ("^(?:a|b)+$", "abba", true),
+            ("^a?b+$", "bbb", true),
+            ("^[\\w.-]+@[\\w-]+\\.[a-z]{2,}$", "a.b-c@x-y.com", true),
+            ("^\\+?[0-9 ]{3,15}$", "+81 90 1234", true),
+            ("^[a-z-]+$", "a-b", true),
+            ("^\\u00e9$", "é", true),
+            ("^(a*)*b$", "aaaaaaaaaaaaaaaaaaaaaaaaac", false),
+            ("^$", "", true),
+            ("x{2", "x{2", true),
+            ("^(a|)+$", "aa", true),
+        ];
+        for (p, s, want) in cases {
+            assert_eq!(Pattern::new(p).unwrap().is_match(s), *want, "{p} on {s:?}");
+        }
+        for bad in ["(", "a)", "[a", "*a", "a**", "[z-a]", "\\q", "a{3,1}"] {
+            assert!(
+                matches!(Pattern::new(bad), Err(PatternError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        for unsup in ["(?=a)", "\\bword", "(a)\\1", "\\p{L}"] {
+            assert!(
+                matches!(Pattern::new(unsup), Err(PatternError::Unsupported(_))),
+                "{unsup}"
+            );
+        }
+        // An unsupported pattern is accepted and not checked.
+        check_schema(&json!({"type": "string", "pattern": "(?=a)"})).unwrap();
+        ok(json!({"type": "string", "pattern": "(?=a)"}), json!("b"));
+        assert!(err(
+            json!({"type": "string", "pattern": "^[0-9]+$"}),
+            json!("12a")
+        )
+        .contains("does not match pattern"));
+    }
+
+    #[test]
+    fn check_schema_rejects_malformed() {
+        check_schema(&temperature()).unwrap();
+        check_schema(&json!({})).unwrap();
+        check_schema(&json!({"type": "object", "properties": {"a": {"type": "string", "description": "x", "x-anything": [1]}}})).unwrap();
+        let bad = [
+            (json!([]), "schema must be an object"),
+            (json!({"type": "strin"}), "type: unknown type"),
+            (json!({"type": []}), "type must be"),
+            (
+                json!({"properties": {"a": {"type": 3}}}),
+                "properties.a.type",
+            ),
+            (json!({"properties": []}), "properties must be an object"),
+            (json!({"required": "a"}), "required must be"),
+            (json!({"enum": []}), "enum must be"),
+            (json!({"minimum": "1"}), "minimum must be a number"),
+            (json!({"multipleOf": 0}), "multipleOf must be"),
+            (json!({"maxLength": -1}), "maxLength must be"),
+            (json!({"pattern": "([0-9]"}), "pattern: invalid pattern"),
+            (json!({"items": {"type": "nope"}}), "items.type"),
+            (json!({"anyOf": {}}), "anyOf must be"),
+            (
+                json!({"properties": {"a": {"additionalProperties": 1}}}),
+                "properties.a.additionalProperties",
+            ),
+        ];
+        for (s, want) in bad {
+            let e = check_schema(&s).unwrap_err();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+}
