@@ -448,7 +448,7 @@ fn check_at(schema: &Value, path: &str) -> Result<(), String> {
         }
     }
     if let Some(e) = s.get("enum") {
-        if !e.as_array().is_some_and(|a| !a.is_empty()) {
+        if e.as_array().is_none_or(|a| a.is_empty()) {
             return bad("enum", "a non-empty array");
         }
     }

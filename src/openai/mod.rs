@@ -23,8 +23,8 @@ pub use request::{
     ValidRequest,
 };
 pub use response::{
-    unix_now, AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta,
-    EdgeInfo, ExpertStats, FinishReason, FunctionCallDelta, ServedBy, Timings, ToolCallDelta,
-    Usage,
+    unix_now, AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkAccumulator,
+    ChunkChoice, Delta, EdgeInfo, ExpertStats, FinishReason, FunctionCallDelta, ServedBy, Timings,
+    ToolCallDelta, Usage,
 };
 pub use sse::{sse_chunk, sse_data, sse_error, SseParser, DONE, SSE_DONE};

@@ -637,6 +637,23 @@ impl ChatRequest {
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("invalid request: {e}")))
     }
 
+    /// The request to forward to an OpenAI-compatible upstream (a cloud):
+    /// `model` replaced, moe-edge's own fields (`x-priority`,
+    /// `x-deadline-ms`, `reply_topic`, `id`) removed, `max_tokens` sent as
+    /// `max_completion_tokens`; everything else (non-text parts, unknown
+    /// fields) untouched.
+    pub fn to_upstream(&self, model: &str) -> ChatRequest {
+        let mut r = self.clone();
+        r.model = Some(model.to_string());
+        r.x_priority = None;
+        r.x_deadline_ms = None;
+        r.reply_topic = None;
+        r.id = None;
+        r.max_completion_tokens = self.max_tokens();
+        r.max_tokens = None;
+        r
+    }
+
     /// The JSON value of this request (everything kept).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("request serialises")
@@ -1606,6 +1623,27 @@ mod tests {
             assert_eq!(Priority::from_field(&field), Some(Priority(p)));
         }
         assert!(Priority::SAFETY > Priority::HIGH && Priority::HIGH > Priority::NORMAL);
+    }
+
+    #[test]
+    fn upstream_copy_drops_only_our_fields() {
+        let req = parse(full_request()).unwrap();
+        let up = req.to_upstream("qwen3-max").to_value();
+        assert_eq!(up["model"], "qwen3-max");
+        assert_eq!(up["max_completion_tokens"], 32);
+        for gone in [
+            "x-priority",
+            "x-deadline-ms",
+            "reply_topic",
+            "id",
+            "max_tokens",
+        ] {
+            assert!(up.get(gone).is_none(), "{gone}");
+        }
+        let orig = full_request();
+        assert_eq!(up["messages"][1], orig["messages"][1]);
+        assert_eq!(up["metadata"], orig["metadata"]);
+        assert_eq!(up["enable_thinking"], false);
     }
 
     #[test]

@@ -403,6 +403,103 @@ pub struct FunctionCallDelta {
     pub arguments: Option<String>,
 }
 
+/// Adds up a stream of chunks into the `chat.completion` it stands for
+/// (content concatenated, tool-call pieces merged by index, the last
+/// finish reason, usage and `x_moe_edge` kept). For an upstream stream
+/// whose result is needed whole.
+#[derive(Debug, Default)]
+pub struct ChunkAccumulator {
+    id: String,
+    created: u64,
+    model: String,
+    content: Option<String>,
+    calls: Vec<ToolCall>,
+    finish_reason: Option<FinishReason>,
+    usage: Option<Usage>,
+    edge: Option<EdgeInfo>,
+    extra: Map<String, Value>,
+}
+
+impl ChunkAccumulator {
+    pub fn new() -> Self {
+        ChunkAccumulator::default()
+    }
+
+    /// Adds one chunk (choice 0 only; `n` is always 1 here).
+    pub fn push(&mut self, chunk: &ChatCompletionChunk) {
+        if self.id.is_empty() {
+            self.id = chunk.id.clone();
+            self.created = chunk.created;
+            self.model = chunk.model.clone();
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        if chunk.x_moe_edge.is_some() {
+            self.edge = chunk.x_moe_edge.clone();
+        }
+        for c in chunk.choices.iter().filter(|c| c.index == 0) {
+            if let Some(text) = &c.delta.content {
+                self.content.get_or_insert_with(String::new).push_str(text);
+            }
+            for (k, v) in &c.delta.extra {
+                // e.g. reasoning_content: strings concatenate, others replace.
+                match (self.extra.get_mut(k), v) {
+                    (Some(Value::String(acc)), Value::String(more)) => acc.push_str(more),
+                    _ => {
+                        self.extra.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for d in c.delta.tool_calls.iter().flatten() {
+                let i = d.index as usize;
+                while self.calls.len() <= i {
+                    self.calls.push(ToolCall::new("", "", ""));
+                }
+                let call = &mut self.calls[i];
+                if let Some(id) = &d.id {
+                    call.id.clone_from(id);
+                }
+                if let Some(kind) = &d.kind {
+                    call.kind.clone_from(kind);
+                }
+                if let Some(f) = &d.function {
+                    if let Some(name) = &f.name {
+                        call.function.name.push_str(name);
+                    }
+                    if let Some(args) = &f.arguments {
+                        call.function.arguments.push_str(args);
+                    }
+                }
+            }
+            if c.finish_reason.is_some() {
+                self.finish_reason = c.finish_reason.clone();
+            }
+        }
+    }
+
+    /// The whole reply.
+    pub fn finish(self) -> ChatCompletion {
+        let mut message = AssistantMessage::with_tool_calls(self.content, self.calls);
+        message.extra = self.extra;
+        ChatCompletion {
+            id: self.id,
+            object: completion_object(),
+            created: self.created,
+            model: self.model,
+            choices: vec![Choice {
+                index: 0,
+                message,
+                finish_reason: self.finish_reason,
+                extra: Map::new(),
+            }],
+            usage: self.usage,
+            x_moe_edge: self.edge,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// Who answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -581,6 +678,53 @@ mod tests {
             .iter()
             .all(|c| c.x_moe_edge.is_none() && c.usage.is_none()));
         assert!(c.to_chunks(false)[3].usage.is_none());
+    }
+
+    #[test]
+    fn accumulator_rebuilds_the_completion() {
+        let c = ChatCompletion::new(
+            "id",
+            "m",
+            1,
+            AssistantMessage::with_tool_calls(
+                Some("ok".into()),
+                vec![ToolCall::new("call_1", "f", "{\"a\":1}")],
+            ),
+            FinishReason::ToolCalls,
+            Usage::new(3, 4),
+        )
+        .with_edge(edge());
+        let mut acc = ChunkAccumulator::new();
+        for ch in c.to_chunks(true) {
+            acc.push(&ch);
+        }
+        assert_eq!(acc.finish(), c);
+        // Pieces as an upstream sends them.
+        let pieces = [
+            json!({"id": "u", "created": 2, "model": "q", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+            json!({"id": "u", "choices": [{"index": 0, "delta": {"reasoning_content": "hm"}}]}),
+            json!({"id": "u", "choices": [{"index": 0, "delta": {"reasoning_content": "m", "tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]}),
+            json!({"id": "u", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"day\":"}}]}}]}),
+            json!({"id": "u", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"today\"}"}}]}}]}),
+            json!({"id": "u", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+            json!({"id": "u", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}}),
+        ];
+        let mut acc = ChunkAccumulator::new();
+        for p in pieces {
+            acc.push(&serde_json::from_value(p).unwrap());
+        }
+        let done = acc.finish();
+        let m = done.message().unwrap();
+        assert_eq!(m.content.as_deref(), Some(""));
+        assert_eq!(m.extra["reasoning_content"], "hmm");
+        assert_eq!(m.tool_calls()[0].function.arguments, "{\"day\":\"today\"}");
+        assert_eq!(m.tool_calls()[0].id, "c1");
+        assert_eq!(done.choices[0].finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(done.usage, Some(Usage::new(5, 6)));
+        assert_eq!(
+            (done.id.as_str(), done.model.as_str(), done.created),
+            ("u", "q", 2)
+        );
     }
 
     #[test]
