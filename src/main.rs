@@ -27,6 +27,27 @@ enum Cmd {
     Chat(ChatArgs),
     /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
     Eval(EvalArgs),
+    /// Convert a Hugging Face MoE checkpoint (config.json, *.safetensors, tokenizer.json) to a bundle.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The Hugging Face checkpoint directory.
+    #[arg(long)]
+    hf: PathBuf,
+    /// The bundle directory to write.
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    out: PathBuf,
+    /// Dtype of the stored weights: f32 or f16 (computation is f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Model id for the manifest (default: the checkpoint directory's name).
+    #[arg(long)]
+    model_id: Option<String>,
+    /// Replace an existing non-empty --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -76,7 +97,22 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Import(a) => import(a),
     }
+}
+
+fn import(a: ImportArgs) -> anyhow::Result<()> {
+    use moe_edge::bundle::import::{import, parse_dtype, ImportOptions};
+    let opts = ImportOptions {
+        hf_dir: a.hf,
+        out_dir: a.out,
+        dtype: parse_dtype(&a.dtype)?,
+        model_id: a.model_id,
+        force: a.force,
+    };
+    let report = import(&opts)?;
+    println!("{report}");
+    Ok(())
 }
 
 fn load_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::openai::Tool>> {
