@@ -895,6 +895,40 @@ fn unknown_architecture_is_named_with_the_supported_list() {
     );
 }
 
+#[test]
+fn model_type_stands_in_for_a_missing_architectures_field() {
+    // configs saved from a bare config object carry only `model_type`
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    tiny_checkpoint(&hf, "OlmoeForCausalLM", 2);
+    edit_config(&hf, |c| {
+        c.remove("architectures");
+        c.insert("model_type".into(), json!("olmoe"));
+    });
+    let rep = import_to(&hf, &tmp.path().join("b"), Dtype::F32);
+    assert_eq!(
+        rep.manifest.architecture.hf_architecture,
+        "OlmoeForCausalLM"
+    );
+    let err = failing_import(|hf| {
+        edit_config(hf, |c| {
+            c.remove("architectures");
+            c.insert("model_type".into(), json!("llama"));
+        })
+    });
+    assert_names(
+        &err,
+        &[
+            "config.json",
+            "field `model_type`",
+            "llama",
+            "Qwen3MoeForCausalLM",
+        ],
+    );
+    let err = failing_import(|hf| edit_config(hf, |c| drop(c.remove("architectures"))));
+    assert_names(&err, &["config.json", "field `architectures` missing"]);
+}
+
 /// Rewrite the checkpoint, replacing one tensor.
 fn replace_tensor(hf: &Path, name: &str, shape: Vec<usize>, dtype: safetensors::Dtype) {
     let p = hf.join("model.safetensors");
