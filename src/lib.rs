@@ -21,6 +21,8 @@ pub mod engine;
 pub mod experts;
 pub mod openai;
 pub mod runtime;
+pub mod transport;
+pub mod wire;
 
 /// The crate-level error: every module's error, unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +35,8 @@ pub enum Error {
     Runtime(#[from] runtime::RuntimeError),
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
 }

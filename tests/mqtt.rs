@@ -1,0 +1,619 @@
+//! MQTT transport against real brokers: the embedded rumqttd and a Mosquitto
+//! started per test (own config file in a temp dir, own free port). No mocks.
+//! Mosquitto tests print a notice and pass if `mosquitto` is not installed
+//! (the test script installs it; CI runs that script).
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use moe_edge::transport::{
+    self, connect, Broker, BrokerConfig, ConnState, Inbox, Message, MqttConfig, MqttHandle,
+    PublishOptions, QoS, Rpc, RpcConfig, RpcError,
+};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------ helpers
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn mosquitto_bin() -> Option<PathBuf> {
+    let candidates = [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ];
+    if let Some(p) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return Some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.exists())
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn wait_port(port: u16, up: bool) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        let ok = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+        if ok == up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "port {port} did not become {}",
+        if up { "open" } else { "closed" }
+    );
+}
+
+/// A Mosquitto process with its own config; killed on drop.
+struct Mosquitto {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// `None` (after printing a notice) when mosquitto is not installed.
+    fn start(test: &str) -> Option<Mosquitto> {
+        let Some(bin) = mosquitto_bin() else {
+            eprintln!("SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
+            dir.path().join("mosquitto.log").display()
+        );
+        if running_as_root() {
+            // Started as root, Mosquitto would drop to user `mosquitto`.
+            conf.push_str("user root\n");
+        }
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let mut m = Mosquitto {
+            bin,
+            dir,
+            port,
+            child: None,
+        };
+        m.spawn();
+        Some(m)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        wait_port(self.port, true);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false);
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn embedded_broker() -> Broker {
+    Broker::start(BrokerConfig::new("127.0.0.1:0".parse().unwrap())).expect("start rumqttd")
+}
+
+/// A connected client whose driver runs until the returned sender is dropped
+/// or fired.
+struct Client {
+    handle: MqttHandle,
+    inbox: Inbox,
+    stop: Option<oneshot::Sender<()>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    async fn new(url: &str, id: &str, tweak: impl FnOnce(&mut MqttConfig)) -> Client {
+        let mut cfg = MqttConfig::from_url(url, id).unwrap();
+        cfg.backoff_min = Duration::from_millis(50);
+        cfg.backoff_max = Duration::from_millis(200);
+        tweak(&mut cfg);
+        let (handle, inbox, driver) = connect(&cfg).unwrap();
+        let (stop, rx) = oneshot::channel::<()>();
+        let driver = tokio::spawn(driver.run(shutdown(rx)));
+        handle.wait_connected(WAIT).await.expect("connect");
+        Client {
+            handle,
+            inbox,
+            stop: Some(stop),
+            driver,
+        }
+    }
+
+    async fn recv(&mut self) -> Message {
+        self.inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("message in time")
+            .expect("driver alive")
+    }
+
+    async fn shutdown(mut self) {
+        drop(self.stop.take());
+        tokio::time::timeout(WAIT, &mut self.driver)
+            .await
+            .expect("driver stops")
+            .unwrap();
+        assert_eq!(self.handle.state(), ConnState::Stopped);
+    }
+}
+
+fn shutdown(rx: oneshot::Receiver<()>) -> impl Future<Output = ()> {
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// Subscribing is asynchronous (SUBACK is not awaited); publish a probe until
+/// it comes back so the subscription is known to be active.
+async fn settle(sub: &mut Client, publisher: &MqttHandle, topic: &str) {
+    let start = Instant::now();
+    loop {
+        publisher
+            .publish(topic, "probe", &PublishOptions::default())
+            .await
+            .unwrap();
+        if let Ok(Some(m)) = sub.inbox.recv_timeout(Duration::from_millis(200)).await {
+            if &m.payload[..] == b"probe" {
+                // Drain other probes still in flight.
+                while let Ok(Some(_)) = sub.inbox.recv_timeout(Duration::from_millis(100)).await {}
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "subscription to {topic} never became active"
+        );
+    }
+}
+
+// -------------------------------------------------------------- the checks
+
+async fn round_trip_with_properties(url: &str) {
+    let mut sub = Client::new(url, "rt-sub", |_| {}).await;
+    let publ = Client::new(url, "rt-pub", |_| {}).await;
+    sub.handle
+        .subscribe("t/rt/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/rt/probe").await;
+
+    let opts = PublishOptions {
+        qos: QoS::AtLeastOnce,
+        response_topic: Some("t/replies/rt-pub".into()),
+        correlation_data: Some(vec![0, 1, 2, 254, 255].into()),
+        user_properties: vec![("served_by".into(), "device".into())],
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    publ.handle
+        .publish("t/rt/x", r#"{"hello":"world"}"#, &opts)
+        .await
+        .unwrap();
+    let m = sub.recv().await;
+    assert_eq!(m.topic, "t/rt/x");
+    assert_eq!(&m.payload[..], br#"{"hello":"world"}"#);
+    assert_eq!(m.response_topic.as_deref(), Some("t/replies/rt-pub"));
+    assert_eq!(
+        m.correlation_data.as_deref(),
+        Some(&[0u8, 1, 2, 254, 255][..])
+    );
+    assert_eq!(m.user_property("served_by"), Some("device"));
+
+    // 256 KiB passes (rumqttc alone would cap incoming packets at 10 KiB).
+    let big: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    publ.handle
+        .publish(
+            "t/rt/big",
+            big.clone(),
+            &PublishOptions::qos(QoS::AtLeastOnce),
+        )
+        .await
+        .unwrap();
+    let m = sub.recv().await;
+    assert_eq!(m.topic, "t/rt/big");
+    assert_eq!(m.payload.len(), big.len());
+    assert!(m.payload[..] == big[..]);
+
+    assert_eq!(sub.handle.stats().dropped_qos0, 0);
+    sub.shutdown().await;
+    publ.shutdown().await;
+}
+
+async fn shared_subscription_splits(url: &str) {
+    let mut a = Client::new(url, "share-a", |_| {}).await;
+    let mut b = Client::new(url, "share-b", |_| {}).await;
+    let publ = Client::new(url, "share-pub", |_| {}).await;
+    let filter = "$share/moe-edge-hosts/t/share/#";
+    a.handle.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    b.handle.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    // Both members must be active before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = 40;
+    for i in 0..n {
+        publ.handle
+            .publish(
+                "t/share/layer/1",
+                format!("{i}"),
+                &PublishOptions::qos(QoS::AtLeastOnce),
+            )
+            .await
+            .unwrap();
+    }
+    let (mut got_a, mut got_b) = (0, 0);
+    let start = Instant::now();
+    while got_a + got_b < n && start.elapsed() < WAIT {
+        tokio::select! {
+            m = a.inbox.recv_timeout(Duration::from_millis(100)) => if let Ok(Some(_)) = m { got_a += 1 },
+            m = b.inbox.recv_timeout(Duration::from_millis(100)) => if let Ok(Some(_)) = m { got_b += 1 },
+        }
+    }
+    // Nothing is delivered twice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(Some(_)) = a.inbox.recv_timeout(Duration::from_millis(50)).await {
+        got_a += 1;
+    }
+    while let Ok(Some(_)) = b.inbox.recv_timeout(Duration::from_millis(50)).await {
+        got_b += 1;
+    }
+    eprintln!("shared subscription split: a={got_a} b={got_b}");
+    assert_eq!(got_a + got_b, n, "every message exactly once");
+    assert!(
+        got_a > 0 && got_b > 0,
+        "both members got work: a={got_a} b={got_b}"
+    );
+    for c in [a, b, publ] {
+        c.shutdown().await;
+    }
+}
+
+/// A responder that answers every request on `filter` with "echo:" + payload.
+/// Returns what stops it: drop or fire the sender, then await the driver.
+async fn spawn_echo_responder(
+    url: &str,
+    id: &str,
+    filter: &str,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let host = Client::new(url, id, |_| {}).await;
+    host.handle
+        .subscribe(filter, QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let Client {
+        handle,
+        mut inbox,
+        stop,
+        driver,
+    } = host;
+    tokio::spawn(async move {
+        while let Some(req) = inbox.recv().await {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&req.payload);
+            let _ = transport::respond(&handle, &req, reply, PublishOptions::default()).await;
+        }
+    });
+    (stop.unwrap(), driver)
+}
+
+async fn rpc_round_trip_and_deadline(url: &str) {
+    let (host_stop, host_driver) = spawn_echo_responder(url, "rpc-host", "t/rpc/experts/#").await;
+    let dev = Client::new(url, "rpc-dev", |_| {}).await;
+    let rpc = Rpc::new(&dev.handle, RpcConfig::new("t/rpc/rpc-dev/reply"))
+        .await
+        .unwrap();
+
+    // The first calls may race the subscriptions becoming active; retry briefly.
+    let start = Instant::now();
+    let reply = loop {
+        match rpc
+            .call_timeout("t/rpc/experts/layer/3", "x", Duration::from_millis(300))
+            .await
+        {
+            Ok(r) => break r,
+            Err(RpcError::Timeout { .. }) if start.elapsed() < WAIT => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(&reply[..], b"echo:x");
+
+    // Many concurrent calls each get their own reply.
+    let calls = (0..32).map(|i| {
+        let rpc = rpc.clone();
+        async move {
+            let r = rpc
+                .call_timeout("t/rpc/experts/layer/1", format!("{i}"), WAIT)
+                .await
+                .unwrap();
+            assert_eq!(r, format!("echo:{i}").into_bytes());
+        }
+    });
+    futures_join_all(calls).await;
+
+    // Nobody answers this topic: the deadline fires, on time.
+    let t0 = Instant::now();
+    let err = rpc
+        .call_timeout("t/nobody/home", "x", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let stats = rpc.stats();
+    assert_eq!(stats.pending, 0, "timed-out calls leave no entry");
+    assert!(stats.timeouts >= 1);
+
+    dev.shutdown().await;
+    drop(host_stop);
+    tokio::time::timeout(WAIT, host_driver)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn futures_join_all<F: Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+// ------------------------------------------------------------ rumqttd tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_round_trip_properties_and_large_payload() {
+    let broker = embedded_broker();
+    round_trip_with_properties(&broker.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_shared_subscription_splits() {
+    let broker = embedded_broker();
+    shared_subscription_splits(&broker.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_rpc_round_trip_and_deadline() {
+    let broker = embedded_broker();
+    rpc_round_trip_and_deadline(&broker.url()).await;
+}
+
+/// MQTT 3.1.1 apps reach the embedded broker on listen port + 1 and talk to
+/// MQTT 5 clients on the main port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_serves_mqtt311_on_next_port() {
+    let broker = embedded_broker();
+    let v4 = broker.v4_addr().expect("v4 listener");
+    assert_eq!(v4.port(), broker.addr().port() + 1);
+    let mut sub = Client::new(&broker.url(), "v5-sub", |_| {}).await;
+    sub.handle
+        .subscribe("app/+/req", QoS::AtMostOnce)
+        .await
+        .unwrap();
+
+    let mut opts = rumqttc::MqttOptions::new("v311-app", "127.0.0.1", v4.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let poller = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                ev = eventloop.poll() => if ev.is_err() { tokio::time::sleep(Duration::from_millis(50)).await },
+            }
+        }
+    });
+    let start = Instant::now();
+    let m = loop {
+        client
+            .publish("app/nav/req", rumqttc::QoS::AtMostOnce, false, "from 3.1.1")
+            .await
+            .unwrap();
+        if let Ok(Some(m)) = sub.inbox.recv_timeout(Duration::from_millis(200)).await {
+            break m;
+        }
+        assert!(start.elapsed() < WAIT, "no message from the 3.1.1 client");
+    };
+    assert_eq!(&m.payload[..], b"from 3.1.1");
+    let _ = stop_tx.send(());
+    poller.await.unwrap();
+    sub.shutdown().await;
+}
+
+// ---------------------------------------------------------- Mosquitto tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_round_trip_properties_and_large_payload() {
+    let Some(m) = Mosquitto::start("mosquitto_round_trip_properties_and_large_payload") else {
+        return;
+    };
+    round_trip_with_properties(&m.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_shared_subscription_splits() {
+    let Some(m) = Mosquitto::start("mosquitto_shared_subscription_splits") else {
+        return;
+    };
+    shared_subscription_splits(&m.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_rpc_round_trip_and_deadline() {
+    let Some(m) = Mosquitto::start("mosquitto_rpc_round_trip_and_deadline") else {
+        return;
+    };
+    rpc_round_trip_and_deadline(&m.url()).await;
+}
+
+/// Kill Mosquitto, restart it on the same port: the driver reconnects and
+/// re-subscribes by itself (the broker forgot everything: persistence off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_resubscribes_after_broker_restart() {
+    let Some(mut m) = Mosquitto::start("mosquitto_resubscribes_after_broker_restart") else {
+        return;
+    };
+    let url = m.url();
+    let mut sub = Client::new(&url, "restart-sub", |_| {}).await;
+    let publ = Client::new(&url, "restart-pub", |_| {}).await;
+    sub.handle
+        .subscribe("t/restart", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/restart").await;
+
+    let mut state = sub.handle.watch_state();
+    m.kill();
+    tokio::time::timeout(WAIT, state.wait_for(|s| *s == ConnState::Disconnected))
+        .await
+        .expect("driver notices the broker is gone")
+        .unwrap();
+    m.spawn();
+    sub.handle
+        .wait_connected(WAIT)
+        .await
+        .expect("sub reconnects");
+    publ.handle
+        .wait_connected(WAIT)
+        .await
+        .expect("pub reconnects");
+    assert!(sub.handle.stats().connects >= 2);
+
+    // No subscribe call from the test: the driver re-subscribed on ConnAck.
+    settle(&mut sub, &publ.handle, "t/restart").await;
+    publ.handle
+        .publish("t/restart", "after", &PublishOptions::qos(QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    let got = sub.recv().await;
+    assert_eq!(&got.payload[..], b"after");
+    sub.shutdown().await;
+    publ.shutdown().await;
+}
+
+/// The last will is published when a client vanishes, and retained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_last_will_on_vanish() {
+    let Some(m) = Mosquitto::start("mosquitto_last_will_on_vanish") else {
+        return;
+    };
+    let url = m.url();
+    let dev = Client::new(&url, "will-dev", |c| {
+        c.keep_alive = Duration::from_secs(5);
+        c.last_will = Some(transport::LastWill {
+            topic: "moe-edge/will-dev/status".into(),
+            payload: br#"{"online":false}"#.to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        });
+    })
+    .await;
+    // Abort the driver without DISCONNECT: the socket closes, the will fires.
+    dev.driver.abort();
+    let _ = dev.driver.await;
+    drop(dev.inbox);
+    drop(dev.handle);
+    // Let the broker publish (and retain) the will before subscribing, so it
+    // arrives as a retained message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut watcher = Client::new(&url, "will-watch", |_| {}).await;
+    watcher
+        .handle
+        .subscribe("moe-edge/+/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let got = watcher.recv().await;
+    assert_eq!(got.topic, "moe-edge/will-dev/status");
+    assert_eq!(&got.payload[..], br#"{"online":false}"#);
+    assert!(got.retain, "retained will delivered as retained");
+    watcher.shutdown().await;
+}
+
+/// QoS 0 floods on a full inbox are dropped and counted, never block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_full_inbox_drops_qos0_and_counts() {
+    let Some(m) = Mosquitto::start("mosquitto_full_inbox_drops_qos0_and_counts") else {
+        return;
+    };
+    let url = m.url();
+    let mut sub = Client::new(&url, "flood-sub", |c| c.inbox_capacity = 4).await;
+    let publ = Client::new(&url, "flood-pub", |_| {}).await;
+    sub.handle
+        .subscribe("t/flood", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/flood").await;
+    for i in 0..50 {
+        publ.handle
+            .publish("t/flood", format!("{i}"), &PublishOptions::default())
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    while sub.handle.stats().received < 51 && start.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = sub.handle.stats();
+    let mut kept = 0;
+    while let Ok(Some(_)) = sub.inbox.recv_timeout(Duration::from_millis(100)).await {
+        kept += 1;
+    }
+    assert!(kept <= 4, "inbox is bounded: kept={kept}");
+    assert!(stats.dropped_qos0 >= 40, "{stats:?}");
+    sub.shutdown().await;
+    publ.shutdown().await;
+}
