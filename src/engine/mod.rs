@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod eval;
 pub mod generate;
+pub mod golden;
 pub mod kv;
 pub mod model;
 pub mod plan_file;
