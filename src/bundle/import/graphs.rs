@@ -146,7 +146,7 @@ fn vector(
 }
 
 /// `embed`: `input_ids` i64 [T] -> `hidden` f32 [T, H].
-pub fn embed(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<Vec<u8>, ImportError> {
+pub fn embed(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<GraphBuilder, ImportError> {
     let mut g = GraphBuilder::new("embed", dtype);
     let ids = g.input("input_ids", Elem::I64, &[T]);
     let w = ck.f32(Names::embed(), &[a.vocab_size, a.hidden_size])?;
@@ -160,11 +160,11 @@ pub fn embed(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<Vec<u8>,
         Elem::F32,
         &[T, Dim::Fixed(a.hidden_size)],
     );
-    Ok(g.to_bytes())
+    Ok(g)
 }
 
 /// `head`: `hidden` [T, H] -> `logits` [T, V].
-pub fn head(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<Vec<u8>, ImportError> {
+pub fn head(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<GraphBuilder, ImportError> {
     let mut g = GraphBuilder::new("head", dtype);
     let x = g.input("hidden", Elem::F32, &[T, Dim::Fixed(a.hidden_size)]);
     let norm_w = vector(&mut g, ck, Names::final_norm(), a.hidden_size)?;
@@ -177,7 +177,7 @@ pub fn head(a: &Architecture, ck: &Checkpoint, dtype: Dtype) -> Result<Vec<u8>, 
     let w = linear_weight(&mut g, ck, src, a.vocab_size, a.hidden_size)?;
     let logits = g.linear(&n, &w, None);
     g.output(&logits, "logits", Elem::F32, &[T, Dim::Fixed(a.vocab_size)]);
-    Ok(g.to_bytes())
+    Ok(g)
 }
 
 /// rotate_half RoPE: x * cos + cat(-x2, x1) * sin, x [T, heads, D], cos/sin [T, 1, D].
@@ -198,7 +198,7 @@ pub fn layer(
     ck: &Checkpoint,
     dtype: Dtype,
     l: usize,
-) -> Result<Vec<u8>, ImportError> {
+) -> Result<GraphBuilder, ImportError> {
     let (h, d, nh, kvh) = (a.hidden_size, a.head_dim, a.num_heads, a.num_kv_heads);
     let groups = a.groups();
     let n = |s: &str| Names::layer(l, s);
@@ -306,5 +306,5 @@ pub fn layer(
         g.output(&out, "shared_out", Elem::F32, &[T, Dim::Fixed(h)]);
     }
     g.order_outputs(&["resid", "moe_in", "router_logits", "k", "v", "shared_out"]);
-    Ok(g.to_bytes())
+    Ok(g)
 }

@@ -182,6 +182,9 @@ pub const GRAPH_DIR: &str = "graphs";
 pub const EXPERTS_FILE: &str = "experts.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Graphs whose initializers exceed this keep them in `<graph>.onnx.data`
+/// (ONNX external data): protobuf cannot hold a message over 2 GiB.
+pub const EXTERNAL_DATA_ABOVE: usize = 1 << 30;
 
 /// Convert the checkpoint at `opts.hf_dir` into a bundle at `opts.out_dir`.
 pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
@@ -226,20 +229,29 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     // graphs
     let gdir = dir.join(GRAPH_DIR);
     std::fs::create_dir_all(&gdir).map_err(|e| ImportError::io(&gdir, e))?;
-    let write = |rel: &str, bytes: Vec<u8>| -> Result<(), ImportError> {
-        let p = dir.join(rel);
-        std::fs::write(&p, bytes).map_err(|e| ImportError::io(&p, e))
-    };
+    let mut graph_files = Vec::new();
     let embed_rel = format!("{GRAPH_DIR}/embed.onnx");
-    write(&embed_rel, graphs::embed(&arch, &ck, opts.dtype)?)?;
+    graph_files.extend(graphs::embed(&arch, &ck, opts.dtype)?.write(
+        dir,
+        &embed_rel,
+        EXTERNAL_DATA_ABOVE,
+    )?);
     let mut layer_rels = Vec::with_capacity(arch.num_layers);
     for l in 0..arch.num_layers {
         let rel = format!("{GRAPH_DIR}/layer.{l}.onnx");
-        write(&rel, graphs::layer(&arch, &ck, opts.dtype, l)?)?;
+        graph_files.extend(graphs::layer(&arch, &ck, opts.dtype, l)?.write(
+            dir,
+            &rel,
+            EXTERNAL_DATA_ABOVE,
+        )?);
         layer_rels.push(rel);
     }
     let head_rel = format!("{GRAPH_DIR}/head.onnx");
-    write(&head_rel, graphs::head(&arch, &ck, opts.dtype)?)?;
+    graph_files.extend(graphs::head(&arch, &ck, opts.dtype)?.write(
+        dir,
+        &head_rel,
+        EXTERNAL_DATA_ABOVE,
+    )?);
 
     // experts
     let (h, i) = (arch.hidden_size, arch.expert_intermediate_size);

@@ -3,13 +3,18 @@
 //! nodes with generated value names, initializers stored in the bundle dtype
 //! (with a `Cast` to f32 right after them), opset 17.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
 
 use super::weights::encode;
+use super::ImportError;
 use crate::bundle::manifest::Dtype;
 
 pub const OPSET: i64 = 17;
@@ -228,6 +233,62 @@ impl GraphBuilder {
         self.into_model().encode_to_vec()
     }
 
+    /// Write the graph to `dir/rel`. Protobuf caps a message at 2 GiB, so when
+    /// the initializers exceed `external_above` bytes, every initializer of
+    /// 1 KiB or more goes to `dir/rel.data` as ONNX external data (each at a
+    /// 4096-aligned offset). Returns the relative paths written.
+    pub fn write(
+        self,
+        dir: &Path,
+        rel: &str,
+        external_above: usize,
+    ) -> Result<Vec<String>, ImportError> {
+        let mut files = vec![rel.to_string()];
+        let mut model = self.into_model();
+        let path = dir.join(rel);
+        if self_weight_bytes(&model) > external_above {
+            let data_rel = format!("{rel}.data");
+            let data_path = dir.join(&data_rel);
+            let location = Path::new(&data_rel)
+                .file_name()
+                .expect("graph file has a name")
+                .to_string_lossy()
+                .into_owned();
+            let io = |e| ImportError::io(&data_path, e);
+            let mut w = BufWriter::new(File::create(&data_path).map_err(io)?);
+            let mut offset = 0usize;
+            let graph = model.graph.as_mut().expect("model has a graph");
+            for t in graph
+                .initializer
+                .iter_mut()
+                .filter(|t| t.raw_data.len() >= 1024)
+            {
+                let aligned = offset.div_ceil(4096) * 4096;
+                w.write_all(&vec![0u8; aligned - offset]).map_err(io)?;
+                let raw = std::mem::take(&mut t.raw_data);
+                w.write_all(&raw).map_err(io)?;
+                let entry = |k: &str, v: String| pb::StringStringEntryProto {
+                    key: k.into(),
+                    value: v,
+                };
+                t.external_data = vec![
+                    entry("location", location.clone()),
+                    entry("offset", aligned.to_string()),
+                    entry("length", raw.len().to_string()),
+                ];
+                t.data_location = Some(DataLocation::External as i32);
+                offset = aligned + raw.len();
+            }
+            w.into_inner()
+                .map_err(|e| io(e.into_error()))?
+                .sync_all()
+                .map_err(io)?;
+            files.push(data_rel);
+        }
+        std::fs::write(&path, model.encode_to_vec()).map_err(|e| ImportError::io(&path, e))?;
+        Ok(files)
+    }
+
     // ---- small compositions used by every graph ----
 
     pub fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
@@ -280,5 +341,67 @@ impl GraphBuilder {
     pub fn silu(&mut self, x: &str) -> String {
         let s = self.op("Sigmoid", &[x]);
         self.op("Mul", &[x, &s])
+    }
+}
+
+fn self_weight_bytes(m: &pb::ModelProto) -> usize {
+    m.graph
+        .as_ref()
+        .map(|g| g.initializer.iter().map(|t| t.raw_data.len()).sum())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{self, BackendOptions, TensorView};
+
+    /// y = x @ W + b with W, b stored in `dtype`, written inline or as external data.
+    fn affine(dir: &Path, rel: &str, dtype: Dtype, external_above: usize) -> Vec<String> {
+        let mut g = GraphBuilder::new("affine", dtype);
+        let x = g.input("x", Elem::F32, &[Dim::Sym("T"), Dim::Fixed(64)]);
+        let w: Vec<f32> = (0..64 * 32)
+            .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+            .collect();
+        let w = g.weight("w", &[64, 32], &w);
+        let b = g.weight("b", &[32], &[0.5; 32]);
+        let y = g.linear(&x, &w, Some(&b));
+        g.output(&y, "y", Elem::F32, &[Dim::Sym("T"), Dim::Fixed(32)]);
+        g.write(dir, rel, external_above).unwrap()
+    }
+
+    fn run(path: &Path) -> Vec<f32> {
+        let backend = runtime::backend(&BackendOptions::default()).unwrap();
+        let graph = backend.load(path).unwrap();
+        assert_eq!(graph.input_names(), &["x".to_string()]);
+        assert_eq!(graph.output_names(), &["y".to_string()]);
+        let x: Vec<f32> = (0..2 * 64).map(|i| (i as f32) / 100.0).collect();
+        let out = graph.run(&[TensorView::f32(vec![2, 64], &x)]).unwrap();
+        assert_eq!(out[0].shape, vec![2, 32]);
+        out[0].as_f32().unwrap().to_vec()
+    }
+
+    #[test]
+    fn inline_and_external_data_give_the_same_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        for dtype in [Dtype::F32, Dtype::F16] {
+            let inline = affine(dir.path(), "a.onnx", dtype, usize::MAX);
+            assert_eq!(inline, vec!["a.onnx"]);
+            let ext = affine(dir.path(), "b.onnx", dtype, 0);
+            assert_eq!(ext, vec!["b.onnx", "b.onnx.data"]);
+            assert!(std::fs::metadata(dir.path().join("b.onnx")).unwrap().len() < 1024);
+            let (a, b) = (
+                run(&dir.path().join("a.onnx")),
+                run(&dir.path().join("b.onnx")),
+            );
+            assert_eq!(a, b);
+            // x[0] = 0..0.63, w column 0 = ((17k mod 17)... ) checked against a direct computation
+            let x0: Vec<f32> = (0..64).map(|i| i as f32 / 100.0).collect();
+            let want: f32 = (0..64)
+                .map(|k| x0[k] * (((k * 32) % 17) as f32 - 8.0) / 8.0)
+                .sum::<f32>()
+                + 0.5;
+            assert!((a[0] - want).abs() < 1e-4, "{} vs {want}", a[0]);
+        }
     }
 }
