@@ -51,10 +51,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--max-steps", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2.5e-3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--moe-inter", type=int, default=192)
+    ap.add_argument("--moe-inter", type=int, default=128)
     ap.add_argument("--aux-coef", type=float, default=0.02)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
@@ -81,13 +81,29 @@ def main():
     print(f"train {len(train)} seqs, mean len {sum(lens) / len(lens):.1f}, max {max(lens)}", flush=True)
 
     from transformers import GenerationConfig, Qwen3MoeForCausalLM
-    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+    from fastmoe import FastQwen3Moe, aux_loss, to_hf_state_dict
     cfg = make_config(V, eos, pad, args)
-    cfg._attn_implementation = "sdpa"
-    model = Qwen3MoeForCausalLM(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False,
-                                               max_new_tokens=64, bos_token_id=None)
-    nparam = sum(p.numel() for p in model.parameters())
+    fast = FastQwen3Moe(cfg)  # same math as Qwen3MoeForCausalLM, batched experts (CPU speed)
+    gen_cfg = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False, max_new_tokens=64, bos_token_id=None)
+
+    def export(final=False):
+        hf = Qwen3MoeForCausalLM(cfg)
+        hf.load_state_dict(to_hf_state_dict(fast), strict=True)
+        hf.eval()
+        hf.generation_config = gen_cfg
+        # the exported model must compute exactly what was trained
+        ids, _, _ = batchify(enc_valid[:8])
+        with torch.no_grad():
+            a = fast.lm_head(fast.hidden(ids)[0])
+            b = hf(input_ids=ids).logits
+        err = (a - b).abs().max().item()
+        assert err < 1e-3, err
+        if final:
+            hf.config.output_router_logits = False
+        save_checkpoint(hf, out_dir)
+        return hf
+
+    nparam = sum(p.numel() for p in fast.parameters())
     print(f"params {nparam / 1e6:.2f}M", flush=True)
 
     def batchify(items):
@@ -115,7 +131,7 @@ def main():
         return batches
 
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for n, p in fast.named_parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
@@ -140,18 +156,18 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = lr
             ids, lab, att = batchify([enc_train[i] for i in b])
-            model.train()
+            fast.train()
             # logits only where the loss is taken (answer tokens): the lm_head dominates otherwise
-            out = model.model(input_ids=ids, attention_mask=att, output_router_logits=True)
+            hid, router_logits = fast.hidden(ids)
             tgt = lab[:, 1:]
             sel = tgt != -100
-            h = out.last_hidden_state[:, :-1][sel]
-            ce_t = torch.nn.functional.cross_entropy(model.lm_head(h).float(), tgt[sel])
-            aux_t = load_balancing_loss_func(out.router_logits, cfg.num_experts, cfg.num_experts_per_tok, att)
+            h = hid[:, :-1][sel]
+            ce_t = torch.nn.functional.cross_entropy(fast.lm_head(h).float(), tgt[sel])
+            aux_t = aux_loss(router_logits, cfg.num_experts, cfg.num_experts_per_tok, att.reshape(-1).bool())
             loss = ce_t + cfg.router_aux_loss_coef * aux_t
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(fast.parameters(), 1.0)
             opt.step()
             step += 1
             ce = ce_t.item()
@@ -159,16 +175,13 @@ def main():
             if step % 50 == 0:
                 print(f"step {step} ep {ep} {elapsed:.0f}s lr {lr:.2e} ce {ema:.4f} aux {aux_t.item():.3f}", flush=True)
             if time.time() - last_ckpt > args.ckpt_every:
-                vl = valid_loss(model, enc_valid, batchify)
+                vl = valid_loss(fast, enc_valid, batchify)
                 print(f"  checkpoint step {step}: valid ce {vl:.4f}", flush=True)
-                model.eval()
-                save_checkpoint(model, out_dir)
+                export()
                 last_ckpt = time.time()
-    vl = valid_loss(model, enc_valid, batchify)
+    vl = valid_loss(fast, enc_valid, batchify)
     print(f"final step {step} {time.time() - t0:.0f}s valid ce {vl:.4f}", flush=True)
-    model.eval()
-    model.config.output_router_logits = False
-    save_checkpoint(model, out_dir)
+    export(final=True)
     with open(os.path.join(MODEL_DIR, "train_log.json"), "w") as f:
         json.dump({"steps": step, "seconds": round(time.time() - t0), "valid_ce": vl, "params": nparam,
                    "train_examples": len(train), "args": vars(args)}, f, indent=2)
@@ -176,16 +189,17 @@ def main():
 
 
 @torch.no_grad()
-def valid_loss(model, enc, batchify):
-    model.eval()
+def valid_loss(fast, enc, batchify):
+    fast.eval()
     tot, n = 0.0, 0
     for i in range(0, len(enc), 64):
         ids, lab, att = batchify(enc[i:i + 64])
-        out = model(input_ids=ids, attention_mask=att, labels=lab, output_router_logits=False)
-        k = (lab[:, 1:] != -100).sum().item()
-        tot += out.loss.item() * k
-        n += k
-    model.train()
+        hid, _ = fast.hidden(ids)
+        tgt = lab[:, 1:]
+        sel = tgt != -100
+        tot += torch.nn.functional.cross_entropy(fast.lm_head(hid[:, :-1][sel]), tgt[sel], reduction="sum").item()
+        n += sel.sum().item()
+    fast.train()
     return tot / n
 
 
