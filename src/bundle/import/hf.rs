@@ -290,7 +290,7 @@ pub fn validate(raw: &RawConfig, path: &Path) -> Result<Architecture, ImportErro
             ArchKind::Olmoe | ArchKind::Mixtral => 1e-5,
             _ => 1e-6,
         });
-    let mut max_context = f
+    let max_context = f
         .usize_opt("max_position_embeddings", &raw.max_position_embeddings)?
         .unwrap_or(4096);
 
@@ -361,9 +361,6 @@ pub fn validate(raw: &RawConfig, path: &Path) -> Result<Architecture, ImportErro
     let tie_word_embeddings = f
         .bool_opt("tie_word_embeddings", &raw.tie_word_embeddings)?
         .unwrap_or(false);
-    if max_context == 0 {
-        max_context = 4096;
-    }
 
     Ok(Architecture {
         kind,
