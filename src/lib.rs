@@ -16,9 +16,11 @@
 //! - `bench`     the `bench` subcommand
 
 pub mod bundle;
+pub mod cascade;
 pub mod config;
 pub mod engine;
 pub mod experts;
+pub mod host;
 pub mod openai;
 pub mod runtime;
 pub mod transport;

@@ -13,10 +13,22 @@ use crate::runtime::{BackendKind, BackendOptions, OrtOptions};
 /// The boards shipped in `boards/`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("host-cpu", include_str!("../../boards/host-cpu.toml")),
-    ("jetson-orin-nano-8gb", include_str!("../../boards/jetson-orin-nano-8gb.toml")),
-    ("jetson-orin-nx-16gb", include_str!("../../boards/jetson-orin-nx-16gb.toml")),
-    ("jetson-agx-orin-64gb", include_str!("../../boards/jetson-agx-orin-64gb.toml")),
-    ("glasses-arm64", include_str!("../../boards/glasses-arm64.toml")),
+    (
+        "jetson-orin-nano-8gb",
+        include_str!("../../boards/jetson-orin-nano-8gb.toml"),
+    ),
+    (
+        "jetson-orin-nx-16gb",
+        include_str!("../../boards/jetson-orin-nx-16gb.toml"),
+    ),
+    (
+        "jetson-agx-orin-64gb",
+        include_str!("../../boards/jetson-agx-orin-64gb.toml"),
+    ),
+    (
+        "glasses-arm64",
+        include_str!("../../boards/glasses-arm64.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +79,11 @@ pub struct CascadeConfig {
     pub cloud_model: Option<String>,
     /// Name of the environment variable holding the cloud API key (never the key).
     pub cloud_api_key_env: Option<String>,
+    /// Per hop: a whole plain call, the head of a stream, each gap in a stream.
     pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Retries of a call that never reached the upstream or got 429/503 (backoff, capped).
+    pub retries: u32,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
 }
@@ -106,7 +122,11 @@ impl Board {
             None => Err(ConfigError::UnknownBoard {
                 name: name.to_string(),
                 path: local,
-                known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                known: BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -159,11 +179,17 @@ impl Board {
         }
         let threads = raw.runtime.threads.unwrap_or(2);
         if threads == 0 || threads > 256 {
-            return Err(field("runtime.threads", format!("{threads} is not in 1..=256")));
+            return Err(field(
+                "runtime.threads",
+                format!("{threads} is not in 1..=256"),
+            ));
         }
         let m = &raw.memory;
         if m.experts_mb < 0.0 || m.kv_cache_mb <= 0.0 {
-            return Err(field("memory", "experts_mb must be >= 0 and kv_cache_mb > 0".into()));
+            return Err(field(
+                "memory",
+                "experts_mb must be >= 0 and kv_cache_mb > 0".into(),
+            ));
         }
         if m.experts_mb + m.kv_cache_mb > m.total_mb as f64 {
             return Err(field(
@@ -197,7 +223,10 @@ impl Board {
         if limits.queue_depth > crate::config::board::MAX_QUEUE {
             return Err(field(
                 "limits.queue_depth",
-                format!("{} exceeds the compiled maximum {MAX_QUEUE}", limits.queue_depth),
+                format!(
+                    "{} exceeds the compiled maximum {MAX_QUEUE}",
+                    limits.queue_depth
+                ),
             ));
         }
         let policy = match raw.experts.policy.as_deref().unwrap_or("lru") {
@@ -222,12 +251,24 @@ impl Board {
             }
         };
         let c = raw.cascade;
-        for (name, url) in [("cascade.host_url", &c.host_url), ("cascade.cloud_url", &c.cloud_url)] {
+        for (name, url) in [
+            ("cascade.host_url", &c.host_url),
+            ("cascade.cloud_url", &c.cloud_url),
+        ] {
             if let Some(u) = url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
                     return Err(field(name, format!("`{u}` is not an http(s) URL")));
                 }
             }
+        }
+        if c.timeout_ms == Some(0) || c.connect_timeout_ms == Some(0) {
+            return Err(field(
+                "cascade.timeout_ms",
+                "timeouts must be > 0 ms".into(),
+            ));
+        }
+        if c.retries.is_some_and(|r| r > 10) {
+            return Err(field("cascade.retries", "must be <= 10".into()));
         }
         let ort = raw.ort.map(|o| OrtOptions {
             dylib: None,
@@ -269,6 +310,8 @@ impl Board {
                 cloud_model: c.cloud_model,
                 cloud_api_key_env: c.cloud_api_key_env,
                 timeout: Duration::from_millis(c.timeout_ms.unwrap_or(10_000)),
+                connect_timeout: Duration::from_millis(c.connect_timeout_ms.unwrap_or(2_000)),
+                retries: c.retries.unwrap_or(2),
                 breaker_failures: c.breaker_failures.unwrap_or(3),
                 breaker_cooldown: Duration::from_millis(c.breaker_cooldown_ms.unwrap_or(5_000)),
             },
@@ -294,21 +337,31 @@ mod tests {
     #[test]
     fn unknown_field_names_file_and_field() {
         let text = BUILTIN[0].1.replace("[memory]", "[memory]\nbogus = 1");
-        let e = Board::parse(&text, Path::new("boards/x.toml")).unwrap_err().to_string();
+        let e = Board::parse(&text, Path::new("boards/x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("boards/x.toml") && e.contains("bogus"), "{e}");
     }
 
     #[test]
     fn bad_backend_named() {
-        let text = BUILTIN[0].1.replace("backend = \"tract\"", "backend = \"tpu\"");
-        let e = Board::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        let text = BUILTIN[0]
+            .1
+            .replace("backend = \"tract\"", "backend = \"tpu\"");
+        let e = Board::parse(&text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("runtime.backend") && e.contains("tpu"), "{e}");
     }
 
     #[test]
     fn over_budget_refused() {
-        let text = BUILTIN[0].1.replace("experts_mb = 4096", "experts_mb = 99999999");
-        let e = Board::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        let text = BUILTIN[0]
+            .1
+            .replace("experts_mb = 4096", "experts_mb = 99999999");
+        let e = Board::parse(&text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memory.experts_mb"), "{e}");
     }
 

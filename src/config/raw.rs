@@ -77,6 +77,9 @@ pub struct RawCascade {
     pub cloud_model: Option<String>,
     pub cloud_api_key_env: Option<String>,
     pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    /// Retries of a call that never reached the upstream or got 429/503.
+    pub retries: Option<u32>,
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown_ms: Option<u64>,
 }
