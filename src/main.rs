@@ -29,6 +29,13 @@ enum Cmd {
     Eval(EvalArgs),
     /// Convert a Hugging Face MoE checkpoint (config.json, *.safetensors, tokenizer.json) to a bundle.
     Import(ImportArgs),
+    /// Print the resolved plan of a board (and a bundle): backend, providers, threads,
+    /// memory split, how many experts fit, limits. Every built-in board without --board.
+    Boards(BoardsArgs),
+    /// Replay golden vectors (golden.safetensors) through a bundle: greedy tokens and
+    /// max |Δlogit| per prompt as JSON; exit status 1 on a mismatch.
+    #[command(hide = true)]
+    Golden(GoldenArgs),
 }
 
 #[derive(clap::Args)]
@@ -98,6 +105,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Chat(a) => chat(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Import(a) => import(a),
+        Cmd::Boards(a) => boards(a),
+        Cmd::Golden(a) => golden(a),
     }
 }
 
@@ -239,6 +248,84 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     );
     if let Some(p) = a.json {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- boards, golden
+
+#[derive(clap::Args)]
+struct BoardsArgs {
+    /// One board (a name from boards/ or a .toml path); default: every built-in board.
+    #[arg(long)]
+    board: Option<String>,
+    /// A bundle: also show how many of its experts fit and the KV cache per sequence.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn boards(a: BoardsArgs) -> anyhow::Result<()> {
+    use moe_edge::config::describe::{builtin_boards, dry_run};
+    let names: Vec<String> = match a.board {
+        Some(b) => vec![b],
+        None => builtin_boards().into_iter().map(String::from).collect(),
+    };
+    let mut plans = Vec::new();
+    for name in &names {
+        let board = Board::load(name)?;
+        plans.push(dry_run(&board, a.bundle.as_deref())?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plans)?);
+    } else {
+        let text: Vec<String> = plans.iter().map(|p| p.to_string()).collect();
+        print!("{}", text.join("\n"));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct GoldenArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// golden.safetensors (p{i}.input_ids, p{i}.logits, p{i}.greedy).
+    #[arg(long)]
+    golden: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Largest accepted |logit - reference logit|.
+    #[arg(long, default_value_t = 1e-3)]
+    tol: f32,
+    /// Include the prefill logits in the JSON (to compare two runs).
+    #[arg(long)]
+    logits: bool,
+}
+
+fn golden(a: GoldenArgs) -> anyhow::Result<()> {
+    use moe_edge::engine::golden::{read_golden, run_all};
+    let board = Board::load(&a.board)?;
+    let bundle = moe_edge::bundle::Bundle::open(&a.bundle, Verify::Full)
+        .with_context(|| format!("opening bundle {}", a.bundle.display()))?;
+    let model = moe_edge::engine::Model::load(&bundle, &board)?;
+    let prompts = read_golden(&a.golden)?;
+    let results = run_all(&model, &prompts, a.logits)?;
+    let ok = results.iter().all(|r| r.passes(a.tol));
+    let out = serde_json::json!({
+        "bundle": a.bundle.display().to_string(),
+        "model_id": bundle.manifest.model_id,
+        "board": board.name,
+        "backend": board.backend.kind.to_string(),
+        "arch": std::env::consts::ARCH,
+        "tol": a.tol,
+        "ok": ok,
+        "prompts": results,
+    });
+    println!("{out}");
+    if !ok {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! the file and the field. Nothing here touches a model or the network.
 
 mod board;
+pub mod describe;
 mod raw;
 
 pub use board::{Board, CascadeConfig, ExpertPolicy, Limits, Memory, OffloadConfig, OnMiss};
