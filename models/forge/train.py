@@ -49,10 +49,10 @@ def make_config(vocab, eos, pad, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--minutes", type=float, default=36.0)
     ap.add_argument("--max-steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--moe-inter", type=int, default=128)
     ap.add_argument("--aux-coef", type=float, default=0.02)
