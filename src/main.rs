@@ -27,6 +27,9 @@ enum Cmd {
     Chat(ChatArgs),
     /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
     Eval(EvalArgs),
+    /// The host side: the full model (all experts) behind an OpenAI-compatible
+    /// HTTP endpoint (--http); falls back to the board's cloud, if any.
+    Host(HostArgs),
     /// Convert a Hugging Face MoE checkpoint (config.json, *.safetensors, tokenizer.json) to a bundle.
     Import(ImportArgs),
     /// Print the resolved plan of a board (and a bundle): backend, providers, threads,
@@ -104,6 +107,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Host(a) => host(a),
         Cmd::Import(a) => import(a),
         Cmd::Boards(a) => boards(a),
         Cmd::Golden(a) => golden(a),
@@ -328,4 +332,61 @@ fn golden(a: GoldenArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+struct HostArgs {
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Serve /v1/chat/completions and /v1/models here (e.g. 0.0.0.0:8080; port 0 picks one).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// MQTT broker for remote expert compute (the expert server; not built yet).
+    #[arg(long)]
+    broker: Option<String>,
+}
+
+fn host(a: HostArgs) -> anyhow::Result<()> {
+    use moe_edge::host::{self, HostOptions};
+    let board = Board::load(&a.board)?;
+    anyhow::ensure!(
+        a.http.is_some() || a.broker.is_some(),
+        "give --http ADDR (the OpenAI endpoint) and/or --broker URL (the expert server)"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let http = match a.http {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                // The first line on stdout: scripts and tests read the bound address here.
+                println!("moe-edge host: listening on http://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
+        let opts = HostOptions {
+            bundle: a.bundle,
+            board,
+            http,
+            broker: a.broker,
+            verify: Verify::Full,
+        };
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            log::info!("host stopping");
+        };
+        host::run(opts, stop).await?;
+        anyhow::Ok(())
+    })
 }

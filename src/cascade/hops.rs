@@ -327,27 +327,3 @@ async fn send_chunk(
         }),
     }
 }
-
-/// The daemon's seam (`serve::Escalate`): a request the device will not
-/// answer goes up the cascade; the device's own reply is not sent in its
-/// place (the app gets a `no_route` error listing what was tried instead).
-impl crate::serve::Escalate for Cascade {
-    fn escalate(
-        &self,
-        request: ValidRequest,
-        reason: crate::serve::EscalateReason,
-        _device_reply: Option<ChatCompletion>,
-    ) -> futures_util::future::BoxFuture<'static, Result<ChatCompletion, ApiError>> {
-        let me = self.clone();
-        Box::pin(async move {
-            let why = match &reason {
-                crate::serve::EscalateReason::Fallback(r) => super::Escalation::from_fallback(r),
-                crate::serve::EscalateReason::NonText => super::Escalation::NonText,
-                crate::serve::EscalateReason::ExpertsUnreachable(m) => {
-                    super::Escalation::ExpertsUnreachable(m.clone())
-                }
-            };
-            me.escalate(&request, &why.to_string(), None).await
-        })
-    }
-}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::breaker::Admit;
 use super::CascadeError;
 use crate::engine::toolcall::FallbackReason;
-use crate::openai::{ApiError, EdgeInfo, ErrorCode, ServedBy, ValidRequest};
+use crate::openai::{ApiError, EdgeInfo, ErrorCode, ServedBy, ToolChoice, ValidRequest};
 
 /// Why a request goes up the cascade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,16 @@ pub fn deadline_miss(
     let est = prompt_tokens as f64 * p + max_new_tokens.min(32) as f64 * d;
     (est > deadline)
         .then(|| Escalation::Deadline(format!("needs ~{est:.0} ms, deadline {deadline:.0} ms")))
+}
+
+/// Whether a local reply's text may be streamed before generation ends.
+/// Not when a tool call is required: text alone is then a reply the device
+/// must not give (it escalates), so nothing may have been sent by then.
+pub fn may_stream_text_early(req: &ValidRequest) -> bool {
+    !matches!(
+        req.tool_choice,
+        ToolChoice::Required | ToolChoice::Function(_)
+    )
 }
 
 /// One hop of the cascade.
@@ -206,8 +216,15 @@ pub fn served_info(
         served_by: kind.served_by(),
         ..EdgeInfo::default()
     });
-    if info.served_by == ServedBy::Device {
-        // Our host's engine reports itself as a device: it is the host here.
+    // The farthest hop that worked on it: an upstream `moe-edge host` that
+    // escalated to its cloud says `cloud`; an OpenAI endpoint that happens to
+    // be a `moe-edge host` but is configured as our cloud hop is `cloud` to us.
+    let rank = |s: ServedBy| match s {
+        ServedBy::Device => 0,
+        ServedBy::Host => 1,
+        ServedBy::Cloud => 2,
+    };
+    if rank(info.served_by) < rank(kind.served_by()) {
         info.served_by = kind.served_by();
     }
     let mut all = tried.to_vec();

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::http::ChatBackend;
 use super::HostError;
 use crate::bundle::Verify;
-use crate::cascade::policy::deadline_miss;
+use crate::cascade::policy::{deadline_miss, may_stream_text_early};
 use crate::cascade::{Cascade, ChunkSink, Escalation};
 use crate::config::Board;
 use crate::engine::chat::{api_error, ChatOutcome};
@@ -69,7 +69,7 @@ pub struct LocalModel {
     jobs: mpsc::Sender<Job>,
     model_id: String,
     tier: ServedBy,
-    cascade: Option<Arc<Cascade>>,
+    cascade: Option<Cascade>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -91,7 +91,7 @@ impl LocalModel {
         board: Board,
         verify: Verify,
         tier: ServedBy,
-        cascade: Option<Arc<Cascade>>,
+        cascade: Option<Cascade>,
     ) -> Result<Arc<LocalModel>, HostError> {
         let (tx, rx) = mpsc::channel::<Job>(board.limits.queue_depth.max(1));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
@@ -165,6 +165,7 @@ impl LocalModel {
             id,
             self.model_id.clone(),
         );
+        stream.hold_text = !may_stream_text_early(&request);
         while let Some(ev) = rx.recv().await {
             match ev {
                 Event::Delta(d) => stream.text(&d).await?,
@@ -247,6 +248,8 @@ impl ChatBackend for LocalModel {
 /// request that ends up escalated has sent nothing.
 struct Streamer {
     sink: Option<ChunkSink>,
+    /// Send no text before the end (a tool call is required).
+    hold_text: bool,
     include_usage: bool,
     splitter: StreamSplitter,
     released: String,
@@ -259,6 +262,7 @@ impl Streamer {
     fn new(sink: Option<ChunkSink>, include_usage: bool, id: String, model: String) -> Self {
         Streamer {
             sink,
+            hold_text: false,
             include_usage,
             splitter: StreamSplitter::new(),
             released: String::new(),
@@ -282,7 +286,7 @@ impl Streamer {
     }
 
     async fn text(&mut self, piece: &str) -> Result<(), ApiError> {
-        if self.sink.is_none() {
+        if self.sink.is_none() || self.hold_text {
             return Ok(());
         }
         let out = self.splitter.push(piece);
