@@ -276,7 +276,11 @@ impl OrtBackend {
             Provider::Cuda => {
                 let mut ep = CUDA::default().with_device_id(o.device_id);
                 if let Some(limit) = o.gpu_mem_limit {
-                    ep = ep.with_memory_limit(limit);
+                    // Grow by what is asked, not to the next power of two:
+                    // the arena shares the board's memory with the experts.
+                    ep = ep
+                        .with_memory_limit(limit)
+                        .with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested);
                 }
                 ep.register(b)
             }
