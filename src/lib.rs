@@ -13,8 +13,10 @@
 //! - `serve`     the daemon: admission, request/reply mapping, status
 //! - `host`      expert server and the OpenAI HTTP endpoint
 //! - `cascade`   fallback policy and the OpenAI-compatible cloud client
+//! - `plan`      routing statistics, resident-expert selection, pruned device bundles
 //! - `bench`     the `bench` subcommand
 
+pub mod bench;
 pub mod bundle;
 pub mod cascade;
 pub mod config;
@@ -22,7 +24,9 @@ pub mod engine;
 pub mod experts;
 pub mod host;
 pub mod openai;
+pub mod plan;
 pub mod runtime;
+pub mod serve;
 pub mod transport;
 pub mod wire;
 
@@ -41,4 +45,6 @@ pub enum Error {
     Wire(#[from] wire::WireError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
 }

@@ -62,7 +62,14 @@ struct Record {
 }
 
 impl Observer for Record {
-    fn layer(&mut self, layer: usize, hidden: &[f32], _probs: &[f32], routes: &[Vec<(u16, f32)>]) {
+    fn layer(
+        &mut self,
+        layer: usize,
+        _x: &[f32],
+        hidden: &[f32],
+        _probs: &[f32],
+        routes: &[Vec<(u16, f32)>],
+    ) {
         self.hidden.push(hidden.to_vec());
         let mut ids = Vec::new();
         for r in routes {

@@ -37,6 +37,9 @@ pub enum ExpertPolicy {
     Lfu,
     /// Keep exactly the experts of the plan; never evict.
     Pinned,
+    /// Evict the expert with the lowest exponentially decayed use count
+    /// (recency and frequency at once: predicts the next reuse).
+    Predictive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,10 +236,11 @@ impl Board {
             "lru" => ExpertPolicy::Lru,
             "lfu" => ExpertPolicy::Lfu,
             "pinned" => ExpertPolicy::Pinned,
+            "predictive" => ExpertPolicy::Predictive,
             other => {
                 return Err(field(
                     "experts.policy",
-                    format!("is `{other}`, expected lru, lfu or pinned"),
+                    format!("is `{other}`, expected lru, lfu, pinned or predictive"),
                 ))
             }
         };

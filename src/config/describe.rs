@@ -328,6 +328,7 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
             ExpertPolicy::Lru => "lru",
             ExpertPolicy::Lfu => "lfu",
             ExpertPolicy::Pinned => "pinned",
+            ExpertPolicy::Predictive => "predictive",
         }
         .into(),
         residency_plan: board.plan.clone(),

@@ -40,10 +40,17 @@ impl ExpertCounts {
 
 /// Sees what happens inside a step (golden tests, routing statistics for `plan`).
 pub trait Observer {
-    /// Called per layer with the layer's output hidden states [T, H], the
-    /// router probabilities [T, E] and the routed pairs per token (before
-    /// substitution).
-    fn layer(&mut self, layer: usize, hidden: &[f32], probs: &[f32], routes: &[Vec<(u16, f32)>]);
+    /// Called per layer with the experts' input (post-attention norm) [T, H],
+    /// the layer's output hidden states [T, H], the router probabilities
+    /// [T, E] and the routed pairs per token (before substitution).
+    fn layer(
+        &mut self,
+        layer: usize,
+        x: &[f32],
+        hidden: &[f32],
+        probs: &[f32],
+        routes: &[Vec<(u16, f32)>],
+    );
 }
 
 /// Timings of the parts of a step, accumulated.
@@ -165,11 +172,18 @@ impl Model {
     }
 
     pub fn cache_stats(&self) -> CacheStats {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).stats().clone()
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats()
+            .clone()
     }
 
     pub fn resident_experts(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).resident_count()
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resident_count()
     }
 
     pub fn resident_bytes(&self) -> (u64, u64) {
@@ -243,7 +257,11 @@ impl Model {
             let mut out = take(&mut outs, lg.out[0])?;
             let moe_in = take(&mut outs, lg.out[1])?;
             let logits = take(&mut outs, lg.out[2])?;
-            kv.append(l, outs[lg.out[3]].as_f32().unwrap_or(&[]), outs[lg.out[4]].as_f32().unwrap_or(&[]));
+            kv.append(
+                l,
+                outs[lg.out[3]].as_f32().unwrap_or(&[]),
+                outs[lg.out[4]].as_f32().unwrap_or(&[]),
+            );
             if let Some(si) = lg.shared {
                 for (o, x) in out.iter_mut().zip(outs[si].as_f32().unwrap_or(&[])) {
                     *o += x;
@@ -255,12 +273,16 @@ impl Model {
             let mut routes = Vec::with_capacity(t);
             for i in 0..t {
                 router::softmax(&logits[i * e..(i + 1) * e], &mut probs[i * e..(i + 1) * e]);
-                routes.push(router::top_k(&probs[i * e..(i + 1) * e], a.top_k, a.norm_topk_prob));
+                routes.push(router::top_k(
+                    &probs[i * e..(i + 1) * e],
+                    a.top_k,
+                    a.norm_topk_prob,
+                ));
             }
             self.moe(l, &moe_in, &probs, &routes, &mut out, counts, times)?;
             times.experts_us += clock.elapsed().as_micros() as u64;
             if let Some(obs) = observer.as_deref_mut() {
-                obs.layer(l, &out, &probs, &routes);
+                obs.layer(l, &moe_in, &out, &probs, &routes);
             }
             hidden = out;
         }
@@ -268,7 +290,10 @@ impl Model {
         let clock = Instant::now();
         let rows = if all_logits { t } else { 1 };
         let last = &hidden[(t - rows) * h..];
-        let logits = self.head.run(&[TensorView::f32(vec![rows, h], last)])?.swap_remove(0);
+        let logits = self
+            .head
+            .run(&[TensorView::f32(vec![rows, h], last)])?
+            .swap_remove(0);
         times.graphs_us += clock.elapsed().as_micros() as u64;
         Ok(logits)
     }
@@ -330,7 +355,10 @@ impl Model {
             match res {
                 Ok(sums) if sums.len() == missing.len() * h => {
                     for (k, (ti, m)) in missing.iter().enumerate() {
-                        for (o, s) in out[ti * h..(ti + 1) * h].iter_mut().zip(&sums[k * h..(k + 1) * h]) {
+                        for (o, s) in out[ti * h..(ti + 1) * h]
+                            .iter_mut()
+                            .zip(&sums[k * h..(k + 1) * h])
+                        {
                             *o += s;
                         }
                         counts.remote += m.len() as u64;
@@ -349,13 +377,20 @@ impl Model {
             }
         }
         if !missing.is_empty() && self.on_miss == OnMiss::Escalate {
-            let mut experts: Vec<u32> = missing.iter().flat_map(|(_, m)| m.iter().map(|p| p.0 as u32)).collect();
+            let mut experts: Vec<u32> = missing
+                .iter()
+                .flat_map(|(_, m)| m.iter().map(|p| p.0 as u32))
+                .collect();
             experts.sort_unstable();
             experts.dedup();
-            return Err(EngineError::Experts(crate::experts::ExpertError::Unreachable { layer: l, experts }));
+            return Err(EngineError::Experts(
+                crate::experts::ExpertError::Unreachable { layer: l, experts },
+            ));
         }
         for (ti, m) in &missing {
-            let subs = dispatch::substitute(&probs[ti * e_n..(ti + 1) * e_n], &routes[*ti], |e| self.store.has(l, e));
+            let subs = dispatch::substitute(&probs[ti * e_n..(ti + 1) * e_n], &routes[*ti], |e| {
+                self.store.has(l, e)
+            });
             counts.substituted += m.len() as u64;
             for (e, w) in subs {
                 local[e as usize].push((*ti, w));
@@ -366,7 +401,14 @@ impl Model {
         Ok(())
     }
 
-    fn run_local(&self, l: usize, x: &[f32], local: &mut [Vec<(usize, f32)>], out: &mut [f32], counts: &mut ExpertCounts) {
+    fn run_local(
+        &self,
+        l: usize,
+        x: &[f32],
+        local: &mut [Vec<(usize, f32)>],
+        out: &mut [f32],
+        counts: &mut ExpertCounts,
+    ) {
         let a = &self.manifest.architecture;
         let (h, inter) = (a.hidden_size, a.expert_intermediate_size);
         let mut act = Vec::new();
@@ -390,7 +432,10 @@ impl Model {
             }
             work.sort_unstable_by_key(|&(ti, _)| ti);
             let w = self.store.get(l, e).expect("local expert present in store");
-            let xs: Vec<&[f32]> = work.iter().map(|&(ti, _)| &x[ti * h..(ti + 1) * h]).collect();
+            let xs: Vec<&[f32]> = work
+                .iter()
+                .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
+                .collect();
             let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
             act.resize(inter * xs.len(), 0.0);
             // Tokens are distinct per expert and sorted: borrow their rows once.

@@ -36,7 +36,9 @@ impl CacheStats {
 pub enum Access {
     Hit,
     /// Now resident; `evicted` made room for it.
-    Miss { evicted: Vec<ExpertId> },
+    Miss {
+        evicted: Vec<ExpertId>,
+    },
     /// Used once and not kept.
     Transient,
 }
@@ -46,6 +48,9 @@ struct Entry {
     last_use: u64,
 }
 
+/// Decay per access of the predictive policy's usage estimate.
+const EMA_DECAY: f64 = 0.98;
+
 #[derive(Debug, Clone)]
 pub struct ResidencyCache {
     policy: ExpertPolicy,
@@ -54,6 +59,9 @@ pub struct ResidencyCache {
     resident: HashMap<ExpertId, Entry>,
     /// Access counts over the cache's lifetime (LFU keeps history across evictions).
     freq: HashMap<ExpertId, u64>,
+    /// Predictive policy: exponentially decayed use count, stored as
+    /// (value, clock of last update) and decayed lazily.
+    ema: HashMap<ExpertId, (f64, u64)>,
     clock: u64,
     stats: CacheStats,
 }
@@ -67,6 +75,7 @@ impl ResidencyCache {
             slots,
             resident: HashMap::with_capacity(slots.min(1 << 16)),
             freq: HashMap::new(),
+            ema: HashMap::new(),
             clock: 0,
             stats: CacheStats::default(),
         }
@@ -120,6 +129,12 @@ impl ResidencyCache {
     pub fn access(&mut self, id: ExpertId) -> Access {
         self.clock += 1;
         *self.freq.entry(id).or_default() += 1;
+        if self.policy == ExpertPolicy::Predictive {
+            let now = self.clock;
+            let e = self.ema.entry(id).or_insert((0.0, now));
+            e.0 = e.0 * EMA_DECAY.powi((now - e.1) as i32) + 1.0;
+            e.1 = now;
+        }
         if let Some(e) = self.resident.get_mut(&id) {
             e.last_use = self.clock;
             self.stats.hits += 1;
@@ -138,12 +153,37 @@ impl ResidencyCache {
             self.stats.evictions += 1;
             evicted.push(victim);
         }
-        self.resident.insert(id, Entry { last_use: self.clock });
+        self.resident.insert(
+            id,
+            Entry {
+                last_use: self.clock,
+            },
+        );
         debug_assert!(self.resident_bytes() <= self.budget_bytes());
         Access::Miss { evicted }
     }
 
+    /// The predictive policy's estimate of how soon `id` is used again (higher: sooner).
+    fn predicted(&self, id: &ExpertId) -> f64 {
+        self.ema
+            .get(id)
+            .map(|&(v, t)| v * EMA_DECAY.powi((self.clock - t) as i32))
+            .unwrap_or(0.0)
+    }
+
     fn victim(&self) -> ExpertId {
+        if self.policy == ExpertPolicy::Predictive {
+            return *self
+                .resident
+                .iter()
+                .min_by(|a, b| {
+                    self.predicted(a.0)
+                        .total_cmp(&self.predicted(b.0))
+                        .then(a.1.last_use.cmp(&b.1.last_use))
+                })
+                .map(|(id, _)| id)
+                .expect("victim asked of an empty cache");
+        }
         let key = |(id, e): (&ExpertId, &Entry)| match self.policy {
             ExpertPolicy::Lfu => (self.freq.get(id).copied().unwrap_or(0), e.last_use, *id),
             _ => (0, e.last_use, *id),
@@ -198,6 +238,17 @@ mod tests {
         assert_eq!(c.access((0, 3)), Access::Transient);
         assert_eq!(c.access((0, 1)), Access::Hit);
         assert_eq!(c.residents(), vec![(0, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn predictive_prefers_recent_and_frequent() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Predictive, 200, 100);
+        for _ in 0..5 {
+            c.access((0, 1));
+        }
+        c.access((0, 2));
+        c.access((0, 3)); // evicts (0,2): decayed count 1 < ~4.8
+        assert!(c.is_resident((0, 1)) && !c.is_resident((0, 2)));
     }
 
     #[test]

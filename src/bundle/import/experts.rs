@@ -22,6 +22,8 @@ fn round_up(n: usize, align: usize) -> usize {
 pub struct Layout {
     pub num_layers: usize,
     pub num_experts: usize,
+    /// (layer, expert) in file order.
+    pub ids: Vec<(usize, usize)>,
     pub expert_bytes: usize,
     /// Distance between consecutive experts (expert_bytes rounded up).
     pub stride: usize,
@@ -40,6 +42,21 @@ impl Layout {
         cols: usize,
         dtype: Dtype,
     ) -> Layout {
+        let ids = (0..num_layers * num_experts)
+            .map(|k| (k / num_experts, k % num_experts))
+            .collect();
+        Self::for_experts(num_layers, num_experts, ids, rows, cols, dtype)
+    }
+
+    /// A file holding only the experts `ids` (a pruned device bundle), in that order.
+    pub fn for_experts(
+        num_layers: usize,
+        num_experts: usize,
+        ids: Vec<(usize, usize)>,
+        rows: usize,
+        cols: usize,
+        dtype: Dtype,
+    ) -> Layout {
         let expert_bytes = 3 * rows * cols * dtype.size();
         let stride = round_up(expert_bytes, EXPERT_ALIGN);
         let pad = stride - expert_bytes;
@@ -47,10 +64,9 @@ impl Layout {
             Dtype::F32 => "F32",
             Dtype::F16 => "F16",
         };
-        let count = num_layers * num_experts;
+        let count = ids.len();
         let mut json = String::from("{\"__metadata__\":{\"format\":\"moe-edge-experts\"}");
-        for k in 0..count {
-            let (l, e) = (k / num_experts, k % num_experts);
+        for (k, &(l, e)) in ids.iter().enumerate() {
             let s = k * stride;
             json.push_str(&format!(
                 ",\"{}\":{{\"dtype\":\"{st_dtype}\",\"shape\":[3,{rows},{cols}],\"data_offsets\":[{s},{}]}}",
@@ -80,6 +96,7 @@ impl Layout {
         Layout {
             num_layers,
             num_experts,
+            ids,
             expert_bytes,
             stride,
             data_start,
@@ -88,9 +105,14 @@ impl Layout {
         }
     }
 
-    /// Absolute file offset of expert `e` of layer `l`.
+    /// Absolute file offset of expert `e` of layer `l` (which must be in the file).
     pub fn offset(&self, l: usize, e: usize) -> usize {
-        self.data_start + (l * self.num_experts + e) * self.stride
+        let k = self
+            .ids
+            .iter()
+            .position(|&id| id == (l, e))
+            .expect("expert in layout");
+        self.data_start + k * self.stride
     }
 }
 
@@ -107,9 +129,8 @@ pub fn write(
     w.write_all(&layout.header).map_err(io)?;
     let pad = vec![0u8; layout.stride - layout.expert_bytes];
     let mut buf = Vec::with_capacity(layout.expert_bytes);
-    let count = layout.num_layers * layout.num_experts;
-    for k in 0..count {
-        let (l, e) = (k / layout.num_experts, k % layout.num_experts);
+    let count = layout.ids.len();
+    for (k, &(l, e)) in layout.ids.iter().enumerate() {
         buf.clear();
         fill(l, e, &mut buf)?;
         if buf.len() != layout.expert_bytes {
