@@ -29,7 +29,10 @@ fn experts_that_fit_follow_the_budget() {
     let board = Board::load("glasses-arm64").unwrap();
     let p = dry_run(&board, Some(&dir)).unwrap();
     let b = p.bundle.as_ref().unwrap();
-    assert_eq!((b.experts_total, b.experts_fit, b.expert_bytes), (total, total, eb));
+    assert_eq!(
+        (b.experts_total, b.experts_fit, b.expert_bytes),
+        (total, total, eb)
+    );
     assert_eq!(b.layers, m.architecture.num_layers);
 
     // A budget of 5.5 experts holds 5.
@@ -38,7 +41,11 @@ fn experts_that_fit_follow_the_budget() {
     let p = dry_run(&small, Some(&dir)).unwrap();
     assert_eq!(p.bundle.as_ref().unwrap().experts_fit, 5);
     // pinned without a plan: the board says to run `moe-edge plan`.
-    assert!(p.warnings.iter().any(|w| w.contains("moe-edge plan")), "{:?}", p.warnings);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("moe-edge plan")),
+        "{:?}",
+        p.warnings
+    );
     let text = p.to_string();
     assert!(text.contains(&format!("5 of {total} fit")), "{text}");
 }
@@ -54,18 +61,45 @@ fn cli_prints_text_and_json() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for want in ["jetson-orin-nx-16gb", "tensorrt > cuda > cpu", "GPU arena", "fit the expert budget", "KV cache"] {
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "jetson-orin-nx-16gb",
+        "tensorrt > cuda > cpu",
+        "GPU arena",
+        "fit the expert budget",
+        "KV cache",
+    ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    let out = Command::new(bin).args(["boards", "--json"]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["boards", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["board"].as_str().unwrap()).collect();
-    for b in ["host-cpu", "jetson-orin-nano-8gb", "jetson-orin-nx-16gb", "jetson-agx-orin-64gb", "glasses-arm64"] {
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["board"].as_str().unwrap())
+        .collect();
+    for b in [
+        "host-cpu",
+        "jetson-orin-nano-8gb",
+        "jetson-orin-nx-16gb",
+        "jetson-agx-orin-64gb",
+        "glasses-arm64",
+    ] {
         assert!(names.contains(&b), "{names:?}");
     }
-    let out = Command::new(bin).args(["boards", "--board", "nope"]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["boards", "--board", "nope"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown board `nope`"));
 }
