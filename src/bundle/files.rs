@@ -41,7 +41,10 @@ pub fn file_entry(dir: &Path, rel: &str) -> Result<FileEntry, BundleError> {
 pub fn check_files(dir: &Path, files: &[FileEntry], verify: Verify) -> Result<(), BundleError> {
     for f in files {
         if f.path.contains("..") || f.path.starts_with('/') {
-            return Err(BundleError::invalid(dir, format!("file path `{}` escapes the bundle", f.path)));
+            return Err(BundleError::invalid(
+                dir,
+                format!("file path `{}` escapes the bundle", f.path),
+            ));
         }
         let path = dir.join(&f.path);
         let actual = std::fs::metadata(&path)

@@ -32,7 +32,10 @@ impl ArchKind {
     ];
 
     pub fn from_hf(name: &str) -> Option<ArchKind> {
-        Self::SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+        Self::SUPPORTED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -199,7 +202,10 @@ impl Manifest {
         if self.format_version != FORMAT_VERSION {
             return Err(bad(
                 "format_version",
-                format!("is {}, this build reads {FORMAT_VERSION}", self.format_version),
+                format!(
+                    "is {}, this build reads {FORMAT_VERSION}",
+                    self.format_version
+                ),
             ));
         }
         let a = &self.architecture;
@@ -211,7 +217,10 @@ impl Manifest {
             ("architecture.head_dim", a.head_dim),
             ("architecture.num_experts", a.num_experts),
             ("architecture.top_k", a.top_k),
-            ("architecture.expert_intermediate_size", a.expert_intermediate_size),
+            (
+                "architecture.expert_intermediate_size",
+                a.expert_intermediate_size,
+            ),
             ("architecture.vocab_size", a.vocab_size),
             ("architecture.max_context", a.max_context),
         ] {
@@ -222,7 +231,10 @@ impl Manifest {
         if a.num_heads % a.num_kv_heads != 0 {
             return Err(bad(
                 "architecture.num_kv_heads",
-                format!("{} does not divide num_heads {}", a.num_kv_heads, a.num_heads),
+                format!(
+                    "{} does not divide num_heads {}",
+                    a.num_kv_heads, a.num_heads
+                ),
             ));
         }
         if a.top_k > a.num_experts {
@@ -234,16 +246,26 @@ impl Manifest {
         if self.graphs.layers.len() != a.num_layers {
             return Err(bad(
                 "graphs.layers",
-                format!("{} graphs for {} layers", self.graphs.layers.len(), a.num_layers),
+                format!(
+                    "{} graphs for {} layers",
+                    self.graphs.layers.len(),
+                    a.num_layers
+                ),
             ));
         }
         if let Some(present) = &self.experts.present {
             if present.len() != a.num_layers {
-                return Err(bad("experts.present", format!("{} layers listed", present.len())));
+                return Err(bad(
+                    "experts.present",
+                    format!("{} layers listed", present.len()),
+                ));
             }
             for (l, ids) in present.iter().enumerate() {
                 if let Some(e) = ids.iter().find(|&&e| e as usize >= a.num_experts) {
-                    return Err(bad("experts.present", format!("layer {l}: expert {e} out of range")));
+                    return Err(bad(
+                        "experts.present",
+                        format!("layer {l}: expert {e} out of range"),
+                    ));
                 }
             }
         }
@@ -251,7 +273,10 @@ impl Manifest {
         if self.experts.expert_bytes != expected {
             return Err(bad(
                 "experts.expert_bytes",
-                format!("{} but the architecture needs {expected}", self.experts.expert_bytes),
+                format!(
+                    "{} but the architecture needs {expected}",
+                    self.experts.expert_bytes
+                ),
             ));
         }
         Ok(())

@@ -37,7 +37,9 @@ pub enum BundleError {
         expected: u64,
         actual: u64,
     },
-    #[error("{path}: sha256 is {actual}, the manifest says {expected} (file corrupted or modified)")]
+    #[error(
+        "{path}: sha256 is {actual}, the manifest says {expected} (file corrupted or modified)"
+    )]
     Checksum {
         path: PathBuf,
         expected: String,

@@ -10,8 +10,8 @@ use super::generate::{Engine, FinishReason as GenFinish, Finished, GenParams, Ge
 use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
 use super::EngineError;
 use crate::openai::{
-    ApiError, ChatCompletion, EdgeInfo, ErrorCode, ExpertStats, FinishReason, ServedBy, Timings, Usage,
-    ValidRequest,
+    ApiError, ChatCompletion, EdgeInfo, ErrorCode, ExpertStats, FinishReason, ServedBy, Timings,
+    Usage, ValidRequest,
 };
 
 /// One chat request being generated.
@@ -52,7 +52,12 @@ impl Engine {
     /// Decoding parameters for a request under the board's `max_tokens` cap.
     pub fn gen_params(&self, req: &ValidRequest, cap: usize) -> GenParams {
         GenParams {
-            max_tokens: req.max_tokens.map(|m| m as usize).unwrap_or(cap).min(cap).max(1),
+            max_tokens: req
+                .max_tokens
+                .map(|m| m as usize)
+                .unwrap_or(cap)
+                .min(cap)
+                .max(1),
             temperature: req.temperature.unwrap_or(0.0) as f32,
             top_p: req.top_p.unwrap_or(1.0) as f32,
             seed: req.seed.map(|s| s as u64),
@@ -61,7 +66,12 @@ impl Engine {
     }
 
     /// Render the prompt and start generating. Errors are the app's (context too long, ...).
-    pub fn prepare_chat(&self, request: ValidRequest, id: String, max_tokens_cap: usize) -> Result<ChatJob, ApiError> {
+    pub fn prepare_chat(
+        &self,
+        request: ValidRequest,
+        id: String,
+        max_tokens_cap: usize,
+    ) -> Result<ChatJob, ApiError> {
         let accepted = Instant::now();
         let prompt = super::template::render_chat_with_tools(
             &request.text_messages(),
@@ -124,11 +134,19 @@ impl Engine {
             usage,
         )
         .with_edge(info);
-        ChatOutcome { completion, fallback }
+        ChatOutcome {
+            completion,
+            fallback,
+        }
     }
 
     /// Run a request to its end on the calling thread.
-    pub fn complete_chat(&self, request: ValidRequest, id: String, max_tokens_cap: usize) -> Result<ChatOutcome, ApiError> {
+    pub fn complete_chat(
+        &self,
+        request: ValidRequest,
+        id: String,
+        max_tokens_cap: usize,
+    ) -> Result<ChatOutcome, ApiError> {
         let mut job = self.prepare_chat(request, id, max_tokens_cap)?;
         let f = self.run(&mut job.gen, |_| {}).map_err(|e| api_error(&e))?;
         Ok(self.chat_outcome(&job, &f))

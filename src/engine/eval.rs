@@ -24,12 +24,14 @@ pub struct Example {
 }
 
 pub fn read_examples(path: &Path) -> Result<Vec<Example>, EngineError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| EngineError::Invalid(format!("{}:{}: {e}", path.display(), i + 1)))
+            serde_json::from_str(l)
+                .map_err(|e| EngineError::Invalid(format!("{}:{}: {e}", path.display(), i + 1)))
         })
         .collect()
 }
@@ -49,9 +51,14 @@ pub fn classify(text: &str) -> Answer {
     if t.starts_with("<|fallback|>") {
         return Answer::Fallback;
     }
-    if let Some(body) = t.strip_prefix("<tool_call>").and_then(|r| r.strip_suffix("</tool_call>")) {
+    if let Some(body) = t
+        .strip_prefix("<tool_call>")
+        .and_then(|r| r.strip_suffix("</tool_call>"))
+    {
         if let Ok(v) = serde_json::from_str::<Value>(body) {
-            if v.get("name").is_some_and(Value::is_string) && v.get("arguments").is_some_and(Value::is_object) {
+            if v.get("name").is_some_and(Value::is_string)
+                && v.get("arguments").is_some_and(Value::is_object)
+            {
                 return Answer::Call(v);
             }
         }
@@ -61,7 +68,10 @@ pub fn classify(text: &str) -> Answer {
 
 fn norm(v: &Value) -> Value {
     match v {
-        Value::Number(n) => n.as_f64().map(|f| serde_json::json!(f)).unwrap_or(v.clone()),
+        Value::Number(n) => n
+            .as_f64()
+            .map(|f| serde_json::json!(f))
+            .unwrap_or(v.clone()),
         Value::String(s) => Value::String(s.trim().to_string()),
         Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), norm(x))).collect()),
         Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
@@ -72,7 +82,10 @@ fn norm(v: &Value) -> Value {
 pub fn is_correct(expected: &Option<Value>, answer: &Answer) -> bool {
     match (expected, answer) {
         (None, Answer::Fallback) => true,
-        (Some(e), Answer::Call(c)) => e.get("name") == c.get("name") && e.get("arguments").map(norm) == c.get("arguments").map(norm),
+        (Some(e), Answer::Call(c)) => {
+            e.get("name") == c.get("name")
+                && e.get("arguments").map(norm) == c.get("arguments").map(norm)
+        }
         _ => false,
     }
 }
@@ -144,7 +157,10 @@ impl EvalReport {
         self.overall.add(ok);
         self.by_lang.entry(ex.lang.clone()).or_default().add(ok);
         self.by_tool.entry(tool).or_default().add(ok);
-        self.by_scenario.entry(ex.scenario.clone()).or_default().add(ok);
+        self.by_scenario
+            .entry(ex.scenario.clone())
+            .or_default()
+            .add(ok);
         if matches!(answer, Answer::Invalid(_)) {
             self.invalid += 1;
         }
@@ -155,7 +171,8 @@ impl EvalReport {
             _ => {}
         }
         if !ok && self.failures.len() < 50 {
-            self.failures.push((i, ex.expected.clone(), text.to_string()));
+            self.failures
+                .push((i, ex.expected.clone(), text.to_string()));
         }
     }
 
@@ -218,8 +235,11 @@ pub fn evaluate(engine: &Engine, examples: &[(usize, Example)]) -> Result<EvalRe
             messages: ex.messages.clone(),
             ..ChatRequest::default()
         };
-        let prompt = super::template::render_chat(&req.text_messages(), engine.bundle.manifest.chat_template.as_deref())
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let prompt = super::template::render_chat(
+            &req.text_messages(),
+            engine.bundle.manifest.chat_template.as_deref(),
+        )
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let mut g = engine.begin(
             &prompt,
             GenParams {
@@ -243,7 +263,8 @@ mod tests {
     #[test]
     fn rules_match_the_python_evaluation() {
         let exp = Some(json!({"name": "set_fan_speed", "arguments": {"level": 3}}));
-        let out = "<tool_call>{\"name\": \"set_fan_speed\", \"arguments\": {\"level\": 3.0}}</tool_call>";
+        let out =
+            "<tool_call>{\"name\": \"set_fan_speed\", \"arguments\": {\"level\": 3.0}}</tool_call>";
         assert!(is_correct(&exp, &classify(out)));
         assert!(!is_correct(&exp, &classify("<|fallback|>")));
         assert!(is_correct(&None, &classify(" <|fallback|><|im_end|>")));

@@ -123,7 +123,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("model", &self.model).finish()
+        f.debug_struct("Engine")
+            .field("model", &self.model)
+            .finish()
     }
 }
 
@@ -168,7 +170,11 @@ impl Engine {
         self.begin_tokens(ids, params)
     }
 
-    pub fn begin_tokens(&self, ids: Vec<u32>, params: GenParams) -> Result<Generation, EngineError> {
+    pub fn begin_tokens(
+        &self,
+        ids: Vec<u32>,
+        params: GenParams,
+    ) -> Result<Generation, EngineError> {
         let limit = self.model.max_context();
         if ids.is_empty() {
             return Err(EngineError::Invalid("empty prompt".into()));
@@ -203,14 +209,28 @@ impl Engine {
         let logits = match g.phase {
             Phase::Done => return Err(EngineError::Invalid("generation already finished".into())),
             Phase::Prefill => {
-                let l = self.model.forward(&mut g.kv, &g.prompt, false, &mut g.counts, &mut g.times, None)?;
+                let l = self.model.forward(
+                    &mut g.kv,
+                    &g.prompt,
+                    false,
+                    &mut g.counts,
+                    &mut g.times,
+                    None,
+                )?;
                 g.prefill = clock.elapsed();
                 g.phase = Phase::Decode;
                 l
             }
             Phase::Decode => {
                 let tok = g.next.take().expect("a sampled token before decode");
-                let l = self.model.forward(&mut g.kv, &[tok], false, &mut g.counts, &mut g.times, None)?;
+                let l = self.model.forward(
+                    &mut g.kv,
+                    &[tok],
+                    false,
+                    &mut g.counts,
+                    &mut g.times,
+                    None,
+                )?;
                 g.decode += clock.elapsed();
                 l
             }
@@ -238,7 +258,10 @@ impl Engine {
             safe = text.rfind('\u{FFFD}').unwrap_or(safe);
         }
         safe = safe.min(stop_prefix_start(&text, &g.params.stop));
-        let delta = if safe > g.emitted && text.is_char_boundary(safe) && text.is_char_boundary(g.emitted) {
+        let delta = if safe > g.emitted
+            && text.is_char_boundary(safe)
+            && text.is_char_boundary(g.emitted)
+        {
             let d = text[g.emitted..safe].to_string();
             g.emitted = safe;
             d
@@ -248,7 +271,12 @@ impl Engine {
         Ok(Step::Delta(delta))
     }
 
-    fn finish(&self, g: &mut Generation, reason: FinishReason, text: Option<String>) -> Result<Step, EngineError> {
+    fn finish(
+        &self,
+        g: &mut Generation,
+        reason: FinishReason,
+        text: Option<String>,
+    ) -> Result<Step, EngineError> {
         g.phase = Phase::Done;
         let text = match text {
             Some(t) => t,
@@ -273,7 +301,11 @@ impl Engine {
     }
 
     /// Run a generation to its end, calling `on_delta` with each piece of text.
-    pub fn run(&self, g: &mut Generation, mut on_delta: impl FnMut(&str)) -> Result<Finished, EngineError> {
+    pub fn run(
+        &self,
+        g: &mut Generation,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<Finished, EngineError> {
         loop {
             match self.step(g)? {
                 Step::Delta(d) => {
@@ -296,7 +328,11 @@ impl Engine {
 
 /// Byte offset where the first stop sequence starts.
 fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }
 
 /// Where a suffix of `text` that could grow into a stop sequence starts (`text.len()` if none).

@@ -27,7 +27,11 @@ pub fn top_k(probs: &[f32], k: usize, norm_topk_prob: bool) -> Vec<(u16, f32)> {
     let sum: f32 = idx.iter().map(|&e| probs[e]).sum();
     idx.into_iter()
         .map(|e| {
-            let w = if norm_topk_prob { probs[e] / sum } else { probs[e] };
+            let w = if norm_topk_prob {
+                probs[e] / sum
+            } else {
+                probs[e]
+            };
             (e as u16, w)
         })
         .collect()

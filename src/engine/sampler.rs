@@ -109,6 +109,9 @@ mod tests {
         assert!((0..50).all(|_| s.sample(&logits, None) == 1));
         // a mask is honoured
         let only2 = |i: u32| i == 2;
-        assert_eq!(Sampler::new(0.0, 1.0, None).sample(&logits, Some(&only2)), 2);
+        assert_eq!(
+            Sampler::new(0.0, 1.0, None).sample(&logits, Some(&only2)),
+            2
+        );
     }
 }

@@ -15,7 +15,13 @@ pub type Pending = Box<dyn FnOnce() -> Result<Vec<f32>, ExpertError> + Send>;
 pub trait RemoteExperts: Send + Sync {
     /// Start one call for a layer step: `states` is [pairs.len(), hidden].
     /// The result is [pairs.len(), hidden], each row the weighted sum of its pairs.
-    fn submit(&self, layer: usize, pairs: &Pairs, states: &[f32], hidden: usize) -> Result<Pending, ExpertError>;
+    fn submit(
+        &self,
+        layer: usize,
+        pairs: &Pairs,
+        states: &[f32],
+        hidden: usize,
+    ) -> Result<Pending, ExpertError>;
 }
 
 /// Replace the missing experts of one token by the best available ones.
@@ -24,8 +30,15 @@ pub trait RemoteExperts: Send + Sync {
 /// can compute expert `e`. The missing weight mass is given to as many
 /// substitutes (not already chosen), in proportion to their probabilities.
 /// Returns the substitute pairs (empty when nothing is available).
-pub fn substitute(probs: &[f32], chosen: &[(u16, f32)], available: impl Fn(usize) -> bool) -> Vec<(u16, f32)> {
-    let missing: Vec<_> = chosen.iter().filter(|(e, _)| !available(*e as usize)).collect();
+pub fn substitute(
+    probs: &[f32],
+    chosen: &[(u16, f32)],
+    available: impl Fn(usize) -> bool,
+) -> Vec<(u16, f32)> {
+    let missing: Vec<_> = chosen
+        .iter()
+        .filter(|(e, _)| !available(*e as usize))
+        .collect();
     if missing.is_empty() {
         return Vec::new();
     }

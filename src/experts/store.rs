@@ -80,13 +80,18 @@ impl ExpertStore {
             if name.starts_with("__pad.") {
                 continue;
             }
-            let (l, e) = parse_name(&name)
-                .ok_or_else(|| err(format!("unexpected tensor `{name}`")))?;
+            let (l, e) =
+                parse_name(&name).ok_or_else(|| err(format!("unexpected tensor `{name}`")))?;
             if l >= layers || e >= experts {
-                return Err(err(format!("tensor `{name}` is outside {layers} layers x {experts} experts")));
+                return Err(err(format!(
+                    "tensor `{name}` is outside {layers} layers x {experts} experts"
+                )));
             }
             if view.dtype() != want_dtype {
-                return Err(err(format!("tensor `{name}` is {:?}, manifest says {dtype:?}", view.dtype())));
+                return Err(err(format!(
+                    "tensor `{name}` is {:?}, manifest says {dtype:?}",
+                    view.dtype()
+                )));
             }
             if view.shape() != [3, inter, hidden] {
                 return Err(err(format!(
@@ -96,7 +101,9 @@ impl ExpertStore {
             }
             let off = view.data().as_ptr() as usize - base;
             if off % EXPERT_ALIGN != 0 {
-                return Err(err(format!("tensor `{name}` at offset {off} is not {EXPERT_ALIGN}-aligned")));
+                return Err(err(format!(
+                    "tensor `{name}` at offset {off} is not {EXPERT_ALIGN}-aligned"
+                )));
             }
             offsets[l][e] = Some(off);
         }
