@@ -80,6 +80,12 @@ struct Mosquitto {
 impl Mosquitto {
     /// `None` (after printing a notice) when mosquitto is not installed.
     fn start(test: &str) -> Option<Mosquitto> {
+        Mosquitto::start_with(test, |_| String::new())
+    }
+
+    /// Like `start`; `extra` writes files into the config dir and returns
+    /// config lines for the listener.
+    fn start_with(test: &str, extra: impl FnOnce(&std::path::Path) -> String) -> Option<Mosquitto> {
         let Some(bin) = mosquitto_bin() else {
             eprintln!("SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto)");
             return None;
@@ -87,9 +93,11 @@ impl Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
-            dir.path().join("mosquitto.log").display()
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+             log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n\
+             listener {port} 127.0.0.1\n{}",
+            dir.path().join("mosquitto.log").display(),
+            extra(dir.path())
         );
         if running_as_root() {
             // Started as root, Mosquitto would drop to user `mosquitto`.
@@ -190,10 +198,8 @@ impl Client {
     }
 }
 
-fn shutdown(rx: oneshot::Receiver<()>) -> impl Future<Output = ()> {
-    async move {
-        let _ = rx.await;
-    }
+async fn shutdown(rx: oneshot::Receiver<()>) {
+    let _ = rx.await;
 }
 
 /// Subscribing is asynchronous (SUBACK is not awaited); publish a probe until
@@ -616,4 +622,268 @@ async fn mosquitto_full_inbox_drops_qos0_and_counts() {
     assert!(stats.dropped_qos0 >= 40, "{stats:?}");
     sub.shutdown().await;
     publ.shutdown().await;
+}
+
+/// rumqttd ignores Receive Maximum, so a QoS 1 flood can overfill a small
+/// inbox: the driver waits `overflow_wait`, then drops and counts; it neither
+/// blocks for good nor dies, and later messages still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_qos1_overflow_is_bounded_and_counted() {
+    let broker = embedded_broker();
+    let url = broker.url();
+    let mut sub = Client::new(&url, "ovf-sub", |c| {
+        c.inbox_capacity = 2;
+        c.overflow_wait = Duration::from_millis(20);
+    })
+    .await;
+    let publ = Client::new(&url, "ovf-pub", |_| {}).await;
+    sub.handle
+        .subscribe("t/ovf", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/ovf").await;
+    let before = sub.handle.stats().received;
+    for i in 0..30 {
+        publ.handle
+            .publish(
+                "t/ovf",
+                format!("{i}"),
+                &PublishOptions::qos(QoS::AtLeastOnce),
+            )
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    while sub.handle.stats().received < before + 30 && start.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = sub.handle.stats();
+    assert_eq!(stats.received, before + 30, "{stats:?}");
+    // Acks for dropped messages still go out in arrival order: rumqttd would
+    // drop the connection otherwise.
+    assert_eq!(stats.connection_errors, 0, "{stats:?}");
+    assert!(
+        stats.delayed_qos1 > 0 && stats.dropped_qos1 > 0,
+        "{stats:?}"
+    );
+    while let Ok(Some(_)) = sub.inbox.recv_timeout(Duration::from_millis(100)).await {}
+    publ.handle
+        .publish("t/ovf", "later", &PublishOptions::qos(QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    assert_eq!(&sub.recv().await.payload[..], b"later");
+    sub.shutdown().await;
+    publ.shutdown().await;
+}
+
+/// Mosquitto honours Receive Maximum: with manual acks sent as the
+/// application takes messages, a QoS 1 flood into a 2-slot inbox loses
+/// nothing; the broker holds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_qos1_flow_control_loses_nothing() {
+    let Some(m) = Mosquitto::start("mosquitto_qos1_flow_control_loses_nothing") else {
+        return;
+    };
+    let url = m.url();
+    let mut sub = Client::new(&url, "fc-sub", |c| {
+        c.inbox_capacity = 2;
+        c.overflow_wait = Duration::from_millis(20);
+    })
+    .await;
+    let publ = Client::new(&url, "fc-pub", |_| {}).await;
+    sub.handle
+        .subscribe("t/fc", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/fc").await;
+    let n = 30;
+    for i in 0..n {
+        publ.handle
+            .publish(
+                "t/fc",
+                format!("{i}"),
+                &PublishOptions::qos(QoS::AtLeastOnce),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let msg = sub.recv().await;
+        got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+        // A slow consumer.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "all delivered, in order");
+    let stats = sub.handle.stats();
+    assert_eq!(
+        (stats.dropped_qos1, stats.dropped_qos0),
+        (0, 0),
+        "{stats:?}"
+    );
+    sub.shutdown().await;
+    publ.shutdown().await;
+}
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate
+/// with the openssl CLI. `None` if openssl is missing.
+fn make_certs(dir: &std::path::Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .ok()?;
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\n").ok()?;
+    let ok = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=moe-edge test CA",
+        ],
+    ]
+    .concat())
+        && run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat())
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ])
+        && run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=moe-edge-device",
+            ],
+        ]
+        .concat())
+        && run(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ]);
+    ok.then_some(())
+}
+
+/// `mqtts://` with our CA file and a client certificate (mutual TLS), through
+/// rustls with the ring provider; an untrusted server is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_mutual_tls() {
+    let mut certs_ok = true;
+    let Some(m) = Mosquitto::start_with("mosquitto_mutual_tls", |dir| {
+        certs_ok = make_certs(dir).is_some();
+        format!(
+            "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+             require_certificate true\n",
+            d = dir.display()
+        )
+    }) else {
+        return;
+    };
+    if !certs_ok {
+        eprintln!("SKIPPED mosquitto_mutual_tls: openssl could not make test certificates");
+        return;
+    }
+    let dir = m.dir.path().to_path_buf();
+    let url = format!("mqtts://127.0.0.1:{}", m.port);
+    let tls = transport::TlsConfig {
+        ca_file: Some(dir.join("ca.pem")),
+        client_cert: Some(dir.join("client.pem")),
+        client_key: Some(dir.join("client.key")),
+    };
+    let mut sub = Client::new(&url, "tls-sub", |c| c.tls = Some(tls.clone())).await;
+    let publ = Client::new(&url, "tls-pub", |c| c.tls = Some(tls.clone())).await;
+    sub.handle
+        .subscribe("t/tls", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut sub, &publ.handle, "t/tls").await;
+    let big = vec![7u8; 300 * 1024];
+    publ.handle
+        .publish("t/tls", big.clone(), &PublishOptions::qos(QoS::AtLeastOnce))
+        .await
+        .unwrap();
+    assert_eq!(sub.recv().await.payload.len(), big.len());
+    sub.shutdown().await;
+    publ.shutdown().await;
+
+    // Trusting only the webpki roots, the self-made CA is refused.
+    let mut cfg = MqttConfig::from_url(&url, "tls-untrusted").unwrap();
+    cfg.tls = Some(transport::TlsConfig {
+        ca_file: None,
+        ..tls.clone()
+    });
+    let (handle, _inbox, driver) = connect(&cfg).unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(driver.run(shutdown(rx)));
+    assert!(handle.wait_connected(Duration::from_secs(2)).await.is_err());
+    assert!(handle.stats().connection_errors >= 1);
+    drop(stop);
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }

@@ -35,6 +35,13 @@
 //! the event loop: bounded, so an application blocked on `publish` cannot
 //! deadlock with it), and after that drops the message, acks it so the broker's
 //! window does not leak, and counts it in `dropped_qos1`.
+//!
+//! MQTT requires PUBACKs in the order the PUBLISHes arrived (§4.6; rumqttd
+//! drops a connection that acks out of order). Messages leave the inbox in
+//! order, but routed (RPC) and dropped messages are done at once, so acks go
+//! through [`AckQueue`]: each QoS ≥ 1 message takes a ticket on arrival, and
+//! a ticket's ack is released only when every earlier one is done. A small
+//! acker task (not the event-loop task) sends the released acks in order.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -449,9 +456,10 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
-    fn from_publish(p: Publish) -> Result<Message, Publish> {
+    /// `Err(topic length)` if the topic is not UTF-8.
+    fn from_publish(p: Publish) -> Result<Message, usize> {
         let Ok(topic) = std::str::from_utf8(&p.topic) else {
-            return Err(p);
+            return Err(p.topic.len());
         };
         let topic = topic.to_owned();
         let props = p.properties.unwrap_or_default();
@@ -541,8 +549,110 @@ fn worth_logging(n: u64) -> bool {
 /// (used by `rpc`; must not block).
 pub(crate) type Route = Arc<dyn Fn(Message) + Send + Sync>;
 
+/// Orders acknowledgements: see the module doc.
+#[derive(Default)]
+struct AckQueue {
+    /// Bumped on every ConnAck: tickets of an older connection are void.
+    epoch: u64,
+    /// Sequence number of `pending[0]`.
+    base: u64,
+    /// (ack token, done) in arrival order.
+    pending: std::collections::VecDeque<(Publish, bool)>,
+    /// Released acks, in order, for the acker task.
+    ready: Vec<Publish>,
+}
+
+/// A QoS ≥ 1 message's place in the ack order.
+#[derive(Debug, Clone, Copy)]
+struct AckTicket {
+    epoch: u64,
+    seq: u64,
+}
+
+struct Acks {
+    queue: Mutex<AckQueue>,
+    wake: tokio::sync::Notify,
+}
+
+impl Acks {
+    fn new() -> Acks {
+        Acks {
+            queue: Mutex::new(AckQueue::default()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A ticket for a QoS ≥ 1 publish (`None` for QoS 0).
+    fn take(&self, p: &Publish) -> Option<AckTicket> {
+        if p.qos == QoS::AtMostOnce {
+            return None;
+        }
+        let mut token = Publish::new("", p.qos, Bytes::new(), None);
+        token.pkid = p.pkid;
+        let mut q = self.queue.lock().unwrap();
+        let seq = q.base + q.pending.len() as u64;
+        q.pending.push_back((token, false));
+        Some(AckTicket {
+            epoch: q.epoch,
+            seq,
+        })
+    }
+
+    /// Marks a message done; releases every ack now in order.
+    fn done(&self, ticket: Option<AckTicket>) {
+        let Some(t) = ticket else { return };
+        let mut q = self.queue.lock().unwrap();
+        if t.epoch != q.epoch || t.seq < q.base {
+            return;
+        }
+        let idx = (t.seq - q.base) as usize;
+        let Some(entry) = q.pending.get_mut(idx) else {
+            return;
+        };
+        entry.1 = true;
+        let mut released = false;
+        while q.pending.front().is_some_and(|(_, done)| *done) {
+            let (token, _) = q.pending.pop_front().unwrap();
+            q.base += 1;
+            q.ready.push(token);
+            released = true;
+        }
+        drop(q);
+        if released {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A new connection: pending packet ids belong to the old one.
+    fn reset(&self) {
+        let mut q = self.queue.lock().unwrap();
+        q.epoch += 1;
+        q.base = 0;
+        q.pending.clear();
+        q.ready.clear();
+    }
+
+    fn take_ready(&self) -> Vec<Publish> {
+        std::mem::take(&mut self.queue.lock().unwrap().ready)
+    }
+}
+
+/// Sends released acks in order. Runs beside the driver, never inside it
+/// (rumqtt#1025): awaiting the request channel here is safe.
+async fn acker(acks: Arc<Acks>, client: AsyncClient) {
+    loop {
+        acks.wake.notified().await;
+        for token in acks.take_ready() {
+            if client.ack(&token).await.is_err() {
+                return; // event loop gone
+            }
+        }
+    }
+}
+
 struct Shared {
     client_id: String,
+    acks: Arc<Acks>,
     subscriptions: Mutex<Vec<(String, QoS)>>,
     routes: Mutex<HashMap<String, Route>>,
     stats: Stats,
@@ -560,13 +670,22 @@ pub struct MqttHandle {
 /// Incoming publishes, bounded. Taking a QoS ≥ 1 message out acks it.
 pub struct Inbox {
     rx: mpsc::Receiver<Delivery>,
-    client: AsyncClient,
-    request_timeout: Duration,
+    acks: Arc<Acks>,
 }
 
 struct Delivery {
     msg: Message,
-    ack: Option<Publish>,
+    ack: Option<AckTicket>,
+}
+
+impl Drop for Inbox {
+    /// Messages nobody will read are done: their acks must not block later ones.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(d) = self.rx.try_recv() {
+            self.acks.done(d.ack);
+        }
+    }
 }
 
 /// The event-loop side: spawn [`Driver::run`] on the runtime.
@@ -586,8 +705,10 @@ pub fn connect(config: &MqttConfig) -> Result<(MqttHandle, Inbox, Driver), Trans
     let (client, eventloop) = AsyncClient::new(options, config.request_capacity);
     let (tx, rx) = mpsc::channel(config.inbox_capacity);
     let (state, _) = watch::channel(ConnState::Connecting);
+    let acks = Arc::new(Acks::new());
     let shared = Arc::new(Shared {
         client_id: config.client_id.clone(),
+        acks: acks.clone(),
         subscriptions: Mutex::new(Vec::new()),
         routes: Mutex::new(HashMap::new()),
         stats: Stats::default(),
@@ -599,11 +720,7 @@ pub fn connect(config: &MqttConfig) -> Result<(MqttHandle, Inbox, Driver), Trans
             client: client.clone(),
             shared: shared.clone(),
         },
-        Inbox {
-            rx,
-            client: client.clone(),
-            request_timeout: config.request_timeout,
-        },
+        Inbox { rx, acks },
         Driver {
             eventloop,
             client,
@@ -750,14 +867,7 @@ impl Inbox {
     /// queue is empty. A QoS ≥ 1 message is acknowledged to the broker here.
     pub async fn recv(&mut self) -> Option<Message> {
         let d = self.rx.recv().await?;
-        if let Some(p) = d.ack {
-            if self.client.try_ack(&p).is_err() {
-                let t = self.request_timeout;
-                if tokio::time::timeout(t, self.client.ack(&p)).await.is_err() {
-                    log::warn!("mqtt ack timed out topic={} pkid={}", d.msg.topic, p.pkid);
-                }
-            }
-        }
+        self.acks.done(d.ack);
         Some(d.msg)
     }
 
@@ -779,6 +889,7 @@ impl Driver {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let id = self.shared.client_id.clone();
+        let acker = tokio::spawn(acker(self.shared.acks.clone(), self.client.clone()));
         let mut backoff = self.backoff_min;
         loop {
             let event = tokio::select! {
@@ -789,6 +900,7 @@ impl Driver {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = self.backoff_min;
+                    self.shared.acks.reset();
                     bump(&self.shared.stats.connects);
                     self.shared.state.send_replace(ConnState::Connected);
                     log::info!(
@@ -838,6 +950,7 @@ impl Driver {
             }
         }
         self.stop(&id).await;
+        acker.abort();
     }
 
     async fn stop(&mut self, id: &str) {
@@ -886,41 +999,22 @@ impl Driver {
         }
     }
 
-    /// The ack token for a QoS ≥ 1 publish (pkid and QoS are all it needs).
-    fn ack_token(p: &Publish) -> Option<Publish> {
-        (p.qos != QoS::AtMostOnce).then(|| {
-            let mut token = Publish::new("", p.qos, Bytes::new(), None);
-            token.pkid = p.pkid;
-            token
-        })
-    }
-
-    fn ack_now(&self, token: Option<Publish>) {
-        let Some(token) = token else { return };
-        if self.client.try_ack(&token).is_err() {
-            let client = self.client.clone();
-            let t = self.shared.request_timeout;
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(t, client.ack(&token)).await;
-            });
-        }
-    }
-
     async fn deliver(&mut self, p: Publish) {
         let stats = &self.shared.stats;
         bump(&stats.received);
-        let ack = Self::ack_token(&p);
+        let acks = &self.shared.acks;
+        let ack = acks.take(&p);
         let msg = match Message::from_publish(p) {
             Ok(m) => m,
-            Err(p) => {
+            Err(topic_len) => {
                 let n = bump(&stats.bad_topic);
                 if worth_logging(n) {
                     log::warn!(
                         "mqtt publish with non-UTF-8 topic dropped topic_bytes={} count={n}",
-                        p.topic.len()
+                        topic_len
                     );
                 }
-                self.ack_now(ack);
+                acks.done(ack);
                 return;
             }
         };
@@ -928,7 +1022,7 @@ impl Driver {
         if let Some(route) = route {
             bump(&stats.routed);
             route(msg);
-            self.ack_now(ack);
+            acks.done(ack);
             return;
         }
         let qos = msg.qos;
@@ -936,7 +1030,7 @@ impl Driver {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(d)) => {
                 log::debug!("mqtt inbox closed, dropping topic={}", d.msg.topic);
-                self.ack_now(d.ack);
+                acks.done(d.ack);
             }
             Err(mpsc::error::TrySendError::Full(d)) if qos == QoS::AtMostOnce => {
                 let n = bump(&stats.dropped_qos0);
@@ -951,7 +1045,7 @@ impl Driver {
             Err(mpsc::error::TrySendError::Full(d)) => {
                 bump(&stats.delayed_qos1);
                 let topic = d.msg.topic.clone();
-                let ack = d.ack.clone();
+                let ack = d.ack;
                 match self.tx.send_timeout(d, self.overflow_wait).await {
                     Ok(()) => {}
                     Err(_) => {
@@ -960,7 +1054,7 @@ impl Driver {
                             "mqtt inbox full for {} ms, qos1 dropped topic={topic} dropped_qos1={n}",
                             self.overflow_wait.as_millis()
                         );
-                        self.ack_now(ack);
+                        self.shared.acks.done(ack);
                     }
                 }
             }
@@ -1054,6 +1148,36 @@ mod tests {
             ..Default::default()
         };
         assert!(rustls_config(&half).is_err());
+    }
+
+    fn publish(pkid: u16, qos: QoS) -> Publish {
+        let mut p = Publish::new("t", qos, Bytes::new(), None);
+        p.pkid = pkid;
+        p
+    }
+
+    #[test]
+    fn acks_are_released_in_arrival_order() {
+        let acks = Acks::new();
+        assert!(acks.take(&publish(0, QoS::AtMostOnce)).is_none());
+        let t1 = acks.take(&publish(1, QoS::AtLeastOnce));
+        let t2 = acks.take(&publish(2, QoS::AtLeastOnce));
+        let t3 = acks.take(&publish(3, QoS::AtLeastOnce));
+        acks.done(t3);
+        acks.done(t2);
+        assert!(acks.take_ready().is_empty(), "1 is still unread");
+        acks.done(t1);
+        let order: Vec<u16> = acks.take_ready().iter().map(|p| p.pkid).collect();
+        assert_eq!(order, vec![1, 2, 3]);
+        // Done twice or from an old connection: ignored.
+        acks.done(t1);
+        let t4 = acks.take(&publish(4, QoS::AtLeastOnce));
+        acks.reset();
+        acks.done(t4);
+        assert!(acks.take_ready().is_empty());
+        let t5 = acks.take(&publish(5, QoS::AtLeastOnce));
+        acks.done(t5);
+        assert_eq!(acks.take_ready()[0].pkid, 5);
     }
 
     #[test]

@@ -104,8 +104,8 @@ impl Inner {
         };
         let waiter = self.pending.lock().unwrap().remove(&id);
         // A send error means the caller gave up just now: late too.
-        match waiter.map(|tx| tx.send(msg)) {
-            Some(Ok(())) => {
+        match waiter.map(|tx| tx.send(msg).is_ok()) {
+            Some(true) => {
                 self.counters.replies.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
