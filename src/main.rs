@@ -343,9 +343,25 @@ struct HostArgs {
     /// Serve /v1/chat/completions and /v1/models here (e.g. 0.0.0.0:8080; port 0 picks one).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
-    /// MQTT broker for remote expert compute (the expert server; not built yet).
+    /// Run the expert server (remote expert compute for devices) on this MQTT broker:
+    /// mqtt://[user[:pass]@]host[:port] or mqtts://...
     #[arg(long)]
     broker: Option<String>,
+    /// Shared-subscription group of the expert server (hosts in one group split the load).
+    #[arg(long, default_value = moe_edge::wire::topics::HOST_GROUP)]
+    group: String,
+    /// Expert compute threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Expert requests waiting for a thread; one more is answered `busy`.
+    #[arg(long, default_value_t = 32)]
+    queue: usize,
+    /// Hold every expert reply back this long (simulated network delay, for benches and tests).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// MQTT client id of the expert server (default: moe-edge-host-{pid}).
+    #[arg(long)]
+    host_id: Option<String>,
 }
 
 fn host(a: HostArgs) -> anyhow::Result<()> {
@@ -371,11 +387,29 @@ fn host(a: HostArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        // The expert server (--broker): all experts of the bundle over MQTT.
+        let experts = match &a.broker {
+            Some(url) => {
+                let id = a
+                    .host_id
+                    .clone()
+                    .unwrap_or_else(|| format!("moe-edge-host-{}", std::process::id()));
+                let mqtt = moe_edge::transport::MqttConfig::from_url(url, id)?;
+                let mut cfg = host::experts::ExpertServerConfig::new(a.bundle.clone(), mqtt);
+                cfg.verify = Verify::Full;
+                cfg.group = a.group.clone();
+                cfg.workers = a.workers;
+                cfg.queue = a.queue;
+                cfg.delay = std::time::Duration::from_millis(a.delay_ms);
+                Some(cfg)
+            }
+            None => None,
+        };
         let opts = HostOptions {
             bundle: a.bundle,
             board,
             http,
-            broker: a.broker,
+            experts,
             verify: Verify::Full,
         };
         let stop = async {

@@ -3,12 +3,14 @@
 //! - `cache`: the residency policy under the board's budget (LRU, LFU, pinned); pure, no I/O
 //! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16 weights
 //! - `dispatch`: what happens to an expert this device does not carry (substitute, remote)
+//! - `remote`: the MQTT client of remote experts (one request per layer step, deadlines, counters)
 //!
 //! Routing itself (softmax, top-k) is the engine's (`engine::router`).
 
 pub mod cache;
 pub mod dispatch;
 pub mod kernels;
+pub mod remote;
 pub mod store;
 
 pub use cache::{Access, CacheStats, ExpertId, ResidencyCache};

@@ -1,10 +1,11 @@
 //! The host side: the full model of a bundle behind an OpenAI-compatible
 //! HTTP endpoint (`http`), run on its own thread (`local`), so that devices
-//! can fall back to it and any OpenAI client can use it. The MQTT expert
-//! server (remote expert compute for devices) joins this module as `experts`.
+//! can fall back to it and any OpenAI client can use it, and the MQTT expert
+//! server (`experts`: remote expert compute for devices), alongside or alone.
 //! Does not own: the cascade's policy and client (`cascade`), the MQTT
 //! daemon (`serve`).
 
+pub mod experts;
 pub mod http;
 pub mod local;
 
@@ -26,8 +27,8 @@ pub struct HostOptions {
     pub board: Board,
     /// The OpenAI HTTP endpoint, on a listener bound by the caller (so it can print the port).
     pub http: Option<tokio::net::TcpListener>,
-    /// The MQTT broker of the remote-expert server (`experts`, not built yet: accepted and logged).
-    pub broker: Option<String>,
+    /// The MQTT expert server (`experts`), when `--broker` is given.
+    pub experts: Option<experts::ExpertServerConfig>,
     pub verify: Verify,
 }
 
@@ -50,14 +51,45 @@ pub async fn run(
             "configured"
         }
     );
-    if let Some(url) = &opts.broker {
-        // Seam: the MQTT expert server (`host::experts`) plugs in here.
-        log::warn!("host broker={url} expert_server=unavailable (remote expert compute is not built into this binary yet)");
-    }
+    // One shutdown signal for both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let expert_server = match opts.experts {
+        Some(cfg) => {
+            let server = tokio::task::spawn_blocking(move || experts::ExpertServer::open(cfg))
+                .await
+                .map_err(|e| HostError::Model(format!("loading the experts: {e}")))?
+                .map_err(|e| HostError::Experts(e.to_string()))?;
+            let model = server.model_id().clone();
+            let stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                server
+                    .run(stop, move |filter| {
+                        // Scripts and tests read this line on stdout.
+                        println!("moe-edge host: expert server ready model={model} filter={filter}");
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
     let Some(listener) = opts.http else {
-        return Err(HostError::Model(
-            "nothing to serve: give --http ADDR".into(),
-        ));
+        return match expert_server {
+            Some(task) => task
+                .await
+                .map_err(|e| HostError::Experts(e.to_string()))?
+                .map(|_| ())
+                .map_err(|e| HostError::Experts(e.to_string())),
+            None => Err(HostError::Model(
+                "nothing to serve: give --http ADDR and/or --broker URL".into(),
+            )),
+        };
     };
     let (bundle, board, verify) = (opts.bundle, opts.board.clone(), opts.verify);
     let model = tokio::task::spawn_blocking(move || {
@@ -66,7 +98,15 @@ pub async fn run(
     .await
     .map_err(|e| HostError::Model(format!("loading the model: {e}")))??;
     let state = HttpState::for_board(model, &opts.board);
-    serve_listener(listener, state, shutdown).await
+    let served = serve_listener(listener, state, stopped(stop_rx)).await;
+    if let Some(task) = expert_server {
+        match task.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::warn!("expert server ended err={e}"),
+            Err(e) => log::warn!("expert server task failed err={e}"),
+        }
+    }
+    served
 }
 
 /// Failures of the host's servers.
@@ -82,4 +122,6 @@ pub enum HostError {
     Serve(#[source] std::io::Error),
     #[error("model: {0}")]
     Model(String),
+    #[error("expert server: {0}")]
+    Experts(String),
 }

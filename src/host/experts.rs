@@ -1,0 +1,560 @@
+//! The MQTT expert server of `moe-edge host --broker URL`: computes the
+//! routed experts a device does not carry.
+//!
+//! Owns: the memmapped experts of a whole bundle, the shared subscription to
+//! the expert topics (`$share/{group}/moe-edge/experts/{model}/v1/#`, so N
+//! hosts split the load), validation of every request against the bundle
+//! (layer, tokens, hidden size, expert ids, topic vs header), the bounded
+//! worker queue (full → an immediate `Busy` error frame), the compute on
+//! worker threads off the MQTT driver, and the replies on the MQTT 5 response
+//! topic with the request's correlation data (errors as error frames).
+//! Does not own: the frame layout (`wire::frame`), topic names
+//! (`wire::topics`), the MQTT client (`transport`), the expert kernels
+//! (`experts::kernels`), nor any policy about failures (the device decides).
+//!
+//! `delay` holds every reply back for a fixed time: a stand-in for network
+//! latency in benches and tests, 0 in production.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::bundle::{Bundle, Verify};
+use crate::experts::kernels::expert_ffn_batch;
+use crate::experts::ExpertStore;
+use crate::transport::{self, Message, MqttConfig, MqttHandle, PublishOptions, QoS};
+use crate::wire::frame::{self, Dtype, ErrorCode, FrameError, Limits, ReplyHeader, RequestView};
+use crate::wire::topics::{self, ModelId};
+
+/// User property naming the host that computed a reply (device-side load stats).
+pub const HOST_PROPERTY: &str = "x-host";
+
+/// Failures of the expert server (start-up only: a bad request is answered
+/// with an error frame, never an error here).
+#[derive(Debug, thiserror::Error)]
+pub enum ExpertServerError {
+    #[error("bundle: {0}")]
+    Bundle(String),
+    #[error(transparent)]
+    Store(#[from] crate::experts::ExpertError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error(transparent)]
+    Topic(#[from] topics::TopicError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Settings of one expert server.
+#[derive(Debug, Clone)]
+pub struct ExpertServerConfig {
+    pub bundle: PathBuf,
+    pub verify: Verify,
+    /// Connection to the broker (client id must be unique per host).
+    pub mqtt: MqttConfig,
+    /// Shared-subscription group: hosts in one group split the requests.
+    pub group: String,
+    /// Compute threads.
+    pub workers: usize,
+    /// Requests waiting for a worker; one more is answered `Busy`.
+    pub queue: usize,
+    /// Most tokens in one request.
+    pub max_tokens: u16,
+    /// Added before every reply (simulated network delay; 0 in production).
+    pub delay: Duration,
+}
+
+impl ExpertServerConfig {
+    pub fn new(bundle: PathBuf, mqtt: MqttConfig) -> ExpertServerConfig {
+        ExpertServerConfig {
+            bundle,
+            verify: Verify::Sizes,
+            mqtt,
+            group: topics::HOST_GROUP.to_string(),
+            workers: 2,
+            queue: 32,
+            max_tokens: 2048,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Counters of a running server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub requests: AtomicU64,
+    pub served: AtomicU64,
+    pub rejected: AtomicU64,
+    pub busy: AtomicU64,
+    pub tokens: AtomicU64,
+    pub compute_us: AtomicU64,
+}
+
+/// A copy of [`ServerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServerStatsSnapshot {
+    pub requests: u64,
+    pub served: u64,
+    pub rejected: u64,
+    pub busy: u64,
+    pub tokens: u64,
+    pub compute_us: u64,
+}
+
+impl ServerStats {
+    pub fn snapshot(&self) -> ServerStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStatsSnapshot {
+            requests: l(&self.requests),
+            served: l(&self.served),
+            rejected: l(&self.rejected),
+            busy: l(&self.busy),
+            tokens: l(&self.tokens),
+            compute_us: l(&self.compute_us),
+        }
+    }
+}
+
+/// What the workers share.
+struct Model {
+    store: ExpertStore,
+    limits: Limits,
+    hidden: usize,
+    inter: usize,
+    experts: usize,
+}
+
+impl Model {
+    /// Checks that every used expert is held here (the codec checked ids < experts).
+    fn check_experts(&self, req: &RequestView<'_>) -> Result<(), (ErrorCode, String)> {
+        let l = req.layer() as usize;
+        for t in 0..req.tokens() {
+            for p in req.pairs(t) {
+                if !self.store.has(l, p.expert as usize) {
+                    return Err((
+                        ErrorCode::UnknownExpert,
+                        format!("layer {l} expert {} is not on this host", p.expert),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The weighted sum of each token's experts, [tokens, hidden].
+    fn compute(&self, req: &RequestView<'_>, scratch: &mut Scratch) -> Vec<f32> {
+        let (t, h) = (req.tokens(), self.hidden);
+        let l = req.layer() as usize;
+        let states = req.states();
+        let x: &[f32] = match states.as_f32() {
+            Some(s) => s,
+            None => {
+                scratch.states.resize(t * h, 0.0);
+                states.copy_to_f32(&mut scratch.states);
+                &scratch.states
+            }
+        };
+        let mut out = vec![0f32; t * h];
+        for w in scratch.work.iter_mut() {
+            w.clear();
+        }
+        scratch.work.resize(self.experts, Vec::new());
+        for ti in 0..t {
+            for p in req.pairs(ti) {
+                scratch.work[p.expert as usize].push((ti, p.weight));
+            }
+        }
+        for (e, work) in scratch.work.iter_mut().enumerate() {
+            if work.is_empty() {
+                continue;
+            }
+            // One token may name an expert twice: run such duplicates as separate batches.
+            work.sort_by_key(|&(ti, _)| ti);
+            let mut rest: &[(usize, f32)] = work;
+            while !rest.is_empty() {
+                let mut n = 1;
+                while n < rest.len() && rest[n].0 != rest[n - 1].0 {
+                    n += 1;
+                }
+                let (batch, tail) = rest.split_at(n);
+                rest = tail;
+                let wts = self.store.get(l, e).expect("checked by check_experts");
+                let xs: Vec<&[f32]> = batch
+                    .iter()
+                    .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
+                    .collect();
+                let scales: Vec<f32> = batch.iter().map(|&(_, w)| w).collect();
+                scratch.act.resize(self.inter * xs.len(), 0.0);
+                let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.len());
+                let mut want = batch.iter().map(|&(ti, _)| ti).peekable();
+                for (ti, row) in out.chunks_mut(h).enumerate() {
+                    if want.peek() == Some(&ti) {
+                        rows.push(row);
+                        want.next();
+                    }
+                }
+                expert_ffn_batch(wts, h, &xs, &scales, &mut scratch.act, &mut rows);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    states: Vec<f32>,
+    act: Vec<f32>,
+    work: Vec<Vec<(usize, f32)>>,
+}
+
+/// A loaded expert server, ready to [`ExpertServer::run`].
+pub struct ExpertServer {
+    config: ExpertServerConfig,
+    model: Arc<Model>,
+    model_id: ModelId,
+    stats: Arc<ServerStats>,
+}
+
+impl std::fmt::Debug for ExpertServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpertServer")
+            .field("model_id", &self.model_id)
+            .field("group", &self.config.group)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reply_header(req: &RequestView<'_>) -> ReplyHeader {
+    ReplyHeader {
+        dtype: req.header().dtype,
+        layer: req.layer(),
+        tokens: req.header().tokens,
+        hidden: req.header().hidden,
+        seq: req.seq(),
+    }
+}
+
+/// A best-effort header for an error reply to bytes that did not decode.
+fn raw_header(buf: &[u8]) -> ReplyHeader {
+    let u16_at = |at: usize| {
+        buf.get(at..at + 2)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        buf.get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    ReplyHeader {
+        dtype: Dtype::F32,
+        layer: u16_at(8),
+        tokens: 0,
+        hidden: 0,
+        seq: u32_at(20),
+    }
+}
+
+impl ExpertServer {
+    /// Opens the bundle and maps every expert (no copy).
+    pub fn open(config: ExpertServerConfig) -> Result<ExpertServer, ExpertServerError> {
+        if config.workers == 0 || config.queue == 0 || config.max_tokens == 0 {
+            return Err(ExpertServerError::Invalid(
+                "workers, queue and max_tokens must be > 0".into(),
+            ));
+        }
+        let bundle = Bundle::open(&config.bundle, config.verify)
+            .map_err(|e| ExpertServerError::Bundle(e.to_string()))?;
+        let m = &bundle.manifest;
+        let a = &m.architecture;
+        let model_id = ModelId::new(m.model_id.clone())?;
+        let store = ExpertStore::open(
+            &bundle.path(&m.experts.file),
+            a.num_layers,
+            a.num_experts,
+            a.expert_intermediate_size,
+            a.hidden_size,
+            m.experts.dtype,
+        )?;
+        let missing = (0..a.num_layers)
+            .map(|l| a.num_experts - store.present(l).len())
+            .sum::<usize>();
+        if missing > 0 {
+            log::warn!(
+                "expert server bundle={} missing_experts={missing} (requests for them get unknown_expert)",
+                config.bundle.display()
+            );
+        }
+        let limits = Limits {
+            max_tokens: config.max_tokens,
+            max_hidden: a.hidden_size as u32,
+            max_experts: a.num_experts as u16,
+            max_layers: a.num_layers as u16,
+        };
+        let model = Model {
+            store,
+            limits,
+            hidden: a.hidden_size,
+            inter: a.expert_intermediate_size,
+            experts: a.num_experts,
+        };
+        Ok(ExpertServer {
+            config,
+            model: Arc::new(model),
+            model_id,
+            stats: Arc::new(ServerStats::default()),
+        })
+    }
+
+    pub fn model_id(&self) -> &ModelId {
+        &self.model_id
+    }
+
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// Largest request this server accepts, in bytes (the MQTT packet limit).
+    fn max_request_bytes(&self) -> usize {
+        let l = &self.model.limits;
+        let t = l.max_tokens as usize;
+        let k = l.max_experts as usize;
+        64 + t * k * 6 + t * l.max_hidden as usize * 4
+    }
+
+    /// Connects, subscribes and serves until `shutdown` resolves. `on_ready`
+    /// is called once subscribed.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        on_ready: impl FnOnce(&str) + Send,
+    ) -> Result<ServerStatsSnapshot, ExpertServerError> {
+        let mut mqtt = self.config.mqtt.clone();
+        mqtt.max_packet_size = mqtt
+            .max_packet_size
+            .max(self.max_request_bytes() as u32 + 1024);
+        mqtt.inbox_capacity = mqtt.inbox_capacity.max(self.config.queue * 2);
+        let (handle, mut inbox, driver) = transport::connect(&mqtt)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let driver_task = tokio::spawn(driver.run(async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        let filter = topics::shared_experts_filter(&self.config.group, &self.model_id)?;
+        handle.subscribe(&filter, QoS::AtMostOnce).await?;
+        log::info!(
+            "expert server subscribed filter={filter} workers={} queue={} delay_ms={}",
+            self.config.workers,
+            self.config.queue,
+            self.config.delay.as_millis()
+        );
+        on_ready(&filter);
+
+        let (tx, rx) = sync_channel::<Message>(self.config.queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let rt = tokio::runtime::Handle::current();
+        let mut workers = Vec::new();
+        for i in 0..self.config.workers {
+            let (rx, model, stats, handle, rt) = (
+                rx.clone(),
+                self.model.clone(),
+                self.stats.clone(),
+                handle.clone(),
+                rt.clone(),
+            );
+            let delay = self.config.delay;
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("experts-{i}"))
+                    .spawn(move || worker(rx, model, stats, handle, rt, delay))
+                    .map_err(|e| ExpertServerError::Invalid(format!("spawn worker: {e}")))?,
+            );
+        }
+
+        tokio::pin!(shutdown);
+        loop {
+            let msg = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                m = inbox.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            self.intake(&handle, &tx, msg).await;
+        }
+        drop(tx);
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+        let _ = handle.unsubscribe(&filter).await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver_task).await;
+        let s = self.stats.snapshot();
+        log::info!(
+            "expert server stopped requests={} served={} rejected={} busy={}",
+            s.requests,
+            s.served,
+            s.rejected,
+            s.busy
+        );
+        Ok(s)
+    }
+
+    /// Validates one request and queues it (or answers an error at once).
+    async fn intake(&self, handle: &MqttHandle, tx: &SyncSender<Message>, msg: Message) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if msg.response_topic.is_none() {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "expert request without response topic dropped topic={}",
+                msg.topic
+            );
+            return;
+        }
+        let checked = match topics::parse_expert_layer(&msg.topic) {
+            Some((model, layer)) if model == self.model_id.as_str() => {
+                match frame::decode_request(&msg.payload, &self.model.limits) {
+                    Ok(req) if req.layer() != layer => Err((
+                        reply_header(&req),
+                        ErrorCode::BadFrame,
+                        format!("topic layer {layer} but frame layer {}", req.layer()),
+                    )),
+                    Ok(req) if req.hidden() != self.model.hidden => Err((
+                        reply_header(&req),
+                        ErrorCode::BadFrame,
+                        format!(
+                            "hidden {} but the model has {}",
+                            req.hidden(),
+                            self.model.hidden
+                        ),
+                    )),
+                    Ok(req) => self
+                        .model
+                        .check_experts(&req)
+                        .map_err(|(c, m)| (reply_header(&req), c, m)),
+                    Err(e) => Err((raw_header(&msg.payload), e.code(), e.to_string())),
+                }
+            }
+            _ => Err((
+                raw_header(&msg.payload),
+                ErrorCode::UnknownLayer,
+                format!("topic {} is not this host's model", msg.topic),
+            )),
+        };
+        if let Err((header, code, text)) = checked {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            log::debug!("expert request rejected code={code} reason={text}");
+            reply_error(handle, &msg, &header, code, &text).await;
+            return;
+        }
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) | Err(TrySendError::Disconnected(msg)) => {
+                let n = self.stats.busy.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    log::warn!("expert server busy queue={} busy={n}", self.config.queue);
+                }
+                if let Ok(req) = frame::decode_request(&msg.payload, &self.model.limits) {
+                    let h = reply_header(&req);
+                    reply_error(handle, &msg, &h, ErrorCode::Busy, "queue full").await;
+                }
+            }
+        }
+    }
+}
+
+fn reply_options() -> PublishOptions {
+    PublishOptions {
+        qos: QoS::AtMostOnce,
+        ..PublishOptions::default()
+    }
+}
+
+async fn reply_error(
+    handle: &MqttHandle,
+    msg: &Message,
+    header: &ReplyHeader,
+    code: ErrorCode,
+    text: &str,
+) {
+    let mut out = Vec::new();
+    frame::encode_error(&mut out, header, code, text);
+    let mut opts = reply_options();
+    opts.user_properties
+        .push((HOST_PROPERTY.to_string(), handle.client_id().to_string()));
+    if let Err(e) = transport::respond(handle, msg, out, opts).await {
+        log::warn!("expert error reply failed err={e}");
+    }
+}
+
+fn worker(
+    rx: Arc<Mutex<Receiver<Message>>>,
+    model: Arc<Model>,
+    stats: Arc<ServerStats>,
+    handle: MqttHandle,
+    rt: tokio::runtime::Handle,
+    delay: Duration,
+) {
+    let mut scratch = Scratch::default();
+    let host = handle.client_id().to_string();
+    loop {
+        let msg = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let clock = Instant::now();
+        let (reply, ok) = match frame::decode_request(&msg.payload, &model.limits) {
+            Ok(req) => {
+                let sum = model.compute(&req, &mut scratch);
+                let mut out = Vec::new();
+                let mut header = reply_header(&req);
+                header.dtype = req.header().dtype;
+                match frame::encode_reply(&mut out, &header, frame_values(&sum)) {
+                    Ok(()) => {
+                        stats
+                            .tokens
+                            .fetch_add(req.tokens() as u64, Ordering::Relaxed);
+                        (out, true)
+                    }
+                    Err(e) => (error_bytes(&header, &e), false),
+                }
+            }
+            // Validated at intake: cannot happen, but never panic on it.
+            Err(e) => (error_bytes(&raw_header(&msg.payload), &e), false),
+        };
+        stats
+            .compute_us
+            .fetch_add(clock.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if ok {
+            stats.served.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut opts = reply_options();
+        opts.user_properties
+            .push((HOST_PROPERTY.to_string(), host.clone()));
+        let sent = rt.block_on(transport::respond(&handle, &msg, Bytes::from(reply), opts));
+        if let Err(e) = sent {
+            log::warn!("expert reply failed err={e}");
+        }
+    }
+}
+
+fn frame_values(sum: &[f32]) -> frame::Values<'_> {
+    frame::Values::F32(sum)
+}
+
+fn error_bytes(header: &ReplyHeader, e: &FrameError) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode_error(&mut out, header, e.code(), &e.to_string());
+    out
+}
