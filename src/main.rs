@@ -27,6 +27,8 @@ enum Cmd {
     Chat(ChatArgs),
     /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
     Eval(EvalArgs),
+    /// Benchmarks: prints a table, writes JSON with --json.
+    Bench(BenchArgs),
     /// The host side: the full model (all experts) behind an OpenAI-compatible
     /// HTTP endpoint (--http); falls back to the board's cloud, if any.
     Host(HostArgs),
@@ -107,6 +109,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Bench(a) => bench(a),
         Cmd::Host(a) => host(a),
         Cmd::Import(a) => import(a),
         Cmd::Boards(a) => boards(a),
@@ -252,6 +255,219 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     );
     if let Some(p) = a.json {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
+    #[arg(long, default_value = DEFAULT_BUNDLE, global = true)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu", global = true)]
+    board: String,
+    /// Write the report as JSON here.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchMode {
+    /// Local engine: prefill/decode tokens/s, TTFT, expert hit rate, peak RSS (the default).
+    Engine {
+        #[arg(long, default_value_t = 32)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
+    Cache {
+        /// Requests whose routing statistics make the plan (for plan-pinned).
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+        /// Requests whose routing trace is replayed.
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        trace: PathBuf,
+        /// Only the first N trace requests.
+        #[arg(long, default_value_t = 300)]
+        limit: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = [0.125, 0.25, 0.5, 0.75])]
+        fractions: Vec<f64>,
+    },
+    /// Scale bundle: `--make DIR` writes a seeded synthetic Qwen3-MoE in a real shape and
+    /// imports it (DIR/bundle, DIR/bundle-f16); otherwise decode tok/s on --bundle against
+    /// the memory-bandwidth roofline measured in the same run.
+    Scale {
+        /// Write the checkpoint to DIR/hf and import it into DIR/bundle (and DIR/bundle-f16).
+        #[arg(long)]
+        make: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Bundle dtypes to import with --make (f32, f16).
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("f32")])]
+        dtype: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Buffer for the bandwidth measurement, MiB.
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mib: usize,
+    },
+    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
+    Llama {
+        /// Path of llama.cpp's `llama-bench` binary (see docs/llama-cpp.md).
+        #[arg(long)]
+        llama_bench: PathBuf,
+        /// GGUF of the checkpoint the bundle was imported from.
+        #[arg(long)]
+        gguf: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    use moe_edge::bench;
+    let board = Board::load(&a.board)?;
+    let mode = a.mode.unwrap_or(BenchMode::Engine {
+        prompt_tokens: 32,
+        gen_tokens: 64,
+        runs: 5,
+    });
+    match mode {
+        BenchMode::Engine {
+            prompt_tokens,
+            gen_tokens,
+            runs,
+        } => {
+            let engine = Engine::load(&a.bundle, &board, Verify::Sizes)
+                .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+            let opts = bench::engine::EngineBenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                runs,
+            };
+            let r = bench::engine::run(&engine, &board.name, &opts)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
+        BenchMode::Cache {
+            calib,
+            trace,
+            limit,
+            fractions,
+        } => {
+            let mut all = board.clone();
+            all.memory.experts_bytes = u64::MAX / 2;
+            let engine = Engine::load(&a.bundle, &all, Verify::Sizes)?;
+            let arch = engine.model.manifest.architecture.clone();
+            let total = arch.num_layers * arch.num_experts;
+            let calib_stats =
+                moe_edge::plan::collect(&engine, &calib_prompts(&engine, &[calib])?, 24)?;
+            let mut prompts = calib_prompts(&engine, &[trace])?;
+            prompts.truncate(limit);
+            let trace_stats = moe_edge::plan::collect(&engine, &prompts, 24)?;
+            let accesses: Vec<_> = trace_stats.trace.iter().flatten().copied().collect();
+            let mut rows = Vec::new();
+            for &f in &fractions {
+                let slots = ((f * total as f64).round() as usize).max(1);
+                let plan = moe_edge::plan::select(&calib_stats, slots, arch.top_k).ranked;
+                rows.extend(bench::cache::compare(&accesses, &plan, total, &[f]));
+            }
+            println!(
+                "routing trace: {} requests, {} tokens, {} expert accesses over {} experts",
+                prompts.len(),
+                trace_stats.tokens,
+                accesses.len(),
+                total
+            );
+            println!("{}", bench::cache::table(&rows));
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+            }
+        }
+        BenchMode::Scale {
+            make,
+            seed,
+            dtype,
+            prompt_tokens,
+            gen_tokens,
+            runs,
+            bandwidth_mib,
+        } => {
+            if let Some(dir) = make {
+                let dtypes = dtype
+                    .iter()
+                    .map(|d| moe_edge::bundle::import::parse_dtype(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let made = bench::scale::make(&dir, seed, &dtypes)?;
+                for m in &made {
+                    println!(
+                        "made {} bundle {}: {:.1} MiB (experts {:.1} MiB, graphs {:.1} MiB)",
+                        m.dtype,
+                        m.dir.display(),
+                        m.total_bytes as f64 / (1 << 20) as f64,
+                        m.experts_bytes as f64 / (1 << 20) as f64,
+                        m.graph_bytes as f64 / (1 << 20) as f64
+                    );
+                }
+                if let Some(p) = &a.json {
+                    std::fs::write(p, serde_json::to_string_pretty(&made)?)?;
+                }
+                return Ok(());
+            }
+            // every expert resident: the roofline assumes weights are read from DRAM
+            let mut all = board.clone();
+            all.memory.experts_bytes = u64::MAX / 2;
+            let engine = Engine::load(&a.bundle, &all, Verify::Sizes)
+                .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+            let opts = bench::engine::EngineBenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                runs,
+            };
+            let r = bench::scale::run(&engine, &a.bundle, &board.name, &opts, bandwidth_mib << 20)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
+        BenchMode::Llama {
+            llama_bench,
+            gguf,
+            gen_tokens,
+            threads,
+            runs,
+        } => {
+            let llama = bench::llama::run(&llama_bench, &gguf, gen_tokens, threads)?;
+            let mut all = board.clone();
+            all.memory.experts_bytes = u64::MAX / 2;
+            let engine = Engine::load(&a.bundle, &all, Verify::Sizes)
+                .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+            let opts = bench::engine::EngineBenchOptions {
+                prompt_tokens: 16,
+                gen_tokens: gen_tokens + 1,
+                runs,
+            };
+            let ours = bench::engine::run(&engine, &board.name, &opts)?;
+            let c = bench::llama::LlamaComparison::new(llama, ours);
+            println!("{}", c.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&c)?)?;
+            }
+        }
     }
     Ok(())
 }
@@ -423,4 +639,32 @@ fn host(a: HostArgs) -> anyhow::Result<()> {
         host::run(opts, stop).await?;
         anyhow::Ok(())
     })
+}
+
+fn calib_prompts(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    use moe_edge::openai::ChatRequest;
+    let mut prompts = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", f.display(), i + 1))?;
+            let messages = v
+                .get("messages")
+                .cloned()
+                .with_context(|| format!("{}:{}: no `messages`", f.display(), i + 1))?;
+            let req = ChatRequest::from_value(serde_json::json!({ "messages": messages }))
+                .map_err(|e| anyhow::anyhow!("{}:{}: {}", f.display(), i + 1, e.message))?;
+            prompts.push(moe_edge::engine::template::render_chat(
+                &req.text_messages(),
+                engine.bundle.manifest.chat_template.as_deref(),
+            )?);
+        }
+    }
+    Ok(prompts)
 }

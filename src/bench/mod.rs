@@ -2,8 +2,11 @@
 //! benchmark prints one table and can write JSON. Owns measurement helpers
 //! (peak RSS, percentiles); the things measured live in their own modules.
 
+pub mod bandwidth;
 pub mod cache;
 pub mod engine;
+pub mod llama;
+pub mod scale;
 
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {

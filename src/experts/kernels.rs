@@ -10,13 +10,28 @@ use super::ExpertWeights;
 
 /// Accumulate `scale * ffn(x)` into `out` for one token.
 /// `act` is scratch of length I.
-pub fn expert_ffn(w: ExpertWeights<'_>, hidden: usize, x: &[f32], scale: f32, act: &mut [f32], out: &mut [f32]) {
+pub fn expert_ffn(
+    w: ExpertWeights<'_>,
+    hidden: usize,
+    x: &[f32],
+    scale: f32,
+    act: &mut [f32],
+    out: &mut [f32],
+) {
     expert_ffn_batch(w, hidden, &[x], &[scale], act, &mut [out]);
 }
+
+/// Experts at least this large (bytes of weights) are split over two
+/// threads: one thread cannot saturate DRAM read bandwidth.
+pub const PARALLEL_ABOVE_BYTES: usize = 1 << 20;
 
 /// The same for several tokens routed to one expert: each weight row is read
 /// once and applied to every token while it is in cache.
 /// `act` is scratch of length `I * xs.len()`.
+///
+/// Experts of `PARALLEL_ABOVE_BYTES` or more run on two threads: each takes
+/// half of the intermediate rows (gate/up rows and the matching down rows),
+/// the second thread accumulates into a private output that is added after.
 pub fn expert_ffn_batch(
     w: ExpertWeights<'_>,
     hidden: usize,
@@ -29,43 +44,102 @@ pub fn expert_ffn_batch(
     let inter = w.len() / (3 * hidden);
     debug_assert_eq!(act.len(), inter * n);
     debug_assert_eq!(scales.len(), n);
+    if weight_bytes(w) >= PARALLEL_ABOVE_BYTES && inter >= 2 {
+        return expert_ffn_batch_2t(w, hidden, xs, scales, act, outs);
+    }
+    ffn_rows(w, hidden, inter, 0..inter, xs, scales, act, outs);
+}
+
+fn weight_bytes(w: ExpertWeights<'_>) -> usize {
+    match w {
+        ExpertWeights::F32(w) => w.len() * 4,
+        ExpertWeights::F16(w) => w.len() * 2,
+    }
+}
+
+fn expert_ffn_batch_2t(
+    w: ExpertWeights<'_>,
+    hidden: usize,
+    xs: &[&[f32]],
+    scales: &[f32],
+    act: &mut [f32],
+    outs: &mut [&mut [f32]],
+) {
+    let n = xs.len();
+    let inter = w.len() / (3 * hidden);
+    let mid = inter / 2;
+    let (act0, act1) = act.split_at_mut(mid * n);
+    std::thread::scope(|s| {
+        let second = s.spawn(move || {
+            let mut buf = vec![0f32; n * hidden];
+            {
+                let mut rows: Vec<&mut [f32]> = buf.chunks_mut(hidden).collect();
+                ffn_rows(w, hidden, inter, mid..inter, xs, scales, act1, &mut rows);
+            }
+            buf
+        });
+        ffn_rows(w, hidden, inter, 0..mid, xs, scales, act0, outs);
+        let buf = second.join().expect("expert worker thread panicked");
+        for (out, part) in outs.iter_mut().zip(buf.chunks(hidden)) {
+            for (o, p) in out.iter_mut().zip(part) {
+                *o += p;
+            }
+        }
+    });
+}
+
+/// `down(silu(gate·x) * (up·x))` restricted to the intermediate `rows`,
+/// accumulated into `outs`. `act` is scratch of length `rows.len() * xs.len()`.
+#[allow(clippy::too_many_arguments)]
+fn ffn_rows(
+    w: ExpertWeights<'_>,
+    hidden: usize,
+    inter: usize,
+    rows: std::ops::Range<usize>,
+    xs: &[&[f32]],
+    scales: &[f32],
+    act: &mut [f32],
+    outs: &mut [&mut [f32]],
+) {
+    let n = xs.len();
+    let r = rows.len();
     let k = kernels();
     match w {
         ExpertWeights::F32(w) => {
             let (gate, rest) = w.split_at(inter * hidden);
             let (up, down) = rest.split_at(inter * hidden);
-            for i in 0..inter {
+            for (j, i) in rows.clone().enumerate() {
                 let g_row = &gate[i * hidden..(i + 1) * hidden];
                 let u_row = &up[i * hidden..(i + 1) * hidden];
                 for t in 0..n {
                     let g = (k.dot_f32)(g_row, xs[t]);
                     let u = (k.dot_f32)(u_row, xs[t]);
-                    act[t * inter + i] = silu(g) * u * scales[t];
+                    act[t * r + j] = silu(g) * u * scales[t];
                 }
             }
-            for i in 0..inter {
+            for (j, i) in rows.enumerate() {
                 let d_row = &down[i * hidden..(i + 1) * hidden];
                 for t in 0..n {
-                    (k.axpy_f32)(&mut outs[t][..], act[t * inter + i], d_row);
+                    (k.axpy_f32)(&mut outs[t][..], act[t * r + j], d_row);
                 }
             }
         }
         ExpertWeights::F16(w) => {
             let (gate, rest) = w.split_at(inter * hidden);
             let (up, down) = rest.split_at(inter * hidden);
-            for i in 0..inter {
+            for (j, i) in rows.clone().enumerate() {
                 let g_row = &gate[i * hidden..(i + 1) * hidden];
                 let u_row = &up[i * hidden..(i + 1) * hidden];
                 for t in 0..n {
                     let g = (k.dot_f16)(g_row, xs[t]);
                     let u = (k.dot_f16)(u_row, xs[t]);
-                    act[t * inter + i] = silu(g) * u * scales[t];
+                    act[t * r + j] = silu(g) * u * scales[t];
                 }
             }
-            for i in 0..inter {
+            for (j, i) in rows.enumerate() {
                 let d_row = &down[i * hidden..(i + 1) * hidden];
                 for t in 0..n {
-                    (k.axpy_f16)(&mut outs[t][..], act[t * inter + i], d_row);
+                    (k.axpy_f16)(&mut outs[t][..], act[t * r + j], d_row);
                 }
             }
         }
@@ -202,7 +276,11 @@ mod x86 {
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 8;
         }
         let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -270,7 +348,10 @@ mod x86 {
         let mut i = 0;
         while i + 8 <= n {
             let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i) as *const __m128i));
-            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(py.add(i))));
+            _mm256_storeu_ps(
+                py.add(i),
+                _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(py.add(i))),
+            );
             i += 8;
         }
         while i < n {
@@ -285,7 +366,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
@@ -293,7 +376,9 @@ mod tests {
         let inter = w.len() / (3 * hidden);
         let mut out = vec![0f32; hidden];
         for i in 0..inter {
-            let g: f64 = (0..hidden).map(|h| w[i * hidden + h] as f64 * x[h] as f64).sum();
+            let g: f64 = (0..hidden)
+                .map(|h| w[i * hidden + h] as f64 * x[h] as f64)
+                .sum();
             let u: f64 = (0..hidden)
                 .map(|h| w[(inter + i) * hidden + h] as f64 * x[h] as f64)
                 .sum();
@@ -326,6 +411,60 @@ mod tests {
             expert_ffn(ExpertWeights::F16(&wh), hidden, &x, 1.0, &mut act, &mut out);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_expert_on_two_threads_matches_scalar_reference() {
+        let mut seed = 11;
+        // 3 * 256 * 384 * 4 B = 1.1 MiB f32: the two-thread path (f16 also, at 2 * 1152 * 256 * 3)
+        for &(hidden, inter) in &[(256usize, 384usize), (1152, 257)] {
+            let w: Vec<f32> = (0..3 * hidden * inter)
+                .map(|_| lcg(&mut seed) * 0.1)
+                .collect();
+            assert!(w.len() * 4 >= PARALLEL_ABOVE_BYTES);
+            let xs: Vec<Vec<f32>> = (0..3)
+                .map(|_| (0..hidden).map(|_| lcg(&mut seed)).collect())
+                .collect();
+            let scales = [1.0f32, 0.5, 0.25];
+            let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+            let mut act = vec![0f32; inter * xs.len()];
+            let mut outs = vec![vec![0.1f32; hidden]; xs.len()];
+            {
+                let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                expert_ffn_batch(
+                    ExpertWeights::F32(&w),
+                    hidden,
+                    &x_refs,
+                    &scales,
+                    &mut act,
+                    &mut o,
+                );
+            }
+            for (t, out) in outs.iter().enumerate() {
+                let want = scalar_ffn(&w, hidden, &xs[t]);
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - (0.1 + scales[t] * b)).abs() < 1e-4, "{a} vs {b}");
+                }
+            }
+            let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
+            if wh.len() * 2 >= PARALLEL_ABOVE_BYTES {
+                let want = scalar_ffn(&wr, hidden, &xs[0]);
+                let mut act = vec![0f32; inter];
+                let mut out = vec![0f32; hidden];
+                expert_ffn(
+                    ExpertWeights::F16(&wh),
+                    hidden,
+                    &xs[0],
+                    1.0,
+                    &mut act,
+                    &mut out,
+                );
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
             }
         }
     }
