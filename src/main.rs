@@ -27,6 +27,10 @@ enum Cmd {
     Chat(ChatArgs),
     /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
     Eval(EvalArgs),
+    /// The daemon: OpenAI chat completions over MQTT 5 (embedded broker unless --broker).
+    Serve(ServeArgs),
+    /// Send one chat request to a running daemon and print the reply.
+    Ask(AskArgs),
     /// Benchmarks: prints a table, writes JSON with --json.
     Bench(BenchArgs),
     /// The host side: the full model (all experts) behind an OpenAI-compatible
@@ -104,11 +108,13 @@ struct EvalArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,rumqttd=warn")).init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
         Cmd::Eval(a) => eval(a),
+        Cmd::Serve(a) => serve(a),
+        Cmd::Ask(a) => ask(a),
         Cmd::Bench(a) => bench(a),
         Cmd::Host(a) => host(a),
         Cmd::Import(a) => import(a),
@@ -667,4 +673,230 @@ fn calib_prompts(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Vec<Strin
         }
     }
     Ok(prompts)
+}
+
+// ------------------------------------------------------------ serve and ask
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// External broker: mqtt://[user[:pass]@]host[:port] or mqtts://...
+    #[arg(long)]
+    broker: Option<String>,
+    /// PEM CA certificates for mqtts:// (default: the webpki roots).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// PEM client certificate chain (mutual TLS), with --key.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+impl BrokerArgs {
+    fn config(&self, url: &str) -> anyhow::Result<moe_edge::transport::MqttConfig> {
+        Ok(moe_edge::serve::broker_config(
+            url,
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )?)
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Topic id of this device (default: the host name, sanitised).
+    #[arg(long)]
+    device_id: Option<String>,
+    /// The embedded broker's MQTT 5 listener (MQTT 3.1.1 on port + 1).
+    #[arg(long, default_value = moe_edge::serve::DEFAULT_LISTEN, conflicts_with = "broker")]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    mqtt: BrokerArgs,
+    /// Print the resolved board/bundle plan and exit.
+    #[arg(long)]
+    dry_run: bool,
+    /// How long running requests may take to finish at shutdown.
+    #[arg(long, default_value_t = 10_000)]
+    drain_timeout_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct AskArgs {
+    /// The user message.
+    text: String,
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// The daemon's device id (default: this host's name, sanitised).
+    #[arg(long)]
+    device_id: Option<String>,
+    /// Ask for a streamed reply and print text as it arrives.
+    #[arg(long)]
+    stream: bool,
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Tools offered (OpenAI `tools` array, or a catalogue with a `tools` key).
+    #[arg(long, default_value = "models/assist-moe/tools.json")]
+    tools: PathBuf,
+    /// Send no tools.
+    #[arg(long)]
+    no_tools: bool,
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// x-priority: 0..=9 or safety|high|normal|low.
+    #[arg(long)]
+    priority: Option<String>,
+    /// x-deadline-ms.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Print the whole chat.completion JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => log::info!("ctrl-c received"),
+        _ = term => log::info!("SIGTERM received"),
+    }
+}
+
+fn device_id(given: Option<String>) -> anyhow::Result<moe_edge::wire::DeviceId> {
+    Ok(match given {
+        Some(id) => moe_edge::wire::DeviceId::new(id)?,
+        None => moe_edge::serve::default_device_id(),
+    })
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    use moe_edge::serve::{self, BrokerChoice, ServeConfig};
+    let board = Board::load(&a.board)?;
+    let device = device_id(a.device_id)?;
+    let broker = match &a.mqtt.broker {
+        Some(url) => BrokerChoice::External(Box::new(a.mqtt.config(url)?)),
+        None => BrokerChoice::Embedded(a.listen),
+    };
+    let broker_desc = match &a.mqtt.broker {
+        Some(url) => url.clone(),
+        None => format!("embedded mqtt5={} mqtt311=port+1", a.listen),
+    };
+    if a.dry_run {
+        print!("{}", serve::describe_plan(&board, &a.bundle, &device, &broker_desc));
+        return Ok(());
+    }
+    let engine = Engine::load(&a.bundle, &board, Verify::Full)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let mut config = ServeConfig::new(std::sync::Arc::new(engine), board, device, broker);
+    config.drain_timeout = std::time::Duration::from_millis(a.drain_timeout_ms);
+    runtime()?.block_on(serve::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn ask(a: AskArgs) -> anyhow::Result<()> {
+    use moe_edge::openai::{ChatRequest, Message, PriorityField};
+    use moe_edge::serve::ask::{ask, AskOptions};
+    use std::io::Write;
+    let mqtt = moe_edge::serve::broker_config(
+        &a.broker,
+        a.ca.as_deref(),
+        a.cert.as_deref(),
+        a.key.as_deref(),
+        a.username.as_deref(),
+        a.password.as_deref(),
+    )?;
+    let mut messages = Vec::new();
+    if let Some(s) = a.system {
+        messages.push(Message::system(s));
+    }
+    messages.push(Message::user(a.text));
+    let tools = if a.no_tools { Vec::new() } else { load_tools(&a.tools)? };
+    let priority = a.priority.map(|p| match p.parse::<i64>() {
+        Ok(n) => PriorityField::Level(n),
+        Err(_) => PriorityField::Name(p),
+    });
+    let request = ChatRequest {
+        messages,
+        tools: (!tools.is_empty()).then_some(tools),
+        stream: a.stream.then_some(true),
+        max_completion_tokens: a.max_tokens,
+        x_priority: priority,
+        x_deadline_ms: a.deadline_ms,
+        ..ChatRequest::default()
+    };
+    let opts = AskOptions {
+        mqtt,
+        device: device_id(a.device_id)?,
+        request,
+        timeout: std::time::Duration::from_millis(a.timeout_ms),
+        client_name: None,
+    };
+    let streamed = a.stream && !a.json;
+    let completion = runtime()?.block_on(ask(opts, |t| {
+        if streamed {
+            print!("{t}");
+            let _ = std::io::stdout().flush();
+        }
+    }))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&completion)?);
+        return Ok(());
+    }
+    if let Some(m) = completion.message() {
+        match (&m.content, streamed) {
+            (Some(t), false) if !t.is_empty() => println!("{t}"),
+            (Some(t), true) if !t.is_empty() => println!(),
+            _ => {}
+        }
+        for c in m.tool_calls() {
+            println!("tool_call {}({})", c.function.name, c.function.arguments);
+        }
+    }
+    if let Some(x) = &completion.x_moe_edge {
+        eprintln!(
+            "served_by={} fallback={} total_ms={:.1} tokens_per_second={:.1}",
+            x.served_by.as_str(),
+            x.fallback_reason.as_deref().unwrap_or("-"),
+            x.timings_ms.total,
+            x.tokens_per_second
+        );
+    }
+    Ok(())
 }

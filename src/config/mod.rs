@@ -6,7 +6,9 @@ mod board;
 pub mod describe;
 mod raw;
 
-pub use board::{Board, CascadeConfig, ExpertPolicy, Limits, Memory, OffloadConfig, OnMiss};
+pub use board::{
+    Board, CascadeConfig, ExpertPolicy, Limits, Memory, OffloadConfig, OnMiss, MAX_QUEUE,
+};
 
 use std::path::PathBuf;
 

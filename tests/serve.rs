@@ -1,0 +1,1320 @@
+//! `moe-edge serve` end to end, no mocks: the daemon (in-process through
+//! `serve::run`, or the real binary) against the embedded rumqttd and a real
+//! Mosquitto started per test on a free port with its own config, driven by
+//! our MQTT 5 client, `moe-edge ask`, `mosquitto_pub`/`mosquitto_sub` and
+//! (when `$MOE_EDGE_PYTHON` has it) paho-mqtt.
+//!
+//! The model is the random-weight `tests/fixtures/qwen3_moe` imported into a
+//! temp dir: replies are gibberish but exercise every path (prefill, decode,
+//! streaming, tool-call parsing, fallback). Mosquitto tests print a notice
+//! and pass if `mosquitto` is not installed (scripts/test.sh installs it).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moe_edge::bundle::import::{import, ImportOptions};
+use moe_edge::bundle::{Dtype, Verify};
+use moe_edge::config::Board;
+use moe_edge::engine::Engine;
+use moe_edge::serve::{self, BrokerChoice, Ready, ServeConfig};
+use moe_edge::transport::{connect, Inbox, MqttConfig, MqttHandle, PublishOptions, QoS};
+use moe_edge::wire::DeviceId;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+// ------------------------------------------------------------------ fixtures
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture model imported once per test process.
+fn bundle() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap().keep();
+        let out = tmp.join("bundle");
+        import(&ImportOptions {
+            hf_dir: repo().join("tests/fixtures/qwen3_moe"),
+            out_dir: out.clone(),
+            dtype: Dtype::F32,
+            model_id: Some("fixture-moe".into()),
+            force: false,
+        })
+        .expect("import fixture");
+        out
+    })
+}
+
+fn engine() -> Arc<Engine> {
+    static E: OnceLock<Arc<Engine>> = OnceLock::new();
+    E.get_or_init(|| {
+        Arc::new(Engine::load(bundle(), &Board::load("host-cpu").unwrap(), Verify::Full).unwrap())
+    })
+    .clone()
+}
+
+/// `host-cpu` with other limits.
+fn board(max_concurrent: usize, queue_depth: usize, rate: f64) -> Board {
+    let text = std::fs::read_to_string(repo().join("boards/host-cpu.toml")).unwrap();
+    let text = text
+        .replace(
+            "max_concurrent = 4",
+            &format!("max_concurrent = {max_concurrent}"),
+        )
+        .replace("queue_depth = 32", &format!("queue_depth = {queue_depth}"))
+        .replace(
+            "requests_per_client_per_sec = 50",
+            &format!("requests_per_client_per_sec = {rate}"),
+        );
+    Board::parse(&text, Path::new("test-board.toml")).unwrap()
+}
+
+/// Log lines, captured for the whole process (and echoed to stderr).
+fn logs() -> &'static Mutex<Vec<String>> {
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    static INIT: OnceLock<()> = OnceLock::new();
+    let lines = LINES.get_or_init(|| Mutex::new(Vec::new()));
+    INIT.get_or_init(|| {
+        struct Capture;
+        impl log::Log for Capture {
+            fn enabled(&self, m: &log::Metadata) -> bool {
+                m.level() <= log::Level::Info && !m.target().starts_with("rumqttd")
+            }
+            fn log(&self, r: &log::Record) {
+                if self.enabled(r.metadata()) {
+                    let line = format!("{} {}", r.level(), r.args());
+                    eprintln!("{line}");
+                    logs().lock().unwrap().push(line);
+                }
+            }
+            fn flush(&self) {}
+        }
+        let _ = log::set_boxed_logger(Box::new(Capture));
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    lines
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+// ------------------------------------------------------------------ daemon
+
+/// An in-process daemon; `stop` runs the graceful shutdown.
+struct Daemon {
+    ready: Ready,
+    device: DeviceId,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
+}
+
+impl Daemon {
+    async fn start(
+        board: Board,
+        broker: BrokerChoice,
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> Daemon {
+        logs();
+        let device = DeviceId::new(unique("dev")).unwrap();
+        let mut config = ServeConfig::new(engine(), board, device.clone(), broker);
+        config.status_interval = Duration::from_millis(50);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        config.on_ready = Some(ready_tx);
+        tweak(&mut config);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve::run(config, async move {
+            let _ = stop_rx.await;
+        }));
+        let ready = tokio::time::timeout(WAIT, ready_rx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        Daemon {
+            ready,
+            device,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn embedded(board: Board) -> Daemon {
+        Daemon::start(
+            board,
+            BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+            |_| {},
+        )
+        .await
+    }
+
+    fn port(&self) -> u16 {
+        self.ready
+            .broker_url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("daemon stops in time")
+            .unwrap()
+            .expect("daemon stops cleanly");
+    }
+}
+
+/// An MQTT 5 app: its own reply topic, correlation data per request.
+struct App {
+    handle: MqttHandle,
+    inbox: Inbox,
+    reply_topic: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl App {
+    async fn new(url: &str) -> App {
+        let id = unique("app");
+        let cfg = MqttConfig::from_url(url, id.clone()).unwrap();
+        let (handle, inbox, driver) = connect(&cfg).unwrap();
+        let (stop, rx) = oneshot::channel::<()>();
+        tokio::spawn(driver.run(async move {
+            let _ = rx.await;
+        }));
+        let reply_topic = format!("apps/{id}/replies");
+        handle
+            .subscribe(&reply_topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        handle.wait_connected(WAIT).await.unwrap();
+        App {
+            handle,
+            inbox,
+            reply_topic,
+            _stop: stop,
+        }
+    }
+
+    /// Sends `body` to the daemon with the response topic and correlation `corr`.
+    async fn send_raw(&self, device: &DeviceId, body: Vec<u8>, corr: &str, props: bool) {
+        let mut o = PublishOptions::qos(QoS::AtLeastOnce);
+        if props {
+            o.response_topic = Some(self.reply_topic.clone());
+            o.correlation_data = Some(Bytes::from(corr.to_string()));
+        }
+        self.handle
+            .publish(&moe_edge::wire::topics::chat_requests(device), body, &o)
+            .await
+            .unwrap();
+    }
+
+    async fn send(&self, device: &DeviceId, body: &Value, corr: &str) {
+        self.send_raw(device, serde_json::to_vec(body).unwrap(), corr, true)
+            .await
+    }
+
+    /// The next reply: (correlation, JSON, when).
+    async fn recv(&mut self) -> (String, Value, Instant) {
+        let m = self
+            .inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("reply in time")
+            .expect("driver alive");
+        let corr = m
+            .correlation_data
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default();
+        (
+            corr,
+            serde_json::from_slice(&m.payload).expect("reply is JSON"),
+            Instant::now(),
+        )
+    }
+
+    /// Waits for the final message of `n` requests; returns every message by correlation.
+    async fn collect_finals(&mut self, n: usize) -> HashMap<String, Vec<(Value, Instant)>> {
+        let mut by: HashMap<String, Vec<(Value, Instant)>> = HashMap::new();
+        let mut finals = 0;
+        while finals < n {
+            let (c, v, t) = self.recv().await;
+            if is_final(&v) {
+                finals += 1;
+            }
+            by.entry(c).or_default().push((v, t));
+        }
+        by
+    }
+
+    /// Nothing more arrives within `d`.
+    async fn assert_quiet(&mut self, d: Duration) {
+        if let Ok(Some(m)) = self.inbox.recv_timeout(d).await {
+            panic!(
+                "unexpected extra message: {}",
+                String::from_utf8_lossy(&m.payload)
+            );
+        }
+    }
+}
+
+fn is_final(v: &Value) -> bool {
+    v.get("error").is_some()
+        || v["object"] == "chat.completion"
+        || v["object"] == "chat.completion.done"
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+fn chat(text: &str, max_tokens: u64) -> Value {
+    json!({"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens})
+}
+
+/// The log lines of one device that mention `needle`.
+fn log_lines(device: &DeviceId, needle: &str) -> Vec<String> {
+    let dev = format!("device={device}");
+    logs()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&dev) && l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+// ------------------------------------------------------------------ external tools
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("port {port} not up");
+}
+
+fn find_bin(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A Mosquitto of its own: config file in a temp dir, free port.
+struct Mosquitto {
+    _dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Mosquitto {
+    fn start(test: &str) -> Option<Mosquitto> {
+        let Some(bin) = find_bin("mosquitto") else {
+            eprintln!("SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+             log_dest file {}\nmax_packet_size 1048576\nlistener {port} 127.0.0.1\n",
+            dir.path().join("mosquitto.log").display()
+        );
+        if running_as_root() {
+            conf.push_str("user root\n");
+        }
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        wait_port(port);
+        Some(Mosquitto {
+            _dir: dir,
+            port,
+            child,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `mosquitto_sub` collecting messages (`-v`: topic and payload per line) into a file.
+struct Sub {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sub {
+    fn start(args: &[&str]) -> Sub {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.txt");
+        let child = Command::new(find_bin("mosquitto_sub").expect("mosquitto_sub"))
+            .args(args)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Sub {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until the output satisfies `ok`.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let t = self.text();
+            if ok(&t) {
+                return t;
+            }
+            assert!(start.elapsed() < WAIT, "mosquitto_sub: no {what} in:\n{t}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosquitto_pub(args: &[&str]) {
+    let st = Command::new(find_bin("mosquitto_pub").expect("mosquitto_pub"))
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mosquitto_pub {args:?}");
+}
+
+/// The daemon binary as a child process, stderr captured.
+struct DaemonProcess {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl DaemonProcess {
+    fn start(args: &[&str]) -> DaemonProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+            .arg("serve")
+            .arg("--bundle")
+            .arg(bundle())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        DaemonProcess {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                start.elapsed() < WAIT,
+                "no {needle:?} in daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_streams_through_the_embedded_broker() {
+    let d = Daemon::embedded(board(4, 32, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+
+    // Non-streamed: one chat.completion, correlation data echoed.
+    app.send(&d.device, &chat("turn on the lights", 12), "plain")
+        .await;
+    let (corr, v, _) = app.recv().await;
+    assert_eq!(corr, "plain");
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["model"], "fixture-moe");
+    assert_eq!(v["x_moe_edge"]["served_by"], "device");
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
+    assert!(v["x_moe_edge"]["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+
+    // Streamed, same request (greedy): chunks in order, then the terminator.
+    let mut body = chat("turn on the lights", 12);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    app.send(&d.device, &body, "stream").await;
+    let mut msgs = Vec::new();
+    loop {
+        let (corr, v, _) = app.recv().await;
+        assert_eq!(corr, "stream");
+        let end = is_final(&v);
+        msgs.push(v);
+        if end {
+            break;
+        }
+    }
+    let (done, chunks) = msgs.split_last().unwrap();
+    assert_eq!(done["object"], "chat.completion.done", "{done}");
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let id = &chunks[0]["id"];
+    assert_eq!(&done["id"], id);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    for (i, c) in chunks.iter().enumerate() {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(&c["id"], id);
+        let last = i == chunks.len() - 1;
+        assert_eq!(c["choices"][0]["finish_reason"].is_null(), !last, "{c}");
+        assert_eq!(c.get("x_moe_edge").is_some(), last, "{c}");
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["usage"], v["usage"]);
+    let mut acc = moe_edge::openai::ChunkAccumulator::new();
+    for c in chunks {
+        acc.push(&serde_json::from_value(c.clone()).unwrap());
+    }
+    let streamed = serde_json::to_value(acc.finish()).unwrap();
+    assert_eq!(
+        streamed["choices"][0]["message"]["content"], v["choices"][0]["message"]["content"],
+        "streamed text differs from the plain reply"
+    );
+    app.assert_quiet(Duration::from_millis(200)).await;
+
+    // Retained status, online, with the live figures.
+    let mut watcher = App::new(&d.ready.broker_url).await;
+    watcher
+        .handle
+        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
+    let s: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(s["state"], "online", "{s}");
+    assert_eq!(s["model"], "fixture-moe");
+    assert_eq!(s["queue_capacity"], 32);
+    assert!(s["resident_experts"].as_u64().is_some());
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_error_replies_log_lines_and_the_daemon_keeps_serving() {
+    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let user = |t: &str| json!([{"role": "user", "content": t}]);
+    let long_prompt: String = (0..3000).map(|i| format!("w{i} ")).collect();
+    let big = vec![b' '; 300 * 1024];
+    // (name, body, MQTT 5 response topic?, expected code)
+    let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+        (
+            "not json",
+            b"{\"messages\": [".to_vec(),
+            true,
+            "invalid_json",
+        ),
+        (
+            "invalid utf-8",
+            b"{\"messages\": \"\xff\xfe\"}".to_vec(),
+            true,
+            "invalid_utf8",
+        ),
+        ("over the limit", big, true, "payload_too_large"),
+        (
+            "no messages",
+            br#"{"messages": []}"#.to_vec(),
+            true,
+            "invalid_request",
+        ),
+        (
+            "wrong types",
+            br#"{"messages": "hello", "max_tokens": "ten"}"#.to_vec(),
+            true,
+            "invalid_request",
+        ),
+        (
+            "unknown model",
+            serde_json::to_vec(&json!({"model": "gpt-9", "messages": user("hi")})).unwrap(),
+            true,
+            "model_not_found",
+        ),
+        (
+            "prompt over the context",
+            serde_json::to_vec(&json!({"messages": user(&long_prompt)})).unwrap(),
+            true,
+            "context_length_exceeded",
+        ),
+        (
+            "tools with an invalid schema",
+            serde_json::to_vec(&json!({"messages": user("hi"), "tools": [
+                {"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]}))
+            .unwrap(),
+            true,
+            "invalid_tools",
+        ),
+        (
+            "no reply topic",
+            serde_json::to_vec(&json!({"messages": user("hi")})).unwrap(),
+            false,
+            "missing_reply_topic",
+        ),
+        (
+            "3.1.1 body reply topic, bad request",
+            serde_json::to_vec(
+                &json!({"messages": [], "reply_topic": app.reply_topic, "id": "r-7"}),
+            )
+            .unwrap(),
+            false,
+            "invalid_request",
+        ),
+    ];
+    for (name, body, props, _) in &cases {
+        app.send_raw(&d.device, body.clone(), name, *props).await;
+    }
+    let expected: usize = cases
+        .iter()
+        .filter(|(_, _, props, code)| *props || *code != "missing_reply_topic")
+        .count();
+    let mut got: HashMap<String, Value> = HashMap::new();
+    for _ in 0..expected {
+        let (corr, v, _) = app.recv().await;
+        let key = if corr.is_empty() {
+            v["request_id"].as_str().unwrap_or("?").to_string()
+        } else {
+            corr
+        };
+        assert!(
+            got.insert(key.clone(), v).is_none(),
+            "two replies for {key}"
+        );
+    }
+    for (name, _, props, want) in &cases {
+        let key = if *name == "3.1.1 body reply topic, bad request" {
+            "r-7"
+        } else {
+            name
+        };
+        if *props || *want != "missing_reply_topic" {
+            let v = got.get(key).unwrap_or_else(|| panic!("{name}: no reply"));
+            assert_eq!(code(v), *want, "{name}: {v}");
+            assert!(v["error"]["message"].as_str().unwrap().len() > 3, "{name}");
+            assert!(v["error"]["type"].is_string(), "{name}");
+        }
+        assert!(
+            !log_lines(&d.device, &format!("code={want}")).is_empty(),
+            "{name}: no log line with code={want}"
+        );
+    }
+    assert!(!log_lines(&d.device, "no reply topic").is_empty());
+
+    // Still serving.
+    app.send(&d.device, &chat("hello again", 4), "good").await;
+    let (corr, v, _) = app.recv().await;
+    assert_eq!(
+        (corr.as_str(), v["object"].as_str()),
+        ("good", Some("chat.completion")),
+        "{v}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_overloaded_at_once_and_loses_nothing_accepted() {
+    let d = Daemon::embedded(board(1, 3, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let n = 24;
+    let t0 = Instant::now();
+    for i in 0..n {
+        app.send(
+            &d.device,
+            &chat(&format!("request number {i}"), 200),
+            &format!("r{i}"),
+        )
+        .await;
+    }
+    let by = app.collect_finals(n).await;
+    app.assert_quiet(Duration::from_millis(300)).await;
+    assert_eq!(by.len(), n, "every request answered");
+    let mut ok = Vec::new();
+    let mut overloaded = Vec::new();
+    for (c, msgs) in &by {
+        assert_eq!(
+            msgs.iter().filter(|(v, _)| is_final(v)).count(),
+            1,
+            "{c}: one final reply"
+        );
+        let (v, t) = msgs.last().unwrap();
+        match (v["object"].as_str(), code(v)) {
+            (Some("chat.completion"), _) => ok.push(*t),
+            (_, "overloaded") => overloaded.push(*t),
+            other => panic!("{c}: unexpected {other:?}: {v}"),
+        }
+    }
+    assert!(
+        ok.len() >= 4,
+        "1 running + 3 queued complete, got {}",
+        ok.len()
+    );
+    assert!(!overloaded.is_empty(), "nothing was refused");
+    assert_eq!(ok.len() + overloaded.len(), n);
+    // "At once": each refusal arrived before the accepted work was done.
+    let last_ok = ok.iter().max().unwrap();
+    let last_refusal = overloaded.iter().max().unwrap();
+    assert!(last_refusal < last_ok, "refusals waited for the queue");
+    eprintln!(
+        "overload: ok={} overloaded={} last refusal at {:?}, last ok at {:?}",
+        ok.len(),
+        overloaded.len(),
+        *last_refusal - t0,
+        *last_ok - t0
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_runs_first() {
+    let d = Daemon::embedded(board(1, 16, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    // Occupy the only slot, then queue a mix while it runs.
+    app.send(&d.device, &chat("a long blocking request", 250), "blocker")
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mix = [
+        ("low-1", "low"),
+        ("normal-1", "normal"),
+        ("low-2", "low"),
+        ("safety", "safety"),
+        ("high", "high"),
+        ("normal-2", "normal"),
+    ];
+    for (name, p) in mix {
+        let mut b = chat(&format!("queued {name}"), 3);
+        b["x-priority"] = json!(p);
+        app.send(&d.device, &b, name).await;
+    }
+    let mut order = Vec::new();
+    while order.len() < 7 {
+        let (c, v, _) = app.recv().await;
+        assert_eq!(v["object"], "chat.completion", "{c}: {v}");
+        order.push(c);
+    }
+    assert_eq!(order[0], "blocker", "{order:?}");
+    assert_eq!(
+        &order[1..],
+        ["safety", "high", "normal-1", "normal-2", "low-1", "low-2"],
+        "{order:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_expire_queued_requests_and_stop_running_ones() {
+    let d = Daemon::embedded(board(1, 16, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    app.send(&d.device, &chat("blocking request", 250), "blocker")
+        .await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut b = chat("in a hurry", 4);
+    b["x-deadline-ms"] = json!(1);
+    app.send(&d.device, &b, "queued-expires").await;
+    let mut b = chat("fine", 4);
+    b["x-deadline-ms"] = json!(60_000);
+    app.send(&d.device, &b, "queued-fine").await;
+    let by = app.collect_finals(3).await;
+    let v = &by["queued-expires"].last().unwrap().0;
+    assert_eq!(code(v), "deadline_exceeded", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("not run"),
+        "{v}"
+    );
+    assert_eq!(
+        by["queued-fine"].last().unwrap().0["object"],
+        "chat.completion"
+    );
+    assert_eq!(by["blocker"].last().unwrap().0["object"], "chat.completion");
+    // The expired one was answered before the blocker finished, i.e. not run.
+    assert!(by["queued-expires"][0].1 < by["blocker"][0].1);
+
+    // A running request past its deadline is stopped and answered (streamed:
+    // some chunks, then the error as the final message).
+    let mut b = chat("a long one with a short deadline", 250);
+    b["x-deadline-ms"] = json!(15);
+    b["stream"] = json!(true);
+    app.send(&d.device, &b, "running-expires").await;
+    let by = app.collect_finals(1).await;
+    let msgs = &by["running-expires"];
+    let v = &msgs.last().unwrap().0;
+    if code(v) == "deadline_exceeded" {
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("stopped"),
+            "{v}"
+        );
+        assert!(msgs[..msgs.len() - 1]
+            .iter()
+            .all(|(c, _)| c["object"] == "chat.completion.chunk"));
+    } else {
+        // The fixture may end (EOS) within 15 ms on a fast machine.
+        assert_eq!(v["object"], "chat.completion.done", "{v}");
+        eprintln!("NOTE: the request finished before its 15 ms deadline");
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_rate_limit() {
+    let d = Daemon::embedded(board(2, 32, 2.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    for i in 0..6 {
+        app.send(&d.device, &chat("hi", 2), &format!("r{i}")).await;
+    }
+    let by = app.collect_finals(6).await;
+    let limited = by
+        .values()
+        .filter(|m| code(&m.last().unwrap().0) == "rate_limited")
+        .count();
+    assert_eq!(limited, 4, "burst of 2 allowed, the rest limited");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_answers_everything_and_goes_offline() {
+    let d = Daemon::embedded(board(1, 8, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let mut watcher = App::new(&d.ready.broker_url).await;
+    watcher
+        .handle
+        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    for i in 0..4 {
+        app.send(
+            &d.device,
+            &chat(&format!("in flight {i}"), 200),
+            &format!("r{i}"),
+        )
+        .await;
+    }
+    // Wait until the status shows all four accepted (one running, three queued).
+    loop {
+        let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
+        let s: Value = serde_json::from_slice(&m.payload).unwrap();
+        if s["active"].as_u64().unwrap() + s["queue_depth"].as_u64().unwrap() == 4 {
+            break;
+        }
+    }
+    let device = d.device.clone();
+    let stopping = tokio::spawn(d.stop());
+    let by = app.collect_finals(4).await;
+    for (c, msgs) in &by {
+        let v = &msgs.last().unwrap().0;
+        assert!(
+            v["object"] == "chat.completion" || code(v) == "shutting_down",
+            "{c}: {v}"
+        );
+    }
+    assert_eq!(
+        by["r0"].last().unwrap().0["object"],
+        "chat.completion",
+        "the running one finishes"
+    );
+    stopping.await.unwrap();
+    let start = Instant::now();
+    loop {
+        let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
+        let s: Value = serde_json::from_slice(&m.payload).unwrap();
+        if s["state"] == "offline" {
+            assert_eq!(s["device"], device.as_str());
+            break;
+        }
+        assert!(start.elapsed() < WAIT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_mqtt5_and_third_party_clients() {
+    let Some(m) = Mosquitto::start("mosquitto_mqtt5_and_third_party_clients") else {
+        return;
+    };
+    let mqtt = serve::broker_config(&m.url(), None, None, None, None, None).unwrap();
+    let d = Daemon::start(
+        board(2, 16, 0.0),
+        BrokerChoice::External(Box::new(mqtt)),
+        |_| {},
+    )
+    .await;
+    let port = m.port.to_string();
+    let req_topic = d.ready.requests_topic.clone();
+
+    // Our MQTT 5 client.
+    let mut app = App::new(&m.url()).await;
+    app.send(&d.device, &chat("open the window", 6), "c1").await;
+    let (c, v, _) = app.recv().await;
+    assert_eq!(
+        (c.as_str(), v["object"].as_str()),
+        ("c1", Some("chat.completion"))
+    );
+
+    // mosquitto_pub/sub, MQTT 5: response topic + correlation data.
+    let sub = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-t",
+        "tp/replies",
+        "-v",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = serde_json::to_string(&chat("play some music", 5)).unwrap();
+    mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-t",
+        &req_topic,
+        "-D",
+        "publish",
+        "response-topic",
+        "tp/replies",
+        "-D",
+        "publish",
+        "correlation-data",
+        "mp-1",
+        "-m",
+        &body,
+    ]);
+    let out = sub.wait_for("chat.completion", |t| t.contains("\"chat.completion\""));
+    assert!(out.starts_with("tp/replies {"), "{out}");
+
+    // mosquitto_pub MQTT 3.1.1: reply topic and id in the body.
+    let sub311 = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-t",
+        "legacy/replies",
+        "-v",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = chat("navigate home", 5);
+    b["reply_topic"] = json!("legacy/replies");
+    b["id"] = json!("legacy-42");
+    mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-q",
+        "1",
+        "-t",
+        &req_topic,
+        "-m",
+        &serde_json::to_string(&b).unwrap(),
+    ]);
+    let out = sub311.wait_for("reply", |t| t.contains("legacy-42"));
+    let payload = out.trim().strip_prefix("legacy/replies ").unwrap();
+    let v: Value = serde_json::from_str(payload).unwrap();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert_eq!(v["request_id"], "legacy-42");
+    d.stop().await;
+}
+
+#[test]
+fn daemon_process_on_mosquitto_status_last_will_and_sigterm() {
+    let Some(m) = Mosquitto::start("daemon_process_on_mosquitto_status_last_will_and_sigterm")
+    else {
+        return;
+    };
+    let port = m.port.to_string();
+    let device = unique("proc");
+    let status = format!("moe-edge/{device}/status");
+    let url = m.url();
+
+    // Killed with SIGKILL: the broker publishes the last will (offline, retained).
+    let mut p = DaemonProcess::start(&["--broker", &url, "--device-id", &device]);
+    p.wait_log("serve ready");
+    let sub = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-t",
+        &status,
+    ]);
+    sub.wait_for("online status", |t| t.contains("\"state\":\"online\""));
+    p.signal("-KILL");
+    p.wait_exit();
+    let out = sub.wait_for("offline will", |t| t.contains("\"state\":\"offline\""));
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["device"], device.as_str());
+    drop(sub);
+    // Retained: a new subscriber sees offline at once.
+    let sub = Sub::start(&["-h", "127.0.0.1", "-p", &port, "-t", &status, "-C", "1"]);
+    sub.wait_for("retained offline", |t| t.contains("\"state\":\"offline\""));
+
+    // SIGTERM: a request in flight is answered, then offline, exit 0.
+    let mut p = DaemonProcess::start(&["--broker", &url, "--device-id", &device]);
+    p.wait_log("serve ready");
+    let replies = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-t",
+        "term/replies",
+    ]);
+    let status_sub = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-t",
+        &status,
+    ]);
+    status_sub.wait_for("online", |t| t.contains("\"state\":\"online\""));
+    std::thread::sleep(Duration::from_millis(200));
+    let body = serde_json::to_string(&chat("something long", 250)).unwrap();
+    mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-t",
+        &format!("moe-edge/{device}/v1/chat/completions"),
+        "-D",
+        "publish",
+        "response-topic",
+        "term/replies",
+        "-m",
+        &body,
+    ]);
+    p.wait_log("serve engine thread started");
+    std::thread::sleep(Duration::from_millis(30));
+    p.signal("-TERM");
+    let st = p.wait_exit();
+    assert!(st.success(), "exit {st:?}\n{}", p.log());
+    let r = replies.wait_for("reply", |t| {
+        t.contains("chat.completion") || t.contains("\"error\"")
+    });
+    assert!(
+        r.contains("\"chat.completion\"") || r.contains("shutting_down"),
+        "{r}"
+    );
+    status_sub.wait_for("offline", |t| t.contains("\"state\":\"offline\""));
+    assert!(p.log().contains("SIGTERM received"), "{}", p.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_serves_mqtt311_apps_on_port_plus_one() {
+    if find_bin("mosquitto_pub").is_none() {
+        eprintln!("SKIPPED embedded_broker_serves_mqtt311_apps_on_port_plus_one: no mosquitto_pub");
+        return;
+    }
+    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let port = (d.port() + 1).to_string();
+    let sub = Sub::start(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-t",
+        "old/replies",
+        "-v",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = chat("dim the lights", 4);
+    b["reply_topic"] = json!("old/replies");
+    b["id"] = json!("old-1");
+    mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-q",
+        "1",
+        "-t",
+        &d.ready.requests_topic,
+        "-m",
+        &serde_json::to_string(&b).unwrap(),
+    ]);
+    let out = sub.wait_for("reply", |t| t.contains("old-1"));
+    assert!(out.contains("\"chat.completion\""), "{out}");
+    drop(sub);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_mqtt5_client_streams() {
+    let Some(py) = std::env::var_os("MOE_EDGE_PYTHON") else {
+        eprintln!("SKIPPED paho_mqtt5_client_streams: $MOE_EDGE_PYTHON is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let script = r#"
+import json, sys, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+port, topic = int(sys.argv[1]), sys.argv[2]
+done = threading.Event()
+out = []
+def on_message(c, u, m):
+    corr = m.properties.CorrelationData.decode() if hasattr(m.properties, "CorrelationData") else ""
+    v = json.loads(m.payload)
+    out.append({"corr": corr, "msg": v})
+    if "error" in v or v.get("object") in ("chat.completion", "chat.completion.done"):
+        done.set()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-test", protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.connect("127.0.0.1", port)
+c.subscribe("paho/replies", qos=1)
+c.loop_start()
+import time; time.sleep(0.3)
+p = Properties(PacketTypes.PUBLISH)
+p.ResponseTopic = "paho/replies"
+p.CorrelationData = b"paho-1"
+body = {"messages": [{"role": "user", "content": "what is the weather"}], "max_tokens": 6, "stream": True}
+c.publish(topic, json.dumps(body), qos=1, properties=p)
+ok = done.wait(20)
+c.loop_stop()
+print(json.dumps(out))
+sys.exit(0 if ok else 3)
+"#;
+    let out = Command::new(py)
+        .args(["-c", script, &d.port().to_string(), &d.ready.requests_topic])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msgs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(msgs.iter().all(|m| m["corr"] == "paho-1"));
+    assert_eq!(
+        msgs.last().unwrap()["msg"]["object"],
+        "chat.completion.done"
+    );
+    assert_eq!(msgs[0]["msg"]["object"], "chat.completion.chunk");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_subcommand_prints_replies_and_fails_on_errors() {
+    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let url = d.ready.broker_url.clone();
+    let dev = d.device.to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+                .arg("ask")
+                .args(args)
+                .current_dir(repo())
+                .output()
+                .unwrap()
+        })
+    };
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "--broker".into(),
+            url.clone(),
+            "--device-id".into(),
+            dev.clone(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Plain, with the catalogue's tools (default), as JSON.
+    let out = run(base(&["--json", "--max-tokens", "6", "turn on the lights"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    // Streamed.
+    let out = run(base(&[
+        "--stream",
+        "--no-tools",
+        "--max-tokens",
+        "6",
+        "hello",
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("served_by=device"));
+    // An error reply: non-zero exit, the code on stderr.
+    let out = run(base(&["--max-tokens", "0", "hello"])).await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid_request"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nobody listening: a timeout, non-zero exit.
+    let mut args = base(&["--timeout-ms", "700", "hello"]);
+    args[3] = "nobody-home".into();
+    let t = Instant::now();
+    let out = run(args).await.unwrap();
+    assert!(!out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no reply within"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop().await;
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let out = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+        .args(["serve", "--dry-run", "--device-id", "car-1", "--bundle"])
+        .arg(bundle())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("moe-edge/car-1/v1/chat/completions"),
+        "{text}"
+    );
+    assert!(text.contains("host-cpu"), "{text}");
+    assert!(text.contains("fixture-moe"), "{text}");
+}
