@@ -59,7 +59,21 @@ def main():
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=float, default=150.0, help="seconds")
+    ap.add_argument("--resume", default=None, help="hf checkpoint dir to continue from (keeps its tokenizer/config)")
+    ap.add_argument("--skip-batches", type=int, default=0,
+                    help="skip this many batches of the first epoch (the ones the resumed run already saw)")
+    ap.add_argument("--deadline-utc", default=None, help="HH:MM UTC; overrides --minutes with the time left")
+    ap.add_argument("--warmup", type=int, default=60)
+    ap.add_argument("--const-frac", type=float, default=0.0,
+                    help="fraction of the budget at constant lr before the cosine decay")
     args = ap.parse_args()
+    if args.deadline_utc:
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc)
+        hh, mm = map(int, args.deadline_utc.split(":"))
+        end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        args.minutes = (end - now).total_seconds() / 60 - 1.0  # leave room for the final valid + export
+        print(f"budget {args.minutes:.1f} min (until {args.deadline_utc} UTC)", flush=True)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     data_dir = os.path.join(MODEL_DIR, "data")
@@ -67,9 +81,22 @@ def main():
     train = load_jsonl(os.path.join(data_dir, "train.jsonl"))
     valid = load_jsonl(os.path.join(data_dir, "valid.jsonl"))
 
-    texts = [render_prompt(ex["messages"]) + target_text(ex["expected"]) for ex in train]
-    tok = build_tokenizer(texts, args.vocab)
-    write_tokenizer(tok, out_dir)
+    prior = {}
+    if args.resume:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(os.path.join(args.resume, "tokenizer.json"))
+        if os.path.abspath(args.resume) != os.path.abspath(out_dir):
+            import shutil
+            os.makedirs(out_dir, exist_ok=True)
+            for fn in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(os.path.join(args.resume, fn), os.path.join(out_dir, fn))
+        lp = os.path.join(MODEL_DIR, "train_log.json")
+        if os.path.exists(lp):
+            prior = json.load(open(lp))
+    else:
+        texts = [render_prompt(ex["messages"]) + target_text(ex["expected"]) for ex in train]
+        tok = build_tokenizer(texts, args.vocab)
+        write_tokenizer(tok, out_dir)
     V = tok.get_vocab_size()
     eos = tok.token_to_id("<|im_end|>")
     pad = tok.token_to_id("<|endoftext|>")
@@ -82,8 +109,37 @@ def main():
 
     from transformers import GenerationConfig, Qwen3MoeForCausalLM
     from fastmoe import FastQwen3Moe, aux_loss, to_hf_state_dict
-    cfg = make_config(V, eos, pad, args)
-    fast = FastQwen3Moe(cfg)  # same math as Qwen3MoeForCausalLM, batched experts (CPU speed)
+    if args.resume:
+        from transformers import Qwen3MoeConfig
+        from safetensors.torch import load_file
+        cfg = Qwen3MoeConfig.from_pretrained(args.resume)
+        cfg.output_router_logits = True
+        assert cfg.vocab_size == V and cfg.eos_token_id == eos and cfg.pad_token_id == pad
+        fast = FastQwen3Moe(cfg)
+        sd = load_file(os.path.join(args.resume, "model.safetensors"))
+        hf_keys = to_hf_state_dict(fast).keys()
+        assert set(sd) == set(hf_keys), set(sd) ^ set(hf_keys)
+        with torch.no_grad():
+            fast.embed_tokens.weight.copy_(sd["model.embed_tokens.weight"])
+            fast.norm.weight.copy_(sd["model.norm.weight"])
+            fast.lm_head.weight.copy_(sd["lm_head.weight"])
+            for i, l in enumerate(fast.layers):
+                p = f"model.layers.{i}."
+                for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                    getattr(l, n).weight.copy_(sd[p + f"self_attn.{n}.weight"])
+                l.q_norm.weight.copy_(sd[p + "self_attn.q_norm.weight"])
+                l.k_norm.weight.copy_(sd[p + "self_attn.k_norm.weight"])
+                l.input_layernorm.weight.copy_(sd[p + "input_layernorm.weight"])
+                l.post_attention_layernorm.weight.copy_(sd[p + "post_attention_layernorm.weight"])
+                l.gate.weight.copy_(sd[p + "mlp.gate.weight"])
+                for e in range(l.E):
+                    l.w_gate[e].copy_(sd[p + f"mlp.experts.{e}.gate_proj.weight"])
+                    l.w_up[e].copy_(sd[p + f"mlp.experts.{e}.up_proj.weight"])
+                    l.w_down[e].copy_(sd[p + f"mlp.experts.{e}.down_proj.weight"])
+        print(f"resumed from {args.resume} (prior steps {prior.get('steps')})", flush=True)
+    else:
+        cfg = make_config(V, eos, pad, args)
+        fast = FastQwen3Moe(cfg)  # same math as Qwen3MoeForCausalLM, batched experts (CPU speed)
     gen_cfg = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False, max_new_tokens=64, bos_token_id=None)
 
     def export(final=False):
@@ -98,10 +154,20 @@ def main():
             b = hf(input_ids=ids).logits
         err = (a - b).abs().max().item()
         assert err < 1e-3, err
-        if final:
+        if final or args.resume:
             hf.config.output_router_logits = False
         save_checkpoint(hf, out_dir)
         return hf
+
+    def write_log(vl):
+        log = {"steps": prior.get("steps", 0) + step, "seconds": prior.get("seconds", 0) + round(time.time() - t0),
+               "valid_ce": vl, "params": nparam, "train_examples": len(train), "args": vars(args)}
+        if args.resume:
+            log["resumed"] = {"from_steps": prior.get("steps"), "from_seconds": prior.get("seconds"),
+                              "from_valid_ce": prior.get("valid_ce"), "from_args": prior.get("args"),
+                              "this_run_steps": step, "this_run_seconds": round(time.time() - t0)}
+        with open(os.path.join(MODEL_DIR, "train_log.json"), "w") as f:
+            json.dump(log, f, indent=2)
 
     nparam = sum(p.numel() for p in fast.parameters())
     print(f"params {nparam / 1e6:.2f}M", flush=True)
@@ -135,8 +201,10 @@ def main():
         (no_decay if p.ndim < 2 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    if args.resume:
+        print(f"resumed valid ce {valid_loss(fast, enc_valid, batchify):.4f}", flush=True)
     budget = args.minutes * 60
-    warm = 60
+    warm = args.warmup
     rng = random.Random(args.seed)
     t0 = time.time()
     last_ckpt = t0
@@ -146,13 +214,17 @@ def main():
     ep = 0
     while not done:
         ep += 1
-        for b in epoch_batches(rng):
+        bs = epoch_batches(rng)
+        if ep == 1 and args.skip_batches:
+            bs = bs[args.skip_batches:]
+        for b in bs:
             elapsed = time.time() - t0
             prog = max(step / args.max_steps, elapsed / budget)
             if prog >= 1.0:
                 done = True
                 break
-            lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+            cp = max(0.0, (prog - args.const_frac) / (1.0 - args.const_frac))
+            lr = args.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * cp)))
             for g in opt.param_groups:
                 g["lr"] = lr
             ids, lab, att = batchify([enc_train[i] for i in b])
@@ -178,13 +250,13 @@ def main():
                 vl = valid_loss(fast, enc_valid, batchify)
                 print(f"  checkpoint step {step}: valid ce {vl:.4f}", flush=True)
                 export()
+                if args.resume:
+                    write_log(vl)
                 last_ckpt = time.time()
     vl = valid_loss(fast, enc_valid, batchify)
     print(f"final step {step} {time.time() - t0:.0f}s valid ce {vl:.4f}", flush=True)
     export(final=True)
-    with open(os.path.join(MODEL_DIR, "train_log.json"), "w") as f:
-        json.dump({"steps": step, "seconds": round(time.time() - t0), "valid_ce": vl, "params": nparam,
-                   "train_examples": len(train), "args": vars(args)}, f, indent=2)
+    write_log(vl)
     print("saved", out_dir, flush=True)
 
 

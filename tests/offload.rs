@@ -1,0 +1,415 @@
+//! Remote experts with real processes: the embedded rumqttd in this process,
+//! `moe-edge host --broker` spawned as child processes, a device engine on a
+//! pruned bundle (25 % of the experts, written by `moe-edge plan`) whose
+//! missing experts go over MQTT. Nothing depends on exact model answers, only
+//! on equivalence with the full model run locally.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use moe_edge::bundle::Verify;
+use moe_edge::config::{Board, OnMiss};
+use moe_edge::engine::golden::{read_golden, run_prompt};
+use moe_edge::engine::model::StepTimes;
+use moe_edge::engine::sampler::argmax;
+use moe_edge::engine::{Engine, ExpertCounts, GenParams, Step};
+use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
+use moe_edge::transport::{Broker, BrokerConfig, MqttConfig};
+use moe_edge::wire::DeviceId;
+
+const BIN: &str = env!("CARGO_BIN_EXE_moe-edge");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn full_bundle() -> PathBuf {
+    Path::new(ROOT).join("models/assist-moe/bundle")
+}
+
+/// A device bundle with 25 % of the experts, made once per test process.
+fn device_bundle() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = dir.join("dev25");
+        let st = Command::new(BIN)
+            .current_dir(ROOT)
+            .args(["plan", "--bundle"])
+            .arg(full_bundle())
+            .args([
+                "--board",
+                "host-cpu",
+                "--fraction",
+                "0.25",
+                "--gen-tokens",
+                "4",
+            ])
+            .arg("--out")
+            .arg(dir.join("plan.json"))
+            .arg("--device-bundle")
+            .arg(&out)
+            .arg("--force")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run moe-edge plan");
+        assert!(st.success(), "moe-edge plan failed");
+        out
+    })
+    .clone()
+}
+
+fn broker() -> Broker {
+    Broker::start(BrokerConfig::new("127.0.0.1:0".parse().unwrap())).expect("start rumqttd")
+}
+
+/// A `moe-edge host --broker` process; killed on drop.
+struct Host {
+    child: Child,
+}
+
+impl Host {
+    fn spawn(url: &str, id: &str) -> Host {
+        let mut child = Command::new(BIN)
+            .current_dir(ROOT)
+            .args(["host", "--bundle"])
+            .arg(full_bundle())
+            .args(["--broker", url, "--host-id", id, "--workers", "1"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn moe-edge host");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("expert server ready") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("host did not report ready");
+        Host { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn board(timeout: Duration, on_miss: OnMiss) -> Board {
+    let mut b = Board::load("host-cpu").unwrap();
+    b.offload.enabled = true;
+    b.offload.timeout = timeout;
+    b.offload.on_miss = on_miss;
+    b
+}
+
+/// The device: a pruned engine whose missing experts go to the broker's hosts.
+struct Device {
+    engine: Engine,
+    remote: MqttRemote,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn device(url: &str, name: &str, board: &Board) -> Device {
+    let mut engine = Engine::load(&device_bundle(), board, Verify::Sizes).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = RemoteConfig::new(
+        &engine.model.manifest,
+        DeviceId::new(name).unwrap(),
+        board.offload.timeout,
+    )
+    .unwrap();
+    let mqtt = MqttConfig::from_url(url, name).unwrap();
+    let remote = rt
+        .block_on(MqttRemote::connect(mqtt, cfg, std::future::pending()))
+        .unwrap();
+    remote
+        .probe(Duration::from_secs(30))
+        .expect("a host answers");
+    engine.model.set_remote(Some(Arc::new(remote.clone())));
+    Device {
+        engine,
+        remote,
+        _rt: rt,
+    }
+}
+
+fn full_engine() -> Engine {
+    Engine::load(
+        &full_bundle(),
+        &Board::load("host-cpu").unwrap(),
+        Verify::Sizes,
+    )
+    .unwrap()
+}
+
+/// Greedy decode through `forward`: the tokens and every step's last logits.
+fn greedy(
+    engine: &Engine,
+    ids: &[u32],
+    n: usize,
+    counts: &mut ExpertCounts,
+) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let m = &engine.model;
+    let mut kv = m.new_kv();
+    let mut times = StepTimes::default();
+    let mut tokens = Vec::new();
+    let mut logits = Vec::new();
+    let mut l = m
+        .forward(&mut kv, ids, false, counts, &mut times, None)
+        .unwrap()
+        .into_f32()
+        .unwrap();
+    for _ in 0..n {
+        let next = argmax(&l);
+        tokens.push(next);
+        logits.push(l);
+        if engine.special.eos.contains(&next) {
+            break;
+        }
+        l = m
+            .forward(&mut kv, &[next], false, counts, &mut times, None)
+            .unwrap()
+            .into_f32()
+            .unwrap();
+    }
+    (tokens, logits)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
+}
+
+/// Chat prompts of the demo test split: every `step`-th example.
+fn test_prompts(engine: &Engine, step: usize) -> Vec<String> {
+    use moe_edge::openai::ChatRequest;
+    let text =
+        std::fs::read_to_string(Path::new(ROOT).join("models/assist-moe/data/test.jsonl")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .step_by(step)
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let req = ChatRequest::from_value(serde_json::json!({ "messages": v["messages"] }))
+                .map_err(|e| e.message)
+                .unwrap();
+            moe_edge::engine::template::render_chat(
+                &req.text_messages(),
+                engine.bundle.manifest.chat_template.as_deref(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn equivalence_25_percent_plus_host() {
+    let b = broker();
+    let _host = Host::spawn(&b.url(), "host-eq");
+    // Escalate: any failed remote call is an error, never a silent substitution.
+    let dev = device(
+        &b.url(),
+        "dev-eq",
+        &board(Duration::from_secs(5), OnMiss::Escalate),
+    );
+    let full = full_engine();
+    let present: usize = (0..4)
+        .map(|l| dev.engine.model.store().present(l).len())
+        .sum();
+    assert_eq!(present, 16, "device bundle holds 25 % of 64 experts");
+
+    let golden =
+        read_golden(&Path::new(ROOT).join("models/assist-moe/golden.safetensors")).unwrap();
+    let mut worst = 0f32;
+    for (i, g) in golden.iter().enumerate() {
+        let a = run_prompt(&full.model, i, g, true).unwrap();
+        let d = run_prompt(&dev.engine.model, i, g, true).unwrap();
+        assert_eq!(
+            a.tokens, d.tokens,
+            "golden prompt {i}: greedy tokens differ"
+        );
+        let diff = max_diff(a.logits.as_ref().unwrap(), d.logits.as_ref().unwrap());
+        assert!(diff <= 1e-4, "golden prompt {i}: max |Δlogit| {diff}");
+        worst = worst.max(diff);
+    }
+    let prompts = test_prompts(&full, 25);
+    let (mut cf, mut cd) = (ExpertCounts::default(), ExpertCounts::default());
+    let mut tokens = 0;
+    for (i, p) in prompts.iter().enumerate() {
+        let ids = full.encode(p).unwrap();
+        let (ta, la) = greedy(&full, &ids, 24, &mut cf);
+        let (td, ld) = greedy(&dev.engine, &ids, 24, &mut cd);
+        assert_eq!(ta, td, "test prompt {i}: greedy tokens differ");
+        for (x, y) in la.iter().zip(&ld) {
+            let diff = max_diff(x, y);
+            assert!(diff <= 1e-4, "test prompt {i}: max |Δlogit| {diff}");
+            worst = worst.max(diff);
+        }
+        tokens += ta.len();
+    }
+    let s = dev.remote.stats();
+    eprintln!(
+        "equivalence: {} golden + {} test prompts, {tokens} generated tokens, max |Δlogit| {worst:e}; device counts {cd:?}; remote {s:?}",
+        golden.len(),
+        prompts.len()
+    );
+    assert_eq!(cd.substituted, 0);
+    assert!(cd.remote > 0 && cd.resident + cd.paged > 0);
+    assert_eq!(s.timeouts, 0);
+    assert!(s.ok > 0);
+}
+
+/// Steps a generation to its end; returns (finished, wall time).
+fn finish(
+    engine: &Engine,
+    g: &mut moe_edge::engine::Generation,
+) -> (moe_edge::engine::Finished, Duration) {
+    let t = Instant::now();
+    loop {
+        if let Step::Done(f) = engine.step(g).unwrap() {
+            return (f, t.elapsed());
+        }
+    }
+}
+
+fn params() -> GenParams {
+    GenParams {
+        max_tokens: 48,
+        ..GenParams::default()
+    }
+}
+
+#[test]
+fn host_killed_then_restarted() {
+    let b = broker();
+    let mut host = Host::spawn(&b.url(), "host-fault");
+    let dev = device(
+        &b.url(),
+        "dev-fault",
+        &board(Duration::from_millis(200), OnMiss::Substitute),
+    );
+    let e = &dev.engine;
+    let prompts = test_prompts(e, 97);
+
+    // Mid-generation: a few steps with the host, then kill it.
+    let mut g = e.begin(&prompts[0], params()).unwrap();
+    for _ in 0..4 {
+        if let Step::Done(_) = e.step(&mut g).unwrap() {
+            break;
+        }
+    }
+    let before = dev.remote.stats();
+    assert!(before.ok > 0, "host served before the kill: {before:?}");
+    host.kill();
+    let (f, took) = finish(e, &mut g);
+    let (f, took) = if f.experts.substituted == 0 {
+        // Finished before the kill took effect: one more request, host gone.
+        let mut g = e.begin(&prompts[1], params()).unwrap();
+        finish(e, &mut g)
+    } else {
+        (f, took)
+    };
+    let after = dev.remote.stats();
+    eprintln!(
+        "host killed: finished in {took:?} counts {:?} remote {after:?}",
+        f.experts
+    );
+    assert!(f.experts.substituted > 0, "degraded: {:?}", f.experts);
+    // Deadline: 48 tokens x 4 layers would be 38 s of 200 ms timeouts without the breaker.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(after.timeouts + after.fast_fail > 0);
+
+    // Restarted: the device uses it again.
+    let _host = Host::spawn(&b.url(), "host-fault");
+    dev.remote
+        .probe(Duration::from_secs(30))
+        .expect("restarted host answers");
+    let mut g = e.begin(&prompts[2], params()).unwrap();
+    let (f, _) = finish(e, &mut g);
+    eprintln!("host restarted: counts {:?}", f.experts);
+    assert!(f.experts.remote > 0, "remote again: {:?}", f.experts);
+}
+
+#[test]
+fn two_hosts_split_the_load_and_survive_one_loss() {
+    let b = broker();
+    let mut h1 = Host::spawn(&b.url(), "host-a");
+    let _h2 = Host::spawn(&b.url(), "host-b");
+    let dev = device(
+        &b.url(),
+        "dev-two",
+        &board(Duration::from_secs(2), OnMiss::Substitute),
+    );
+    let full = full_engine();
+    let e = &dev.engine;
+    let prompts = test_prompts(e, 101);
+    for p in prompts.iter().take(3) {
+        let mut g = e.begin(p, params()).unwrap();
+        let (f, _) = finish(e, &mut g);
+        assert_eq!(f.experts.substituted, 0);
+    }
+    let s = dev.remote.stats();
+    eprintln!("two hosts: {:?}", s.hosts);
+    assert!(
+        s.hosts.get("host-a").copied().unwrap_or(0) > 0,
+        "{:?}",
+        s.hosts
+    );
+    assert!(
+        s.hosts.get("host-b").copied().unwrap_or(0) > 0,
+        "{:?}",
+        s.hosts
+    );
+
+    // Lose one mid-generation: the request still completes, the other host takes over.
+    let mut g = e.begin(&prompts[3], params()).unwrap();
+    for _ in 0..3 {
+        e.step(&mut g).unwrap();
+    }
+    h1.kill();
+    let (f, _) = finish(e, &mut g);
+    let mid = dev.remote.stats();
+    eprintln!(
+        "one host lost mid-generation: counts {:?} remote {mid:?}",
+        f.experts
+    );
+    // Every later request is answered in full by the survivor, same tokens as the full model.
+    let b_before = mid.hosts.get("host-b").copied().unwrap_or(0);
+    for p in prompts.iter().skip(4).take(2) {
+        let mut g = e.begin(p, params()).unwrap();
+        let (f, _) = finish(e, &mut g);
+        let mut gf = full.begin(p, params()).unwrap();
+        let (ff, _) = finish(&full, &mut gf);
+        assert_eq!(f.experts.substituted, 0, "{:?}", f.experts);
+        assert_eq!(f.text, ff.text);
+    }
+    let end = dev.remote.stats();
+    assert!(end.hosts.get("host-b").copied().unwrap_or(0) > b_before);
+    assert_eq!(
+        end.timeouts, mid.timeouts,
+        "no call lost after the broker saw the loss"
+    );
+}
