@@ -729,6 +729,10 @@ struct ServeArgs {
     /// How long running requests may take to finish at shutdown.
     #[arg(long, default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// Also offer the OpenAI HTTP endpoint (/v1/chat/completions, /v1/models) here, for
+    /// local tools; requests go through the daemon (admission, cascade) like an app's.
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -824,10 +828,63 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     let engine = Engine::load(&a.bundle, &board, Verify::Full)
         .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let model_id = engine.model_id().to_string();
+    // The cascade (host, then cloud, from the board's [cascade]); with no hop
+    // configured the device answers everything itself.
+    let cascade = moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)?;
+    let http_mqtt = match (&a.http, &a.mqtt.broker) {
+        (Some(_), Some(url)) => Some(a.mqtt.config(url)?),
+        _ => None,
+    };
+    let http_board = board.clone();
+    let http_device = device.clone();
     let mut config = ServeConfig::new(std::sync::Arc::new(engine), board, device, broker);
     config.drain_timeout = std::time::Duration::from_millis(a.drain_timeout_ms);
-    runtime()?.block_on(serve::run(config, shutdown_signal()))?;
-    Ok(())
+    if !cascade.is_empty() {
+        config.escalate = Some(std::sync::Arc::new(cascade));
+    }
+    let ready = a.http.map(|_| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        config.on_ready = Some(tx);
+        rx
+    });
+    runtime()?.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http = match (a.http, ready) {
+            (Some(addr), Some(ready)) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                println!("moe-edge serve: http listening on http://{}", l.local_addr()?);
+                Some((l, ready))
+            }
+            _ => None,
+        };
+        let http_task = {
+            let stop = stopped(stop_rx.clone());
+            async move {
+                let Some((l, ready)) = http else { return anyhow::Ok(()) };
+                let Ok(ready) = ready.await else { return anyhow::Ok(()) };
+                let mqtt = match http_mqtt {
+                    Some(m) => m,
+                    None => moe_edge::transport::MqttConfig::from_url(&ready.broker_url, "moe-edge-http")?,
+                };
+                moe_edge::host::device::serve_http_over_daemon(l, &mqtt, &http_device, model_id, &http_board, stop)
+                    .await?;
+                anyhow::Ok(())
+            }
+        };
+        let (daemon, http) = tokio::join!(serve::run(config, stopped(stop_rx)), http_task);
+        daemon?;
+        http
+    })
 }
 
 fn ask(a: AskArgs) -> anyhow::Result<()> {

@@ -70,8 +70,7 @@ fn board_file(name: &str, max_context: usize, cascade: &str) -> PathBuf {
     let base = base.split("[cascade]").next().unwrap();
     let text = base
         .replace("name = \"host-cpu\"", &format!("name = \"{name}\""))
-        .replace("max_context = 512", &format!("max_context = {max_context}"))
-        .replace("max_tokens = 256", "max_tokens = 12");
+        .replace("max_context = 512", &format!("max_context = {max_context}"));
     let path = tmp_root().join(format!("{name}.toml"));
     std::fs::write(&path, format!("{text}[cascade]\n{cascade}\n")).unwrap();
     path
@@ -103,16 +102,22 @@ struct HostProc {
 
 impl HostProc {
     fn spawn(bundle: &Path, board: &Path, http: &str) -> HostProc {
+        let (b, c) = (bundle.to_str().unwrap(), board.to_str().unwrap());
+        HostProc::run(
+            &["host", "--http", http, "--bundle", b, "--board", c],
+            "moe-edge host: listening on http://",
+        )
+    }
+
+    /// Runs the binary with `args`; waits for the stdout line starting with `marker` + the address.
+    fn run(args: &[&str], marker: &str) -> HostProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
-            .args(["host", "--http", http, "--bundle"])
-            .arg(bundle)
-            .arg("--board")
-            .arg(board)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn moe-edge host");
+            .expect("spawn moe-edge");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -121,20 +126,24 @@ impl HostProc {
                 let _ = tx.send(line);
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "moe-edge host did not print its address (status {:?})",
-                    child.try_wait()
-                )
-            });
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        HostProc { child, addr }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "moe-edge {args:?} did not print its address (status {:?})",
+                        child.try_wait()
+                    )
+                });
+            if let Some(addr) = line.strip_prefix(marker) {
+                let addr = addr
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("unexpected line: {line}"));
+                return HostProc { child, addr };
+            }
+        }
     }
 
     fn url(&self) -> String {
@@ -917,7 +926,8 @@ tools = tools.get("tools", tools) if isinstance(tools, dict) else tools
 msgs = [{"role": "user", "content": "Set the fan to level 3"}]
 r = c.chat.completions.create(model=model, messages=msgs, tools=tools, tool_choice="required", max_tokens=48)
 tc = r.choices[0].message.tool_calls or []
-out["tools"] = {"names": [t.function.name for t in tc], "args": [t.function.arguments for t in tc], "finish": r.choices[0].finish_reason}
+out["tools"] = {"names": [t.function.name for t in tc], "args": [t.function.arguments for t in tc], "finish": r.choices[0].finish_reason,
+                "served_by": (r.model_extra or {}).get("x_moe_edge", {}).get("served_by")}
 names, args = {}, {}
 for ch in c.chat.completions.create(model=model, messages=msgs, tools=tools, tool_choice="required", max_tokens=48, stream=True):
     for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
@@ -1011,4 +1021,145 @@ async fn openai_python_client_talks_to_host() {
         serde_json::from_str(out["tools_stream"]["args"][0].as_str().unwrap()).unwrap();
     assert!(args.is_object());
     assert_eq!(out["error"]["status"], 400);
+    if demo_bundle().is_some() {
+        // The demo model makes this call itself.
+        assert_eq!(
+            (out["tools"]["served_by"].as_str(), name),
+            (Some("host"), "set_fan_speed"),
+            "{out}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `moe-edge serve --http` (the device daemon, embedded broker) with a host
+/// process as the next hop: requests over HTTP go through the daemon; what
+/// the device declines is answered by the host; the official Python client
+/// works against it too (plain, streaming, tool calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_http_on_the_device() {
+    let host = HostProc::spawn(
+        fixture_bundle(),
+        &board_file("sv-host", 512, ""),
+        "127.0.0.1:0",
+    );
+    let demo = demo_bundle();
+    let (bundle, ctx) = match &demo {
+        Some(d) => (d.clone(), 512),
+        None => (fixture_bundle().to_path_buf(), 64),
+    };
+    let dev_board = board_file(
+        "sv-device",
+        ctx,
+        &format!("host_url = \"{}\"\ntimeout_ms = 20000\n", host.url()),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = HostProc::run(
+        &[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            &listen,
+            "--device-id",
+            "cascade-test",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--board",
+            dev_board.to_str().unwrap(),
+        ],
+        "moe-edge serve: http listening on http://",
+    );
+    let url = serve.url();
+    let models: Value = http()
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        models["data"][0]["id"].as_str().unwrap(),
+        if demo.is_some() {
+            "assist-moe"
+        } else {
+            "qwen3_moe"
+        }
+    );
+
+    // Declined by the device (out of domain with the demo model, too long with the fixture): the host answers.
+    let declined = if demo.is_some() {
+        "Write me a sonnet about the history of the Roman empire.".to_string()
+    } else {
+        long_prompt()
+    };
+    let tools: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/assist-moe/tools.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tools = tools.get("tools").cloned().unwrap_or(tools);
+    let req = json!({"messages": [{"role": "user", "content": declined}], "tools": tools, "max_tokens": 8});
+    let (status, c) = post_json(&url, &req).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["x_moe_edge"]["served_by"], "host", "{c}");
+    assert!(
+        c["x_moe_edge"]["tried"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("device: "),
+        "{c}"
+    );
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    let (status, events) = post_stream(&url, &sreq).await;
+    assert_eq!(status, 200);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<ChatCompletionChunk> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(
+        chunks
+            .iter()
+            .rev()
+            .find_map(|c| c.x_moe_edge.clone())
+            .unwrap()
+            .served_by,
+        ServedBy::Host
+    );
+
+    if demo.is_none() {
+        eprintln!("skipped the python part: the fixture device cannot make tool calls");
+        return;
+    }
+    let Some(py) = python_with_openai() else {
+        eprintln!("skipped the python part: no python with the `openai` package");
+        return;
+    };
+    let tools_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/assist-moe/tools.json");
+    let base = format!("{url}/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        run_python(&py, &[&base, "assist-moe", tools_path.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    eprintln!("openai python client vs serve --http: {out}");
+    assert!(out["stream"]["chunks"].as_u64().unwrap() >= 2);
+    assert_eq!(out["error"]["status"], 400);
+    if demo.is_some() {
+        assert_eq!(out["tools"]["names"][0], "set_fan_speed", "{out}");
+        assert_eq!(out["tools"]["served_by"], "device", "{out}");
+        assert_eq!(out["tools_stream"]["names"][0], "set_fan_speed", "{out}");
+    }
 }

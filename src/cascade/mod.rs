@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod client;
 pub mod hops;
 pub mod policy;
+mod serve_seam;
 
 pub use breaker::{Admit, Breaker, State as BreakerState};
 pub use client::{ApiKey, ChunkStream, Client, ClientConfig, RetryPolicy};

@@ -5,6 +5,7 @@
 //! Does not own: the cascade's policy and client (`cascade`), the MQTT
 //! daemon (`serve`).
 
+pub mod device;
 pub mod experts;
 pub mod http;
 pub mod local;
