@@ -28,7 +28,9 @@ pub enum ConfigError {
         field: &'static str,
         msg: String,
     },
-    #[error("unknown board `{name}`: no {path} and no built-in board of that name (built in: {known})")]
+    #[error(
+        "unknown board `{name}`: no {path} and no built-in board of that name (built in: {known})"
+    )]
     UnknownBoard {
         name: String,
         path: PathBuf,

@@ -22,6 +22,8 @@ pub enum ExpertError {
     Store { path: String, msg: String },
     #[error("remote experts: {0}")]
     Remote(String),
-    #[error("layer {layer}: experts {experts:?} are not on this device and no remote host answered")]
+    #[error(
+        "layer {layer}: experts {experts:?} are not on this device and no remote host answered"
+    )]
     Unreachable { layer: usize, experts: Vec<u32> },
 }

@@ -52,9 +52,18 @@ impl Backend for TractBackend {
             .output_outlets()
             .map_err(err)?
             .iter()
-            .map(|o| model.outlet_label(*o).map(|s| s.to_string()).unwrap_or_else(|| model.node(o.node).name.clone()))
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| model.node(o.node).name.clone())
+            })
             .collect();
-        let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        let plan = model
+            .into_optimized()
+            .map_err(err)?
+            .into_runnable()
+            .map_err(err)?;
         let state = TypedSimpleState::new(&plan).map_err(err)?;
         Ok(Box::new(TractGraph {
             name: path
@@ -99,11 +108,15 @@ impl Graph for TractGraph {
                 match t.datum_type() {
                     DatumType::F32 => Ok(Tensor::f32(
                         shape,
-                        t.try_as_plain_ram().and_then(|p| p.as_slice::<f32>().map(|s| s.to_vec())).map_err(|e| err(format!("{e:#}")))?,
+                        t.try_as_plain_ram()
+                            .and_then(|p| p.as_slice::<f32>().map(|s| s.to_vec()))
+                            .map_err(|e| err(format!("{e:#}")))?,
                     )),
                     DatumType::I64 => Ok(Tensor::i64(
                         shape,
-                        t.try_as_plain_ram().and_then(|p| p.as_slice::<i64>().map(|s| s.to_vec())).map_err(|e| err(format!("{e:#}")))?,
+                        t.try_as_plain_ram()
+                            .and_then(|p| p.as_slice::<i64>().map(|s| s.to_vec()))
+                            .map_err(|e| err(format!("{e:#}")))?,
                     )),
                     dt => Err(err(format!("unsupported output type {dt:?}"))),
                 }
