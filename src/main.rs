@@ -108,7 +108,10 @@ struct EvalArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,rumqttd=warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,rumqttd=warn"),
+    )
+    .init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Chat(a) => chat(a),
@@ -733,6 +736,14 @@ struct ServeArgs {
     /// local tools; requests go through the daemon (admission, cascade) like an app's.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+    /// Send the experts this device lacks to `moe-edge host --broker` on the daemon's broker
+    /// (also on when the board says `offload.enabled`).
+    #[arg(long)]
+    offload: bool,
+    /// Skip the remote round trip when every token's missing router weight is below this
+    /// (substitute instead; 0 = always ask the host; only with on_miss = substitute).
+    #[arg(long, default_value_t = 0.0)]
+    offload_skip_below: f32,
 }
 
 #[derive(clap::Args)]
@@ -823,15 +834,35 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => format!("embedded mqtt5={} mqtt311=port+1", a.listen),
     };
     if a.dry_run {
-        print!("{}", serve::describe_plan(&board, &a.bundle, &device, &broker_desc));
+        print!(
+            "{}",
+            serve::describe_plan(&board, &a.bundle, &device, &broker_desc)
+        );
         return Ok(());
     }
-    let engine = Engine::load(&a.bundle, &board, Verify::Full)
+    let mut engine = Engine::load(&a.bundle, &board, Verify::Full)
         .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    // [offload] remote experts through the daemon's broker (owner: offload).
+    if board.offload.enabled || a.offload {
+        let url = a
+            .mqtt
+            .broker
+            .clone()
+            .unwrap_or_else(|| embedded_url(a.listen));
+        let remote = offload_remote(
+            &engine,
+            &board,
+            &device,
+            a.mqtt.config(&url)?,
+            a.offload_skip_below,
+        )?;
+        engine.model.set_remote(Some(remote));
+    }
     let model_id = engine.model_id().to_string();
     // The cascade (host, then cloud, from the board's [cascade]); with no hop
     // configured the device answers everything itself.
-    let cascade = moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)?;
+    let cascade =
+        moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)?;
     let http_mqtt = match (&a.http, &a.mqtt.broker) {
         (Some(_), Some(url)) => Some(a.mqtt.config(url)?),
         _ => None,
@@ -862,7 +893,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                println!("moe-edge serve: http listening on http://{}", l.local_addr()?);
+                println!(
+                    "moe-edge serve: http listening on http://{}",
+                    l.local_addr()?
+                );
                 Some((l, ready))
             }
             _ => None,
@@ -870,14 +904,28 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let http_task = {
             let stop = stopped(stop_rx.clone());
             async move {
-                let Some((l, ready)) = http else { return anyhow::Ok(()) };
-                let Ok(ready) = ready.await else { return anyhow::Ok(()) };
+                let Some((l, ready)) = http else {
+                    return anyhow::Ok(());
+                };
+                let Ok(ready) = ready.await else {
+                    return anyhow::Ok(());
+                };
                 let mqtt = match http_mqtt {
                     Some(m) => m,
-                    None => moe_edge::transport::MqttConfig::from_url(&ready.broker_url, "moe-edge-http")?,
+                    None => moe_edge::transport::MqttConfig::from_url(
+                        &ready.broker_url,
+                        "moe-edge-http",
+                    )?,
                 };
-                moe_edge::host::device::serve_http_over_daemon(l, &mqtt, &http_device, model_id, &http_board, stop)
-                    .await?;
+                moe_edge::host::device::serve_http_over_daemon(
+                    l,
+                    &mqtt,
+                    &http_device,
+                    model_id,
+                    &http_board,
+                    stop,
+                )
+                .await?;
                 anyhow::Ok(())
             }
         };
@@ -885,6 +933,50 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         daemon?;
         http
     })
+}
+
+/// `mqtt://` URL of the embedded broker listening on `listen`.
+fn embedded_url(listen: std::net::SocketAddr) -> String {
+    let ip = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    format!("mqtt://{}", std::net::SocketAddr::new(ip, listen.port()))
+}
+
+/// The device's remote experts on their own small runtime (kept for the
+/// process's life): one MQTT connection, replies routed by correlation data.
+fn offload_remote(
+    engine: &Engine,
+    board: &Board,
+    device: &moe_edge::wire::DeviceId,
+    mqtt: moe_edge::transport::MqttConfig,
+    skip_below: f32,
+) -> anyhow::Result<std::sync::Arc<dyn moe_edge::experts::dispatch::RemoteExperts>> {
+    use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
+    let mut cfg = RemoteConfig::new(
+        &engine.model.manifest,
+        device.clone(),
+        board.offload.timeout,
+    )?;
+    if board.offload.on_miss == moe_edge::config::OnMiss::Substitute {
+        cfg.skip_below = skip_below;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("offload")
+        .enable_all()
+        .build()?;
+    let remote = rt.block_on(MqttRemote::connect(mqtt, cfg, std::future::pending()))?;
+    log::info!(
+        "offload on timeout_ms={} on_miss={:?} skip_below={skip_below}",
+        board.offload.timeout.as_millis(),
+        board.offload.on_miss
+    );
+    // The runtime drives the connection until the process exits.
+    std::mem::forget(rt);
+    Ok(std::sync::Arc::new(remote))
 }
 
 fn ask(a: AskArgs) -> anyhow::Result<()> {
@@ -904,7 +996,11 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
         messages.push(Message::system(s));
     }
     messages.push(Message::user(a.text));
-    let tools = if a.no_tools { Vec::new() } else { load_tools(&a.tools)? };
+    let tools = if a.no_tools {
+        Vec::new()
+    } else {
+        load_tools(&a.tools)?
+    };
     let priority = a.priority.map(|p| match p.parse::<i64>() {
         Ok(n) => PriorityField::Level(n),
         Err(_) => PriorityField::Name(p),
