@@ -343,6 +343,32 @@ enum BenchMode {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
+    /// part of the experts on the device and the rest on an expert server (with added delay).
+    Offload {
+        /// External broker (default: the embedded rumqttd on a free port).
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.75, 0.5, 0.25])]
+        fractions: Vec<f64>,
+        /// Per-reply delays added on the expert server, ms.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 2])]
+        delay_ms: Vec<u64>,
+        #[arg(long, default_value_t = 4)]
+        prompts: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 500)]
+        rtt_calls: usize,
+        /// Deadline of each remote call, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Threshold of the skip-below row (0 = no such row).
+        #[arg(long, default_value_t = 0.3)]
+        skip_below: f32,
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+    },
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -354,6 +380,35 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         runs: 5,
     });
     match mode {
+        BenchMode::Offload {
+            broker,
+            fractions,
+            delay_ms,
+            prompts,
+            gen_tokens,
+            rtt_calls,
+            timeout_ms,
+            skip_below,
+            calib,
+        } => {
+            let opts = bench::offload::OffloadBenchOptions {
+                bundle: a.bundle.clone(),
+                broker,
+                fractions,
+                delays_ms: delay_ms,
+                prompts,
+                gen_tokens,
+                rtt_calls,
+                timeout: std::time::Duration::from_millis(timeout_ms),
+                skip_below,
+                calib,
+            };
+            let r = bench::offload::run(&board, &opts)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
         BenchMode::Engine {
             prompt_tokens,
             gen_tokens,

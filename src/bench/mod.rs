@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod cache;
 pub mod engine;
 pub mod llama;
+pub mod offload;
 pub mod scale;
 
 /// Peak resident set size of this process (VmHWM), in bytes.
