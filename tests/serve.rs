@@ -748,9 +748,11 @@ async fn full_queue_answers_overloaded_at_once_and_loses_nothing_accepted() {
             other => panic!("{c}: unexpected {other:?}: {v}"),
         }
     }
+    // At least the queue's depth is accepted (one more when the engine had
+    // already taken the first request off the queue when the burst arrived).
     assert!(
-        ok.len() >= 4,
-        "1 running + 3 queued complete, got {}",
+        ok.len() >= 3,
+        "the 3 queued (and maybe 1 running) complete, got {}",
         ok.len()
     );
     assert!(!overloaded.is_empty(), "nothing was refused");
@@ -774,9 +776,17 @@ async fn higher_priority_runs_first() {
     let d = Daemon::embedded(board(1, 16, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     // Occupy the only slot, then queue a mix while it runs.
-    app.send(&d.device, &chat("a long blocking request", 250), "blocker")
-        .await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A streaming blocker: its first chunk proves it holds the slot before
+    // the mix is queued (a fixed sleep races admission on a loaded machine).
+    let mut blocker = chat("a long blocking request", 250);
+    blocker["stream"] = json!(true);
+    app.send(&d.device, &blocker, "blocker").await;
+    let (c, first, _) = app.recv().await;
+    assert_eq!(
+        (c.as_str(), first["object"].as_str()),
+        ("blocker", Some("chat.completion.chunk")),
+        "{first}"
+    );
     let mix = [
         ("low-1", "low"),
         ("normal-1", "normal"),
@@ -793,6 +803,15 @@ async fn higher_priority_runs_first() {
     let mut order = Vec::new();
     while order.len() < 7 {
         let (c, v, _) = app.recv().await;
+        if c == "blocker" {
+            // the blocker's stream: its terminator is its final reply
+            if v["object"] == "chat.completion.done" {
+                order.push(c);
+            } else {
+                assert_eq!(v["object"], "chat.completion.chunk", "{c}: {v}");
+            }
+            continue;
+        }
         assert_eq!(v["object"], "chat.completion", "{c}: {v}");
         order.push(c);
     }

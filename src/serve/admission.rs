@@ -195,7 +195,7 @@ pub fn pick_next(running: &[Running], now: Instant, policy: &Policy) -> Option<u
     running
         .iter()
         .enumerate()
-        .max_by(|(_, a), (_, b)| {
+        .max_by(|(i, a), (j, b)| {
             let ea = effective_priority(
                 a.priority,
                 now.saturating_duration_since(a.last_step),
@@ -206,7 +206,10 @@ pub fn pick_next(running: &[Running], now: Instant, policy: &Policy) -> Option<u
                 now.saturating_duration_since(b.last_step),
                 policy.step_aging,
             );
-            ea.total_cmp(&eb).then(b.last_step.cmp(&a.last_step))
+            // ties: the one that waited longest, then the earlier admitted
+            ea.total_cmp(&eb)
+                .then(b.last_step.cmp(&a.last_step))
+                .then(j.cmp(i))
         })
         .map(|(i, _)| i)
 }

@@ -432,7 +432,13 @@ async fn publish_loop(handle: MqttHandle, mut rx: mpsc::Receiver<Outgoing>) {
         let opts = PublishOptions {
             qos: QoS::AtLeastOnce,
             correlation_data: o.to.correlation.clone(),
-            content_type: Some("application/json".into()),
+            // No properties at all for replies that may go to MQTT 3.1.1 apps
+            // (body `reply_topic`): rumqttd's v4 listener panics forwarding them.
+            content_type: o
+                .to
+                .correlation
+                .is_some()
+                .then(|| "application/json".into()),
             ..PublishOptions::default()
         };
         if let Err(e) = handle.publish(&o.to.topic, payload, &opts).await {
