@@ -27,12 +27,14 @@ enum Cmd {
     Chat(ChatArgs),
     /// Accuracy of a bundle on a labelled split (exact match, fallback precision/recall).
     Eval(EvalArgs),
+    /// Benchmarks: prints a table, writes JSON with --json.
+    Bench(BenchArgs),
+    /// Pick the experts a board keeps from routing statistics of calibration requests.
+    Plan(PlanArgs),
     /// The daemon: OpenAI chat completions over MQTT 5 (embedded broker unless --broker).
     Serve(ServeArgs),
     /// Send one chat request to a running daemon and print the reply.
     Ask(AskArgs),
-    /// Benchmarks: prints a table, writes JSON with --json.
-    Bench(BenchArgs),
     /// The host side: the full model (all experts) behind an OpenAI-compatible
     /// HTTP endpoint (--http); falls back to the board's cloud, if any.
     Host(HostArgs),
@@ -91,6 +93,134 @@ struct ChatArgs {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
+    #[arg(long, default_value = DEFAULT_BUNDLE, global = true)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu", global = true)]
+    board: String,
+    /// Write the report as JSON here.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchMode {
+    /// Local engine: prefill/decode tokens/s, TTFT, expert hit rate, peak RSS (the default).
+    Engine {
+        #[arg(long, default_value_t = 32)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
+    Cache {
+        /// Requests whose routing statistics make the plan (for plan-pinned).
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+        /// Requests whose routing trace is replayed.
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        trace: PathBuf,
+        /// Only the first N trace requests.
+        #[arg(long, default_value_t = 300)]
+        limit: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = [0.125, 0.25, 0.5, 0.75])]
+        fractions: Vec<f64>,
+    },
+    /// Scale bundle: `--make DIR` writes a seeded synthetic Qwen3-MoE in a real shape and
+    /// imports it (DIR/bundle, DIR/bundle-f16); otherwise decode tok/s on --bundle against
+    /// the memory-bandwidth roofline measured in the same run.
+    Scale {
+        /// Write the checkpoint to DIR/hf and import it into DIR/bundle (and DIR/bundle-f16).
+        #[arg(long)]
+        make: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Bundle dtypes to import with --make (f32, f16).
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("f32")])]
+        dtype: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Buffer for the bandwidth measurement, MiB.
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mib: usize,
+    },
+    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
+    Llama {
+        /// Path of llama.cpp's `llama-bench` binary (see docs/llama-cpp.md).
+        #[arg(long)]
+        llama_bench: PathBuf,
+        /// GGUF of the checkpoint the bundle was imported from.
+        #[arg(long)]
+        gguf: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
+    /// part of the experts on the device and the rest on an expert server (with added delay).
+    Offload {
+        /// External broker (default: the embedded rumqttd on a free port).
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.75, 0.5, 0.25])]
+        fractions: Vec<f64>,
+        /// Per-reply delays added on the expert server, ms.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 2])]
+        delay_ms: Vec<u64>,
+        #[arg(long, default_value_t = 4)]
+        prompts: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 500)]
+        rtt_calls: usize,
+        /// Deadline of each remote call, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Threshold of the skip-below row (0 = no such row).
+        #[arg(long, default_value_t = 0.3)]
+        skip_below: f32,
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Calibration requests (JSONL, one chat-completions request or labelled example per line).
+    #[arg(long, num_args = 1.., default_values = ["models/assist-moe/data/calib.jsonl"])]
+    calib: Vec<PathBuf>,
+    /// Keep this fraction of all experts instead of what the board's budget holds.
+    #[arg(long)]
+    fraction: Option<f64>,
+    /// Greedy tokens generated per calibration request (their routing counts too).
+    #[arg(long, default_value_t = 24)]
+    gen_tokens: usize,
+    /// Where to write the plan (default: BUNDLE/plans/BOARD.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the pruned bundle the board carries (only its experts).
+    #[arg(long)]
+    device_bundle: Option<PathBuf>,
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
 struct EvalArgs {
     /// Labelled JSONL split (messages, expected, lang, scenario).
     #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
@@ -118,8 +248,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Eval(a) => eval(a),
         Cmd::Serve(a) => serve(a),
         Cmd::Ask(a) => ask(a),
-        Cmd::Bench(a) => bench(a),
         Cmd::Host(a) => host(a),
+        Cmd::Bench(a) => bench(a),
+        Cmd::Plan(a) => plan(a),
         Cmd::Import(a) => import(a),
         Cmd::Boards(a) => boards(a),
         Cmd::Golden(a) => golden(a),
@@ -266,109 +397,6 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    #[command(subcommand)]
-    mode: Option<BenchMode>,
-    #[arg(long, default_value = DEFAULT_BUNDLE, global = true)]
-    bundle: PathBuf,
-    #[arg(long, default_value = "host-cpu", global = true)]
-    board: String,
-    /// Write the report as JSON here.
-    #[arg(long, global = true)]
-    json: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum BenchMode {
-    /// Local engine: prefill/decode tokens/s, TTFT, expert hit rate, peak RSS (the default).
-    Engine {
-        #[arg(long, default_value_t = 32)]
-        prompt_tokens: usize,
-        #[arg(long, default_value_t = 64)]
-        gen_tokens: usize,
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-    },
-    /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
-    Cache {
-        /// Requests whose routing statistics make the plan (for plan-pinned).
-        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
-        calib: PathBuf,
-        /// Requests whose routing trace is replayed.
-        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
-        trace: PathBuf,
-        /// Only the first N trace requests.
-        #[arg(long, default_value_t = 300)]
-        limit: usize,
-        #[arg(long, value_delimiter = ',', default_values_t = [0.125, 0.25, 0.5, 0.75])]
-        fractions: Vec<f64>,
-    },
-    /// Scale bundle: `--make DIR` writes a seeded synthetic Qwen3-MoE in a real shape and
-    /// imports it (DIR/bundle, DIR/bundle-f16); otherwise decode tok/s on --bundle against
-    /// the memory-bandwidth roofline measured in the same run.
-    Scale {
-        /// Write the checkpoint to DIR/hf and import it into DIR/bundle (and DIR/bundle-f16).
-        #[arg(long)]
-        make: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Bundle dtypes to import with --make (f32, f16).
-        #[arg(long, value_delimiter = ',', default_values_t = [String::from("f32")])]
-        dtype: Vec<String>,
-        #[arg(long, default_value_t = 16)]
-        prompt_tokens: usize,
-        #[arg(long, default_value_t = 32)]
-        gen_tokens: usize,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Buffer for the bandwidth measurement, MiB.
-        #[arg(long, default_value_t = 1024)]
-        bandwidth_mib: usize,
-    },
-    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
-    Llama {
-        /// Path of llama.cpp's `llama-bench` binary (see docs/llama-cpp.md).
-        #[arg(long)]
-        llama_bench: PathBuf,
-        /// GGUF of the checkpoint the bundle was imported from.
-        #[arg(long)]
-        gguf: PathBuf,
-        #[arg(long, default_value_t = 64)]
-        gen_tokens: usize,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
-    /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
-    /// part of the experts on the device and the rest on an expert server (with added delay).
-    Offload {
-        /// External broker (default: the embedded rumqttd on a free port).
-        #[arg(long)]
-        broker: Option<String>,
-        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.75, 0.5, 0.25])]
-        fractions: Vec<f64>,
-        /// Per-reply delays added on the expert server, ms.
-        #[arg(long, value_delimiter = ',', default_values_t = [0, 2])]
-        delay_ms: Vec<u64>,
-        #[arg(long, default_value_t = 4)]
-        prompts: usize,
-        #[arg(long, default_value_t = 32)]
-        gen_tokens: usize,
-        #[arg(long, default_value_t = 500)]
-        rtt_calls: usize,
-        /// Deadline of each remote call, ms.
-        #[arg(long, default_value_t = 1000)]
-        timeout_ms: u64,
-        /// Threshold of the skip-below row (0 = no such row).
-        #[arg(long, default_value_t = 0.3)]
-        skip_below: f32,
-        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
-        calib: PathBuf,
-    },
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -534,203 +562,6 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------- boards, golden
-
-#[derive(clap::Args)]
-struct BoardsArgs {
-    /// One board (a name from boards/ or a .toml path); default: every built-in board.
-    #[arg(long)]
-    board: Option<String>,
-    /// A bundle: also show how many of its experts fit and the KV cache per sequence.
-    #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-fn boards(a: BoardsArgs) -> anyhow::Result<()> {
-    use moe_edge::config::describe::{builtin_boards, dry_run};
-    let names: Vec<String> = match a.board {
-        Some(b) => vec![b],
-        None => builtin_boards().into_iter().map(String::from).collect(),
-    };
-    let mut plans = Vec::new();
-    for name in &names {
-        let board = Board::load(name)?;
-        plans.push(dry_run(&board, a.bundle.as_deref())?);
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&plans)?);
-    } else {
-        let text: Vec<String> = plans.iter().map(|p| p.to_string()).collect();
-        print!("{}", text.join("\n"));
-    }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-struct GoldenArgs {
-    #[arg(long)]
-    bundle: PathBuf,
-    /// golden.safetensors (p{i}.input_ids, p{i}.logits, p{i}.greedy).
-    #[arg(long)]
-    golden: PathBuf,
-    #[arg(long, default_value = "host-cpu")]
-    board: String,
-    /// Largest accepted |logit - reference logit|.
-    #[arg(long, default_value_t = 1e-3)]
-    tol: f32,
-    /// Include the prefill logits in the JSON (to compare two runs).
-    #[arg(long)]
-    logits: bool,
-}
-
-fn golden(a: GoldenArgs) -> anyhow::Result<()> {
-    use moe_edge::engine::golden::{read_golden, run_all};
-    let board = Board::load(&a.board)?;
-    let bundle = moe_edge::bundle::Bundle::open(&a.bundle, Verify::Full)
-        .with_context(|| format!("opening bundle {}", a.bundle.display()))?;
-    let model = moe_edge::engine::Model::load(&bundle, &board)?;
-    let prompts = read_golden(&a.golden)?;
-    let results = run_all(&model, &prompts, a.logits)?;
-    let ok = results.iter().all(|r| r.passes(a.tol));
-    let out = serde_json::json!({
-        "bundle": a.bundle.display().to_string(),
-        "model_id": bundle.manifest.model_id,
-        "board": board.name,
-        "backend": board.backend.kind.to_string(),
-        "arch": std::env::consts::ARCH,
-        "tol": a.tol,
-        "ok": ok,
-        "prompts": results,
-    });
-    println!("{out}");
-    if !ok {
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-struct HostArgs {
-    #[arg(long, default_value = DEFAULT_BUNDLE)]
-    bundle: PathBuf,
-    #[arg(long, default_value = "host-cpu")]
-    board: String,
-    /// Serve /v1/chat/completions and /v1/models here (e.g. 0.0.0.0:8080; port 0 picks one).
-    #[arg(long)]
-    http: Option<std::net::SocketAddr>,
-    /// Run the expert server (remote expert compute for devices) on this MQTT broker:
-    /// mqtt://[user[:pass]@]host[:port] or mqtts://...
-    #[arg(long)]
-    broker: Option<String>,
-    /// Shared-subscription group of the expert server (hosts in one group split the load).
-    #[arg(long, default_value = moe_edge::wire::topics::HOST_GROUP)]
-    group: String,
-    /// Expert compute threads.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Expert requests waiting for a thread; one more is answered `busy`.
-    #[arg(long, default_value_t = 32)]
-    queue: usize,
-    /// Hold every expert reply back this long (simulated network delay, for benches and tests).
-    #[arg(long, default_value_t = 0)]
-    delay_ms: u64,
-    /// MQTT client id of the expert server (default: moe-edge-host-{pid}).
-    #[arg(long)]
-    host_id: Option<String>,
-}
-
-fn host(a: HostArgs) -> anyhow::Result<()> {
-    use moe_edge::host::{self, HostOptions};
-    let board = Board::load(&a.board)?;
-    anyhow::ensure!(
-        a.http.is_some() || a.broker.is_some(),
-        "give --http ADDR (the OpenAI endpoint) and/or --broker URL (the expert server)"
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let http = match a.http {
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?;
-                // The first line on stdout: scripts and tests read the bound address here.
-                println!("moe-edge host: listening on http://{}", l.local_addr()?);
-                Some(l)
-            }
-            None => None,
-        };
-        // The expert server (--broker): all experts of the bundle over MQTT.
-        let experts = match &a.broker {
-            Some(url) => {
-                let id = a
-                    .host_id
-                    .clone()
-                    .unwrap_or_else(|| format!("moe-edge-host-{}", std::process::id()));
-                let mqtt = moe_edge::transport::MqttConfig::from_url(url, id)?;
-                let mut cfg = host::experts::ExpertServerConfig::new(a.bundle.clone(), mqtt);
-                cfg.verify = Verify::Full;
-                cfg.group = a.group.clone();
-                cfg.workers = a.workers;
-                cfg.queue = a.queue;
-                cfg.delay = std::time::Duration::from_millis(a.delay_ms);
-                Some(cfg)
-            }
-            None => None,
-        };
-        let opts = HostOptions {
-            bundle: a.bundle,
-            board,
-            http,
-            experts,
-            verify: Verify::Full,
-        };
-        let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            log::info!("host stopping");
-        };
-        host::run(opts, stop).await?;
-        anyhow::Ok(())
-    })
-}
-
-fn calib_prompts(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    use moe_edge::openai::ChatRequest;
-    let mut prompts = Vec::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not JSON", f.display(), i + 1))?;
-            let messages = v
-                .get("messages")
-                .cloned()
-                .with_context(|| format!("{}:{}: no `messages`", f.display(), i + 1))?;
-            let req = ChatRequest::from_value(serde_json::json!({ "messages": messages }))
-                .map_err(|e| anyhow::anyhow!("{}:{}: {}", f.display(), i + 1, e.message))?;
-            prompts.push(moe_edge::engine::template::render_chat(
-                &req.text_messages(),
-                engine.bundle.manifest.chat_template.as_deref(),
-            )?);
-        }
-    }
-    Ok(prompts)
 }
 
 // ------------------------------------------------------------ serve and ask
@@ -990,6 +821,97 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+#[derive(clap::Args)]
+struct HostArgs {
+    #[arg(long, default_value = DEFAULT_BUNDLE)]
+    bundle: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Serve /v1/chat/completions and /v1/models here (e.g. 0.0.0.0:8080; port 0 picks one).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// Run the expert server (remote expert compute for devices) on this MQTT broker:
+    /// mqtt://[user[:pass]@]host[:port] or mqtts://...
+    #[arg(long)]
+    broker: Option<String>,
+    /// Shared-subscription group of the expert server (hosts in one group split the load).
+    #[arg(long, default_value = moe_edge::wire::topics::HOST_GROUP)]
+    group: String,
+    /// Expert compute threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Expert requests waiting for a thread; one more is answered `busy`.
+    #[arg(long, default_value_t = 32)]
+    queue: usize,
+    /// Hold every expert reply back this long (simulated network delay, for benches and tests).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// MQTT client id of the expert server (default: moe-edge-host-{pid}).
+    #[arg(long)]
+    host_id: Option<String>,
+}
+
+fn host(a: HostArgs) -> anyhow::Result<()> {
+    use moe_edge::host::{self, HostOptions};
+    let board = Board::load(&a.board)?;
+    anyhow::ensure!(
+        a.http.is_some() || a.broker.is_some(),
+        "give --http ADDR (the OpenAI endpoint) and/or --broker URL (the expert server)"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let http = match a.http {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                // The first line on stdout: scripts and tests read the bound address here.
+                println!("moe-edge host: listening on http://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
+        // The expert server (--broker): all experts of the bundle over MQTT.
+        let experts = match &a.broker {
+            Some(url) => {
+                let id = a
+                    .host_id
+                    .clone()
+                    .unwrap_or_else(|| format!("moe-edge-host-{}", std::process::id()));
+                let mqtt = moe_edge::transport::MqttConfig::from_url(url, id)?;
+                let mut cfg = host::experts::ExpertServerConfig::new(a.bundle.clone(), mqtt);
+                cfg.verify = Verify::Full;
+                cfg.group = a.group.clone();
+                cfg.workers = a.workers;
+                cfg.queue = a.queue;
+                cfg.delay = std::time::Duration::from_millis(a.delay_ms);
+                Some(cfg)
+            }
+            None => None,
+        };
+        let opts = HostOptions {
+            bundle: a.bundle,
+            board,
+            http,
+            experts,
+            verify: Verify::Full,
+        };
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            log::info!("host stopping");
+        };
+        host::run(opts, stop).await?;
+        anyhow::Ok(())
+    })
+}
+
 /// `mqtt://` URL of the embedded broker listening on `listen`.
 fn embedded_url(listen: std::net::SocketAddr) -> String {
     let ip = if listen.ip().is_unspecified() {
@@ -1104,6 +1026,181 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
             x.fallback_reason.as_deref().unwrap_or("-"),
             x.timings_ms.total,
             x.tokens_per_second
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- boards, golden
+
+#[derive(clap::Args)]
+struct BoardsArgs {
+    /// One board (a name from boards/ or a .toml path); default: every built-in board.
+    #[arg(long)]
+    board: Option<String>,
+    /// A bundle: also show how many of its experts fit and the KV cache per sequence.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn boards(a: BoardsArgs) -> anyhow::Result<()> {
+    use moe_edge::config::describe::{builtin_boards, dry_run};
+    let names: Vec<String> = match a.board {
+        Some(b) => vec![b],
+        None => builtin_boards().into_iter().map(String::from).collect(),
+    };
+    let mut plans = Vec::new();
+    for name in &names {
+        let board = Board::load(name)?;
+        plans.push(dry_run(&board, a.bundle.as_deref())?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plans)?);
+    } else {
+        let text: Vec<String> = plans.iter().map(|p| p.to_string()).collect();
+        print!("{}", text.join("\n"));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct GoldenArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// golden.safetensors (p{i}.input_ids, p{i}.logits, p{i}.greedy).
+    #[arg(long)]
+    golden: PathBuf,
+    #[arg(long, default_value = "host-cpu")]
+    board: String,
+    /// Largest accepted |logit - reference logit|.
+    #[arg(long, default_value_t = 1e-3)]
+    tol: f32,
+    /// Include the prefill logits in the JSON (to compare two runs).
+    #[arg(long)]
+    logits: bool,
+}
+
+fn golden(a: GoldenArgs) -> anyhow::Result<()> {
+    use moe_edge::engine::golden::{read_golden, run_all};
+    let board = Board::load(&a.board)?;
+    let bundle = moe_edge::bundle::Bundle::open(&a.bundle, Verify::Full)
+        .with_context(|| format!("opening bundle {}", a.bundle.display()))?;
+    let model = moe_edge::engine::Model::load(&bundle, &board)?;
+    let prompts = read_golden(&a.golden)?;
+    let results = run_all(&model, &prompts, a.logits)?;
+    let ok = results.iter().all(|r| r.passes(a.tol));
+    let out = serde_json::json!({
+        "bundle": a.bundle.display().to_string(),
+        "model_id": bundle.manifest.model_id,
+        "board": board.name,
+        "backend": board.backend.kind.to_string(),
+        "arch": std::env::consts::ARCH,
+        "tol": a.tol,
+        "ok": ok,
+        "prompts": results,
+    });
+    println!("{out}");
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn calib_prompts(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    use moe_edge::openai::ChatRequest;
+    let mut prompts = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", f.display(), i + 1))?;
+            let messages = v
+                .get("messages")
+                .cloned()
+                .with_context(|| format!("{}:{}: no `messages`", f.display(), i + 1))?;
+            let req = ChatRequest::from_value(serde_json::json!({ "messages": messages }))
+                .map_err(|e| anyhow::anyhow!("{}:{}: {}", f.display(), i + 1, e.message))?;
+            prompts.push(moe_edge::engine::template::render_chat(
+                &req.text_messages(),
+                engine.bundle.manifest.chat_template.as_deref(),
+            )?);
+        }
+    }
+    Ok(prompts)
+}
+
+fn plan(a: PlanArgs) -> anyhow::Result<()> {
+    use moe_edge::engine::plan_file::PlanFile;
+    use moe_edge::plan;
+    let board = Board::load(&a.board)?;
+    // Statistics come from the whole model with no eviction in the way.
+    let mut all = board.clone();
+    all.memory.experts_bytes = u64::MAX / 2;
+    let engine = Engine::load(&a.bundle, &all, Verify::Full)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let arch = engine.model.manifest.architecture.clone();
+    let total = arch.num_layers * arch.num_experts;
+    let ebytes = engine.model.store().expert_bytes() as u64;
+    let slots = match a.fraction {
+        Some(f) if (0.0..=1.0).contains(&f) => (f * total as f64).round() as usize,
+        Some(f) => anyhow::bail!("--fraction {f} is not in 0..=1"),
+        None => (board.memory.experts_bytes / ebytes) as usize,
+    }
+    .min(total);
+    let prompts = calib_prompts(&engine, &a.calib)?;
+    let t = std::time::Instant::now();
+    let stats = plan::collect(&engine, &prompts, a.gen_tokens)?;
+    let sel = plan::select(&stats, slots, arch.top_k);
+    let covered: u64 = sel
+        .ranked
+        .iter()
+        .map(|&(l, e)| stats.freq[l as usize][e as usize])
+        .sum();
+    let routed: u64 = stats.freq.iter().flatten().sum();
+    println!(
+        "calibration: {} requests, {} tokens in {:.1} s; keeping {slots} of {total} experts ({:.0} %, {:.1} MB), covering {:.1} % of routed slots",
+        prompts.len(),
+        stats.tokens,
+        t.elapsed().as_secs_f64(),
+        100.0 * slots as f64 / total as f64,
+        (slots as u64 * ebytes) as f64 / 1048576.0,
+        100.0 * covered as f64 / routed.max(1) as f64
+    );
+    for (l, kept) in sel.per_layer.iter().enumerate() {
+        println!("layer {l}: {kept:?}");
+    }
+    let file = PlanFile {
+        format: 1,
+        model_id: engine.model_id().to_string(),
+        board: board.name.clone(),
+        budget_bytes: slots as u64 * ebytes,
+        experts: sel.ranked.clone(),
+        per_layer: sel.per_layer.clone(),
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.bundle.join("plans").join(format!("{}.json", board.name)));
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&file)?)?;
+    println!("plan written to {}", out.display());
+    if let Some(dev) = &a.device_bundle {
+        let size =
+            plan::device_bundle::write_device_bundle(&engine.bundle, &sel.per_layer, dev, a.force)?;
+        println!(
+            "device bundle written to {} (experts file {:.1} MB)",
+            dev.display(),
+            size as f64 / 1048576.0
         );
     }
     Ok(())

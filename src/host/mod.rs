@@ -73,7 +73,9 @@ pub async fn run(
                 server
                     .run(stop, move |filter| {
                         // Scripts and tests read this line on stdout.
-                        println!("moe-edge host: expert server ready model={model} filter={filter}");
+                        println!(
+                            "moe-edge host: expert server ready model={model} filter={filter}"
+                        );
                     })
                     .await
             }))
