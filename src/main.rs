@@ -116,6 +116,16 @@ enum BenchMode {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// N concurrent MQTT clients against an in-process daemon on the embedded
+    /// broker, then 10x as many: requests/s, p50/p99 latency, RSS.
+    Serve {
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        max_tokens: u64,
+    },
     /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
     Cache {
         /// Requests whose routing statistics make the plan (for plan-pinned).
@@ -450,6 +460,22 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 runs,
             };
             let r = bench::engine::run(&engine, &board.name, &opts)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
+        BenchMode::Serve {
+            clients,
+            requests,
+            max_tokens,
+        } => {
+            let opts = bench::serve::ServeBenchOptions {
+                clients,
+                requests,
+                max_tokens,
+            };
+            let r = bench::serve::run(&a.bundle, &board, &opts)?;
             println!("{}", r.table());
             if let Some(p) = &a.json {
                 std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

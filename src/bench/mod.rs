@@ -8,6 +8,7 @@ pub mod engine;
 pub mod llama;
 pub mod offload;
 pub mod scale;
+pub mod serve;
 
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -1,0 +1,258 @@
+//! Daemon benchmark: N concurrent MQTT 5 clients against a `moe-edge serve`
+//! child process on its embedded broker. Reports requests/s, p50/p99 latency,
+//! how many were refused `overloaded`, and the RSS after a nominal phase and
+//! after a 10× overload phase (admission is bounded, so RSS must stay flat).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use std::path::Path;
+
+use super::{percentile, BenchError};
+use crate::config::Board;
+use crate::transport::rpc::{Rpc, RpcConfig};
+use crate::transport::{client, MqttConfig};
+use crate::wire::topics::{self, DeviceId};
+
+#[derive(Debug, Clone)]
+pub struct ServeBenchOptions {
+    pub clients: usize,
+    pub requests: usize,
+    pub max_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: String,
+    pub clients: usize,
+    pub requests: usize,
+    pub ok: usize,
+    pub overloaded: usize,
+    pub other_errors: usize,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The daemon's RSS after the phase, and its peak so far.
+    pub rss_mb_after: f64,
+    pub peak_rss_mb: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeBenchReport {
+    pub board: String,
+    pub max_concurrent: usize,
+    pub queue_depth: usize,
+    /// The daemon's RSS before any request.
+    pub idle_rss_mb: f64,
+    pub phases: Vec<PhaseReport>,
+}
+
+async fn phase(
+    name: &str,
+    url: &str,
+    topic: &str,
+    clients: usize,
+    per_client: usize,
+    body: Arc<Vec<u8>>,
+) -> Result<PhaseReport, BenchError> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let cfg = MqttConfig::from_url(url, format!("bench-{name}-{c}"))
+            .map_err(|e| BenchError::Other(e.to_string()))?;
+        let (handle, _inbox, driver) =
+            client::connect(&cfg).map_err(|e| BenchError::Other(e.to_string()))?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let drv = tokio::spawn(driver.run(async move {
+            let _ = stop_rx.await;
+        }));
+        let topic = topic.to_string();
+        let body = body.clone();
+        let name = name.to_string();
+        tasks.push(tokio::spawn(async move {
+            let id = topics::ClientId::new(format!("bench-{name}-{c}")).expect("valid client id");
+            let _ = handle.wait_connected(Duration::from_secs(10)).await;
+            let rpc = match Rpc::new(&handle, RpcConfig::new(topics::client_reply(&id))).await {
+                Ok(r) => r,
+                Err(e) => {
+                    log::warn!("bench client={c} rpc setup failed error={e}");
+                    let _ = stop_tx.send(());
+                    return (Vec::new(), 0, 0, per_client);
+                }
+            };
+            let mut lat = Vec::new();
+            let (mut ok, mut over, mut other) = (0, 0, 0);
+            for _ in 0..per_client {
+                let t = Instant::now();
+                match rpc
+                    .call(
+                        &topic,
+                        body.as_ref().clone(),
+                        Instant::now() + Duration::from_secs(60),
+                    )
+                    .await
+                {
+                    Ok(reply) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&reply).unwrap_or_default();
+                        if v["object"] == "chat.completion" {
+                            ok += 1;
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        } else if v["error"]["code"] == "overloaded" {
+                            over += 1;
+                        } else {
+                            other += 1;
+                        }
+                    }
+                    Err(_) => other += 1,
+                }
+            }
+            let _ = stop_tx.send(());
+            let _ = drv.await;
+            (lat, ok, over, other)
+        }));
+    }
+    let (mut lat, mut ok, mut over, mut other) = (Vec::new(), 0, 0, 0);
+    for t in tasks {
+        let (l, o, v, e) = t.await.map_err(|e| BenchError::Other(e.to_string()))?;
+        lat.extend(l);
+        ok += o;
+        over += v;
+        other += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(PhaseReport {
+        phase: name.to_string(),
+        clients,
+        requests: clients * per_client,
+        ok,
+        overloaded: over,
+        other_errors: other,
+        requests_per_s: ok as f64 / secs,
+        p50_ms: percentile(&lat, 50.0),
+        p99_ms: percentile(&lat, 99.0),
+        rss_mb_after: 0.0,
+        peak_rss_mb: 0.0,
+    })
+}
+
+/// VmRSS and VmHWM of another process, in MB.
+fn proc_rss_mb(pid: u32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| -> f64 {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// Nominal load (`clients`), then 10× as many clients, against a `moe-edge
+/// serve` child process (so its RSS is the daemon's alone).
+pub fn run(
+    bundle: &Path,
+    board: &Board,
+    o: &ServeBenchOptions,
+) -> Result<ServeBenchReport, BenchError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| BenchError::Other(e.to_string()))?
+        .port();
+    let exe = std::env::current_exe().map_err(|e| BenchError::Other(e.to_string()))?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--device-id",
+            "bench",
+            "--board",
+            &board.name,
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--bundle")
+        .arg(bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Other(format!("spawning the daemon: {e}")))?;
+    let pid = child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Other(e.to_string()))?;
+    let result = rt.block_on(async {
+        let url = format!("mqtt://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err(BenchError::Other("daemon not listening in 60 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // the daemon subscribes right after its broker accepts connections
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let topic = topics::chat_requests(&DeviceId::new("bench").expect("valid device id"));
+        let body = Arc::new(
+            serde_json::to_vec(&serde_json::json!({
+                "messages": [{"role": "user", "content": "set the fan speed to 3"}],
+                "max_tokens": o.max_tokens,
+            }))
+            .expect("body serialises"),
+        );
+        let (idle_rss, _) = proc_rss_mb(pid);
+        let mut phases = Vec::new();
+        for (name, n) in [("nominal", o.clients), ("overload-10x", o.clients * 10)] {
+            let mut p = phase(name, &url, &topic, n, o.requests, body.clone()).await?;
+            let (rss, hwm) = proc_rss_mb(pid);
+            p.rss_mb_after = rss;
+            p.peak_rss_mb = hwm;
+            phases.push(p);
+        }
+        Ok((idle_rss, phases))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (idle_rss_mb, phases) = result?;
+    Ok(ServeBenchReport {
+        board: board.name.clone(),
+        max_concurrent: board.limits.max_concurrent,
+        queue_depth: board.limits.queue_depth,
+        idle_rss_mb,
+        phases,
+    })
+}
+
+impl ServeBenchReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | overloaded | other errors | req/s | p50 ms | p99 ms | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            self.board, self.max_concurrent, self.queue_depth, self.idle_rss_mb
+        );
+        for p in &self.phases {
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} |\n",
+                p.phase,
+                p.clients,
+                p.requests,
+                p.ok,
+                p.overloaded,
+                p.other_errors,
+                p.requests_per_s,
+                p.p50_ms,
+                p.p99_ms,
+                p.rss_mb_after,
+                p.peak_rss_mb
+            );
+        }
+        s
+    }
+}
