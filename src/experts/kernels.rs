@@ -101,47 +101,50 @@ fn ffn_rows(
     act: &mut [f32],
     outs: &mut [&mut [f32]],
 ) {
-    let n = xs.len();
-    let r = rows.len();
     let k = kernels();
     match w {
-        ExpertWeights::F32(w) => {
-            let (gate, rest) = w.split_at(inter * hidden);
-            let (up, down) = rest.split_at(inter * hidden);
-            for (j, i) in rows.clone().enumerate() {
-                let g_row = &gate[i * hidden..(i + 1) * hidden];
-                let u_row = &up[i * hidden..(i + 1) * hidden];
-                for t in 0..n {
-                    let g = (k.dot_f32)(g_row, xs[t]);
-                    let u = (k.dot_f32)(u_row, xs[t]);
-                    act[t * r + j] = silu(g) * u * scales[t];
-                }
-            }
-            for (j, i) in rows.enumerate() {
-                let d_row = &down[i * hidden..(i + 1) * hidden];
-                for t in 0..n {
-                    (k.axpy_f32)(&mut outs[t][..], act[t * r + j], d_row);
-                }
-            }
+        ExpertWeights::F32(w) => ffn_rows_typed(
+            w, k.dot_f32, k.axpy_f32, hidden, inter, rows, xs, scales, act, outs,
+        ),
+        ExpertWeights::F16(w) => ffn_rows_typed(
+            w, k.dot_f16, k.axpy_f16, hidden, inter, rows, xs, scales, act, outs,
+        ),
+    }
+}
+
+/// The FFN over `rows` of the intermediate dimension for one weight element
+/// type: gate/up dot products into `act`, then the down rows accumulated.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn ffn_rows_typed<T>(
+    w: &[T],
+    dot: fn(&[T], &[f32]) -> f32,
+    axpy: fn(&mut [f32], f32, &[T]),
+    hidden: usize,
+    inter: usize,
+    rows: std::ops::Range<usize>,
+    xs: &[&[f32]],
+    scales: &[f32],
+    act: &mut [f32],
+    outs: &mut [&mut [f32]],
+) {
+    let n = xs.len();
+    let r = rows.len();
+    let (gate, rest) = w.split_at(inter * hidden);
+    let (up, down) = rest.split_at(inter * hidden);
+    for (j, i) in rows.clone().enumerate() {
+        let g_row = &gate[i * hidden..(i + 1) * hidden];
+        let u_row = &up[i * hidden..(i + 1) * hidden];
+        for t in 0..n {
+            let g = dot(g_row, xs[t]);
+            let u = dot(u_row, xs[t]);
+            act[t * r + j] = silu(g) * u * scales[t];
         }
-        ExpertWeights::F16(w) => {
-            let (gate, rest) = w.split_at(inter * hidden);
-            let (up, down) = rest.split_at(inter * hidden);
-            for (j, i) in rows.clone().enumerate() {
-                let g_row = &gate[i * hidden..(i + 1) * hidden];
-                let u_row = &up[i * hidden..(i + 1) * hidden];
-                for t in 0..n {
-                    let g = (k.dot_f16)(g_row, xs[t]);
-                    let u = (k.dot_f16)(u_row, xs[t]);
-                    act[t * r + j] = silu(g) * u * scales[t];
-                }
-            }
-            for (j, i) in rows.enumerate() {
-                let d_row = &down[i * hidden..(i + 1) * hidden];
-                for t in 0..n {
-                    (k.axpy_f16)(&mut outs[t][..], act[t * r + j], d_row);
-                }
-            }
+    }
+    for (j, i) in rows.enumerate() {
+        let d_row = &down[i * hidden..(i + 1) * hidden];
+        for t in 0..n {
+            axpy(&mut outs[t][..], act[t * r + j], d_row);
         }
     }
 }
