@@ -1337,3 +1337,139 @@ fn dry_run_prints_the_plan() {
     assert!(text.contains("host-cpu"), "{text}");
     assert!(text.contains("fixture-moe"), "{text}");
 }
+
+/// A streamed request the device hands up (an image: non-text content) to a
+/// cloud that streams slowly: the cloud's chunks reach the MQTT app one by
+/// one as they arrive, unchanged, then one chunk saying who served it, then
+/// the terminator with the cloud's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_stream_passes_through_to_the_mqtt_app() {
+    use axum::body::Body;
+    use axum::response::Response;
+    use axum::routing::post;
+
+    const GAP: Duration = Duration::from_millis(150);
+    const WORDS: [&str; 5] = ["hello ", "from ", "the ", "slow ", "cloud"];
+    // A real HTTP server streaming SSE, one event every GAP.
+    let handler = |body: Bytes| async move {
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["stream"], true, "the cascade asked for a stream");
+        let chunk = |delta: Value, finish: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "cmpl-up", "object": "chat.completion.chunk", "created": 5, "model": "slow-cloud",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            )
+        };
+        let mut events = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
+        events.extend(
+            WORDS
+                .iter()
+                .map(|w| chunk(json!({"content": w}), Value::Null)),
+        );
+        events.push(chunk(json!({}), json!("stop")));
+        events.push("data: [DONE]\n\n".to_string());
+        let stream = futures_util::stream::unfold(
+            (events.into_iter(), true),
+            |(mut it, first)| async move {
+                let e = it.next()?;
+                if !first {
+                    tokio::time::sleep(GAP).await;
+                }
+                Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(e)),
+                    (it, false),
+                ))
+            },
+        );
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cloud = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            axum::Router::new().route("/v1/chat/completions", post(handler)),
+        )
+        .await
+        .unwrap();
+    });
+
+    std::env::set_var("MOE_EDGE_TEST_STREAM_KEY", "sk-stream");
+    let text = std::fs::read_to_string(repo().join("boards/host-cpu.toml")).unwrap();
+    let text = text.split("[cascade]").next().unwrap().to_string()
+        + &format!(
+            "[cascade]\ncloud_url = \"http://{cloud}/v1\"\ncloud_model = \"slow\"\ncloud_api_key_env = \"MOE_EDGE_TEST_STREAM_KEY\"\ntimeout_ms = 3000\nretries = 0\n"
+        );
+    let board = Board::parse(&text, Path::new("stream-board.toml")).unwrap();
+    let cascade =
+        moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)
+            .unwrap();
+    let d = Daemon::start(
+        board,
+        BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+        move |c| c.escalate = Some(Arc::new(cascade)),
+    )
+    .await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let body = json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what does this sign say?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}],
+        "stream": true, "max_tokens": 16});
+    let t0 = Instant::now();
+    app.send(&d.device, &body, "img").await;
+    let mut msgs = Vec::new();
+    loop {
+        let (corr, v, t) = app.recv().await;
+        assert_eq!(corr, "img");
+        let end = is_final(&v);
+        msgs.push((v, t - t0));
+        if end {
+            break;
+        }
+    }
+    let (done, chunks) = msgs.split_last().unwrap();
+    assert_eq!(done.0["object"], "chat.completion.done", "{}", done.0);
+    assert_eq!(
+        done.0["id"], "cmpl-up",
+        "the terminator names the upstream stream"
+    );
+    // 7 upstream chunks (role, 5 words, finish), unchanged, then the x_moe_edge chunk.
+    assert_eq!(chunks.len(), 8, "{chunks:?}");
+    for (c, _) in &chunks[..7] {
+        assert_eq!(c["id"], "cmpl-up", "{c}");
+        assert_eq!(c["model"], "slow-cloud", "{c}");
+        assert!(c.get("x_moe_edge").is_none(), "{c}");
+    }
+    let words: Vec<&str> = chunks[1..6]
+        .iter()
+        .map(|(c, _)| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(words, WORDS);
+    assert_eq!(chunks[6].0["choices"][0]["finish_reason"], "stop");
+    let x = &chunks[7].0["x_moe_edge"];
+    assert_eq!(x["served_by"], "cloud", "{x}");
+    assert!(
+        x["tried"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("device: non-text"),
+        "{x}"
+    );
+    // As they arrive: the first word long before the stream ended, the words spread out.
+    let first = chunks[1].1;
+    let last = chunks[6].1;
+    assert!(
+        last - first >= GAP * 4,
+        "chunks reached the app bunched together: first {first:?}, last {last:?}"
+    );
+    eprintln!("mqtt pass-through: first word after {first:?}, finish after {last:?} (upstream gap {GAP:?})");
+    app.assert_quiet(Duration::from_millis(200)).await;
+    d.stop().await;
+}

@@ -8,12 +8,15 @@ use crate::openai::{ApiError, ChatCompletion, ValidRequest};
 /// The daemon's seam (`serve::Escalate`): a request the device will not
 /// answer goes up the cascade; the device's own reply is not sent in its
 /// place (the app gets a `no_route` error listing what was tried instead).
+/// A streamed request streams through: the hop's chunks go into the daemon's
+/// sink as they arrive, unchanged, then one chunk carrying `x_moe_edge`.
 impl crate::serve::Escalate for Cascade {
     fn escalate(
         &self,
         request: ValidRequest,
         reason: crate::serve::EscalateReason,
         _device_reply: Option<ChatCompletion>,
+        sink: Option<crate::serve::escalate::StreamSink>,
     ) -> futures_util::future::BoxFuture<'static, Result<ChatCompletion, ApiError>> {
         let me = self.clone();
         Box::pin(async move {
@@ -24,7 +27,7 @@ impl crate::serve::Escalate for Cascade {
                     Escalation::ExpertsUnreachable(m.clone())
                 }
             };
-            me.escalate(&request, &why.to_string(), None).await
+            me.escalate(&request, &why.to_string(), sink).await
         })
     }
 }

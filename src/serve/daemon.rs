@@ -20,7 +20,7 @@ use super::status::{State, StatusBase};
 use super::worker::{final_messages, Escalation, Outgoing, Pending, Shared, Worker};
 use super::{BrokerChoice, Ready, ServeConfig, ServeError};
 use crate::engine::Engine;
-use crate::openai::{ApiError, ChatRequest, ErrorCode, RequestLimits};
+use crate::openai::{ApiError, ChatCompletionChunk, ChatRequest, ErrorCode, RequestLimits};
 use crate::transport::{
     self, Broker, BrokerConfig, ConnState, Inbox, LastWill, Message, MqttConfig, MqttHandle,
     PublishOptions, QoS,
@@ -508,50 +508,104 @@ async fn escalation_loop(
         let out = out.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let now = Instant::now();
-            let limit = e
-                .deadline
-                .map(|d| d.saturating_duration_since(now))
-                .unwrap_or(timeout)
-                .min(timeout);
-            let want_stream = e.request.stream;
-            let include_usage = e.request.include_usage;
-            let fut = esc.escalate(e.request, e.reason, e.device_reply);
-            let result = match tokio::time::timeout(limit, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::new(
-                    ErrorCode::DeadlineExceeded,
-                    format!("the cascade did not answer within {} ms", limit.as_millis()),
-                )),
-            };
-            let replies = match result {
-                Ok(c) => {
-                    let stream = e.stream.or_else(|| {
-                        want_stream
-                            .then(|| StreamState::new(&e.id, &c.model, c.created, include_usage))
-                    });
-                    final_messages(stream, c)
-                }
-                Err(err) => {
-                    log::warn!(
-                        "serve escalation failed id={} code={} message={:?}",
-                        e.id,
-                        err.code,
-                        err.message
-                    );
-                    vec![Reply::Error(err)]
-                }
-            };
-            for reply in replies {
-                let _ = out
-                    .send(Outgoing {
-                        to: e.to.clone(),
-                        reply,
-                    })
-                    .await;
-            }
+            escalate_one(esc, e, out, timeout).await;
         });
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Chunks of a streamed escalation buffered between the cascade and the publisher.
+const PASS_THROUGH_CHUNKS: usize = 32;
+
+/// One escalated request, from the seam to its final message. A streamed
+/// request with nothing sent yet passes the upstream's chunks through to
+/// the app as they arrive (a forwarding task, so the order is kept); the
+/// terminator (or the error) follows the last of them.
+async fn escalate_one(
+    esc: Arc<dyn Escalate>,
+    e: Escalation,
+    out: mpsc::Sender<Outgoing>,
+    timeout: Duration,
+) {
+    let now = Instant::now();
+    let limit = e
+        .deadline
+        .map(|d| d.saturating_duration_since(now))
+        .unwrap_or(timeout)
+        .min(timeout);
+    let want_stream = e.request.stream;
+    let include_usage = e.request.include_usage;
+    let pass_through = want_stream && !e.stream.as_ref().is_some_and(|s| s.started());
+    let (sink, forwarder) = if pass_through {
+        let (tx, mut rx) = mpsc::channel::<ChatCompletionChunk>(PASS_THROUGH_CHUNKS);
+        let out = out.clone();
+        let to = e.to.clone();
+        let task = tokio::spawn(async move {
+            let mut forwarded = 0usize;
+            while let Some(chunk) = rx.recv().await {
+                forwarded += 1;
+                let reply = Reply::Chunk(Box::new(chunk));
+                if out
+                    .send(Outgoing {
+                        to: to.clone(),
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            forwarded
+        });
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
+    let fut = esc.escalate(e.request, e.reason, e.device_reply, sink);
+    let result = match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            ErrorCode::DeadlineExceeded,
+            format!("the cascade did not answer within {} ms", limit.as_millis()),
+        )),
+    };
+    // The future (and with it the sink) is gone: the forwarder drains and ends.
+    let forwarded = match forwarder {
+        Some(task) => task.await.unwrap_or(0),
+        None => 0,
+    };
+    let replies = match result {
+        Ok(c) if forwarded > 0 => vec![Reply::Done {
+            id: c.id.clone(),
+            created: c.created,
+        }],
+        Ok(c) => {
+            let stream = e.stream.or_else(|| {
+                want_stream.then(|| StreamState::new(&e.id, &c.model, c.created, include_usage))
+            });
+            final_messages(stream, c)
+        }
+        Err(err) => {
+            log::warn!(
+                "serve escalation failed id={} code={} forwarded_chunks={forwarded} message={:?}",
+                e.id,
+                err.code,
+                err.message
+            );
+            vec![Reply::Error(err)]
+        }
+    };
+    if forwarded > 0 {
+        log::info!("serve escalation streamed id={} chunks={forwarded}", e.id);
+    }
+    for reply in replies {
+        let _ = out
+            .send(Outgoing {
+                to: e.to.clone(),
+                reply,
+            })
+            .await;
+    }
 }

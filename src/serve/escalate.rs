@@ -4,8 +4,8 @@
 //! Owns: the [`Escalate`] trait and the reasons a request is handed up
 //! ([`EscalateReason`]). Does not own: any policy, client or breaker (all of
 //! that is `cascade`'s), nor the publishing of the answer (`serve::daemon`
-//! publishes whatever `escalate` returns, streamed as chunks if the app asked
-//! for a stream).
+//! publishes what `escalate` streams into its [`StreamSink`] as it arrives,
+//! or whatever it returns, re-chunked if the app asked for a stream).
 //!
 //! Without an escalator (`ServeConfig::escalate == None`) the daemon answers
 //! on its own: a reply the model marked for fallback is sent as the device's
@@ -15,9 +15,15 @@
 //! in a `no_route` error.
 
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use crate::engine::toolcall::FallbackReason;
-use crate::openai::{ApiError, ChatCompletion, ValidRequest};
+use crate::openai::{ApiError, ChatCompletion, ChatCompletionChunk, ValidRequest};
+
+/// Where an escalator streams the chunks of a streamed request, as they
+/// arrive from upstream (bounded: a stuck app stalls the upstream read, it
+/// does not grow memory).
+pub type StreamSink = mpsc::Sender<ChatCompletionChunk>;
 
 /// Why the device hands a request up.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,10 +59,17 @@ pub trait Escalate: Send + Sync + 'static {
     /// (e.g. every hop is down and the device's answer is better than
     /// nothing) or its own. An `Err` is sent to the app as is (`no_route`
     /// listing what was tried, `upstream_error`, ...).
+    ///
+    /// `sink` is given when the app asked for a stream and nothing has been
+    /// sent to it yet: chunks sent into it reach the app unchanged as they
+    /// come (the daemon adds only the stream terminator), and the returned
+    /// completion must be the same reply added up. An escalator that sends
+    /// nothing into the sink is re-chunked from its returned completion.
     fn escalate(
         &self,
         request: ValidRequest,
         reason: EscalateReason,
         device_reply: Option<ChatCompletion>,
+        sink: Option<StreamSink>,
     ) -> BoxFuture<'static, Result<ChatCompletion, ApiError>>;
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use admission::Policy;
-pub use escalate::{Escalate, EscalateReason};
+pub use escalate::{Escalate, EscalateReason, StreamSink};
 
 use crate::config::Board;
 use crate::engine::Engine;
