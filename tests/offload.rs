@@ -203,36 +203,45 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         )
 }
 
-/// Chat prompts of the demo test split: every `step`-th example.
-fn test_prompts(engine: &Engine, step: usize) -> Vec<String> {
+/// Chat prompts of the demo test split: those with index `i % shards == shard`.
+fn test_prompts(engine: &Engine, shard: usize, shards: usize) -> Vec<(usize, String)> {
     use moe_edge::openai::ChatRequest;
     let text =
         std::fs::read_to_string(Path::new(ROOT).join("models/assist-moe/data/test.jsonl")).unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .step_by(step)
-        .map(|line| {
+        .enumerate()
+        .filter(|(i, _)| i % shards == shard)
+        .map(|(i, line)| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let req = ChatRequest::from_value(serde_json::json!({ "messages": v["messages"] }))
                 .map_err(|e| e.message)
                 .unwrap();
-            moe_edge::engine::template::render_chat(
+            let p = moe_edge::engine::template::render_chat(
                 &req.text_messages(),
                 engine.bundle.manifest.chat_template.as_deref(),
             )
-            .unwrap()
+            .unwrap();
+            (i, p)
         })
         .collect()
 }
 
-#[test]
-fn equivalence_25_percent_plus_host() {
+/// The test split is covered whole, in this many shards (one test each, so
+/// nextest runs them side by side and none runs long).
+const SHARDS: usize = 4;
+
+/// A device holding 25 % of the experts plus a host process (escalate on
+/// any failed remote call: never a silent substitution) against the full
+/// model run locally: same greedy tokens, logits within 1e-4 at every step,
+/// on the golden prompts (shard 0) and on test prompts `i % SHARDS == shard`.
+fn equivalence(shard: usize) {
     let b = broker();
-    let _host = Host::spawn(&b.url(), "host-eq");
-    // Escalate: any failed remote call is an error, never a silent substitution.
+    let host_id = format!("host-eq{shard}");
+    let _host = Host::spawn(&b.url(), &host_id);
     let dev = device(
         &b.url(),
-        "dev-eq",
+        &format!("dev-eq{shard}"),
         &board(Duration::from_secs(5), OnMiss::Escalate),
     );
     let full = full_engine();
@@ -241,27 +250,31 @@ fn equivalence_25_percent_plus_host() {
         .sum();
     assert_eq!(present, 16, "device bundle holds 25 % of 64 experts");
 
-    let golden =
-        read_golden(&Path::new(ROOT).join("models/assist-moe/golden.safetensors")).unwrap();
     let mut worst = 0f32;
-    for (i, g) in golden.iter().enumerate() {
-        let a = run_prompt(&full.model, i, g, true).unwrap();
-        let d = run_prompt(&dev.engine.model, i, g, true).unwrap();
-        assert_eq!(
-            a.tokens, d.tokens,
-            "golden prompt {i}: greedy tokens differ"
-        );
-        let diff = max_diff(a.logits.as_ref().unwrap(), d.logits.as_ref().unwrap());
-        assert!(diff <= 1e-4, "golden prompt {i}: max |Δlogit| {diff}");
-        worst = worst.max(diff);
+    let mut n_golden = 0;
+    if shard == 0 {
+        let golden =
+            read_golden(&Path::new(ROOT).join("models/assist-moe/golden.safetensors")).unwrap();
+        for (i, g) in golden.iter().enumerate() {
+            let a = run_prompt(&full.model, i, g, true).unwrap();
+            let d = run_prompt(&dev.engine.model, i, g, true).unwrap();
+            assert_eq!(
+                a.tokens, d.tokens,
+                "golden prompt {i}: greedy tokens differ"
+            );
+            let diff = max_diff(a.logits.as_ref().unwrap(), d.logits.as_ref().unwrap());
+            assert!(diff <= 1e-4, "golden prompt {i}: max |Δlogit| {diff}");
+            worst = worst.max(diff);
+        }
+        n_golden = golden.len();
     }
-    let prompts = test_prompts(&full, 25);
+    let prompts = test_prompts(&full, shard, SHARDS);
     let (mut cf, mut cd) = (ExpertCounts::default(), ExpertCounts::default());
     let mut tokens = 0;
-    for (i, p) in prompts.iter().enumerate() {
+    for (i, p) in &prompts {
         let ids = full.encode(p).unwrap();
-        let (ta, la) = greedy(&full, &ids, 24, &mut cf);
-        let (td, ld) = greedy(&dev.engine, &ids, 24, &mut cd);
+        let (ta, la) = greedy(&full, &ids, 48, &mut cf);
+        let (td, ld) = greedy(&dev.engine, &ids, 48, &mut cd);
         assert_eq!(ta, td, "test prompt {i}: greedy tokens differ");
         for (x, y) in la.iter().zip(&ld) {
             let diff = max_diff(x, y);
@@ -272,14 +285,35 @@ fn equivalence_25_percent_plus_host() {
     }
     let s = dev.remote.stats();
     eprintln!(
-        "equivalence: {} golden + {} test prompts, {tokens} generated tokens, max |Δlogit| {worst:e}; device counts {cd:?}; remote {s:?}",
-        golden.len(),
+        "equivalence shard {shard}/{SHARDS}: {n_golden} golden + {} test prompts, {tokens} generated tokens, max |Δlogit| {worst:e}; device counts {cd:?}; remote {s:?}",
         prompts.len()
     );
+    assert_eq!(prompts.len(), 500, "the demo test split has 2000 prompts");
     assert_eq!(cd.substituted, 0);
     assert!(cd.remote > 0 && cd.resident + cd.paged > 0);
     assert_eq!(s.timeouts, 0);
     assert!(s.ok > 0);
+    assert_eq!(s.hosts.get(&host_id).copied(), Some(s.ok), "{s:?}");
+}
+
+#[test]
+fn equivalence_25_percent_plus_host_golden_and_split_0() {
+    equivalence(0);
+}
+
+#[test]
+fn equivalence_25_percent_plus_host_split_1() {
+    equivalence(1);
+}
+
+#[test]
+fn equivalence_25_percent_plus_host_split_2() {
+    equivalence(2);
+}
+
+#[test]
+fn equivalence_25_percent_plus_host_split_3() {
+    equivalence(3);
 }
 
 /// Steps a generation to its end; returns (finished, wall time).
@@ -312,7 +346,7 @@ fn host_killed_then_restarted() {
         &board(Duration::from_millis(200), OnMiss::Substitute),
     );
     let e = &dev.engine;
-    let prompts = test_prompts(e, 97);
+    let prompts: Vec<String> = test_prompts(e, 0, 97).into_iter().map(|(_, p)| p).collect();
 
     // Mid-generation: a few steps with the host, then kill it.
     let mut g = e.begin(&prompts[0], params()).unwrap();
@@ -365,7 +399,7 @@ fn two_hosts_split_the_load_and_survive_one_loss() {
     );
     let full = full_engine();
     let e = &dev.engine;
-    let prompts = test_prompts(e, 101);
+    let prompts: Vec<String> = test_prompts(e, 0, 101).into_iter().map(|(_, p)| p).collect();
     for p in prompts.iter().take(3) {
         let mut g = e.begin(p, params()).unwrap();
         let (f, _) = finish(e, &mut g);
