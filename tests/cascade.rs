@@ -843,21 +843,65 @@ async fn cloud_stream_passes_through_and_images_go_untouched() {
     assert_eq!(rec.auth.lock().unwrap()[0], "Bearer sk-test-123");
 }
 
-/// The demo model's `<|fallback|>` goes up the cascade (only once the demo bundle exists).
+/// Three tiers, three kinds of process: the demo model pruned to 25 % of its
+/// experts (`moe-edge plan --device-bundle`; alone, missing experts
+/// substituted) on the device; the full demo model behind `moe-edge host
+/// --http` as the next hop; and as the host's cloud, another `moe-edge host
+/// --http` running the fixture (it answers anything, standing in for a large
+/// model). Requests of the test split go in: the device answers what it
+/// can, what it marks `<|fallback|>` (or calls wrongly) goes to the host, and
+/// what the host also gives up reaches the cloud; every reply says who served
+/// it and what was tried; a streamed one streams through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_fallback_marker_goes_to_the_host() {
+async fn pruned_demo_device_then_full_host_then_cloud_processes() {
     let Some(demo) = demo_bundle() else {
         eprintln!("skipped: models/assist-moe/bundle does not exist yet");
         return;
     };
-    // The host runs the fixture (it answers anything) standing in for a bigger model.
-    let host = HostProc::spawn(
+    let dir = tmp_root().join("pruned-demo");
+    let pruned = dir.join("dev25");
+    let st = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "plan",
+            "--board",
+            "host-cpu",
+            "--fraction",
+            "0.25",
+            "--gen-tokens",
+            "4",
+            "--force",
+        ])
+        .arg("--bundle")
+        .arg(&demo)
+        .arg("--out")
+        .arg(dir.join("plan.json"))
+        .arg("--device-bundle")
+        .arg(&pruned)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run moe-edge plan");
+    assert!(st.success(), "moe-edge plan failed");
+    let cloud = HostProc::spawn(
         fixture_bundle(),
-        &board_file("demo-host", 512, ""),
+        &board_file("demo-cloud", 512, ""),
+        "127.0.0.1:0",
+    );
+    std::env::set_var("MOE_EDGE_TEST_DEMO_CLOUD_KEY", "sk-demo");
+    let host = HostProc::spawn(
+        &demo,
+        &board_file(
+            "demo-host",
+            512,
+            &format!(
+                "cloud_url = \"{}/v1\"\ncloud_model = \"fixture-cloud\"\ncloud_api_key_env = \"MOE_EDGE_TEST_DEMO_CLOUD_KEY\"\n",
+                cloud.url()
+            ),
+        ),
         "127.0.0.1:0",
     );
     let dev = device(
-        &demo,
+        &pruned,
         &board_file(
             "demo-device",
             512,
@@ -872,18 +916,78 @@ async fn demo_fallback_marker_goes_to_the_host() {
     )
     .unwrap();
     let tools = tools.get("tools").cloned().unwrap_or(tools);
-    let c = dev
-        .answer(valid(json!({"messages": [{"role": "user", "content": "Write me a sonnet about the history of the Roman empire."}], "tools": tools})), None)
-        .await
-        .unwrap();
-    let x = c.x_moe_edge.unwrap();
-    eprintln!(
-        "demo out-of-domain: served_by={:?} tried={:?}",
-        x.served_by, x.tried
-    );
-    if x.served_by == ServedBy::Host {
-        assert!(x.tried[0].starts_with("device: "), "{:?}", x.tried);
+    let split = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/assist-moe/data/test.jsonl"),
+    )
+    .unwrap();
+    let examples: Vec<Value> = split
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ood: Vec<&Value> = examples
+        .iter()
+        .filter(|e| e["expected"].is_null())
+        .take(24)
+        .collect();
+    let tool_reqs: Vec<&Value> = examples
+        .iter()
+        .filter(|e| !e["expected"].is_null())
+        .take(8)
+        .collect();
+    assert!(ood.len() == 24 && tool_reqs.len() == 8);
+    let (mut by_cloud, mut by_host, mut by_device) = (0, 0, 0);
+    let mut escalated: Option<Value> = None;
+    for e in ood.iter().chain(&tool_reqs) {
+        let body = json!({"messages": e["messages"], "tools": tools, "max_tokens": 48});
+        let c = dev
+            .answer(valid(body.clone()), None)
+            .await
+            .unwrap_or_else(|err| panic!("{}: {err:?}", e["messages"]));
+        let x = c.x_moe_edge.clone().unwrap();
+        match x.served_by {
+            ServedBy::Host => {
+                by_host += 1;
+                assert!(x.tried[0].starts_with("device: "), "{:?}", x.tried);
+                assert!(x.fallback_reason.is_some(), "{x:?}");
+            }
+            ServedBy::Cloud => {
+                by_cloud += 1;
+                assert!(x.tried[0].starts_with("device: "), "{:?}", x.tried);
+                assert!(
+                    x.tried.iter().any(|t| t.starts_with("host: ")),
+                    "{:?}",
+                    x.tried
+                );
+                escalated.get_or_insert(body);
+            }
+            ServedBy::Device => {
+                by_device += 1;
+                assert!(
+                    x.fallback_reason.is_none(),
+                    "device kept a reply it gave up: {x:?}"
+                );
+            }
+            other => panic!("served by {other:?}: {x:?}"),
+        }
     }
+    eprintln!("pruned demo device, 32 requests (24 out-of-domain, 8 tool requests): {by_device} answered by the device, {by_host} by the host, {by_cloud} by the cloud");
+    assert!(
+        by_cloud >= 1,
+        "no out-of-domain request of 24 went all the way to the cloud"
+    );
+    assert!(by_device >= 1, "the device answered nothing itself");
+
+    // A request that went to the cloud, streamed: the cloud's chunks come through both hops.
+    let mut body = escalated.unwrap();
+    body["stream"] = json!(true);
+    let (result, got) = collect(&dev, valid(body)).await;
+    let done = result.unwrap();
+    assert_eq!(done.x_moe_edge.as_ref().unwrap().served_by, ServedBy::Cloud);
+    assert!(got.len() >= 3, "{got:?}");
+    let ids: std::collections::BTreeSet<&str> = got.iter().map(|(_, c)| c.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one stream, the cloud's: {ids:?}");
+    let last = &got.last().unwrap().1;
+    assert_eq!(last.x_moe_edge.as_ref().unwrap().served_by, ServedBy::Cloud);
 }
 
 // ---------------------------------------------------------------- the official openai client

@@ -399,7 +399,10 @@ fn two_hosts_split_the_load_and_survive_one_loss() {
     );
     let full = full_engine();
     let e = &dev.engine;
-    let prompts: Vec<String> = test_prompts(e, 0, 101).into_iter().map(|(_, p)| p).collect();
+    let prompts: Vec<String> = test_prompts(e, 0, 101)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     for p in prompts.iter().take(3) {
         let mut g = e.begin(p, params()).unwrap();
         let (f, _) = finish(e, &mut g);
