@@ -11,6 +11,9 @@
 //! deterministically; when the demo bundle (`models/assist-moe/bundle`)
 //! exists, its `<|fallback|>` marker is exercised too.
 
+mod common;
+
+use common::sse;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -216,26 +219,6 @@ async fn serve(router: Router) -> SocketAddr {
         axum::serve(l, router).await.unwrap();
     });
     addr
-}
-
-fn sse(events: Vec<String>, gap: Duration) -> Response {
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), true),
-        move |(mut it, first)| async move {
-            let e = it.next()?;
-            if !first {
-                tokio::time::sleep(gap).await;
-            }
-            Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from(e)),
-                (it, false),
-            ))
-        },
-    );
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
 }
 
 fn chunk_json(id: &str, delta: Value, finish: Option<&str>) -> String {
@@ -859,29 +842,8 @@ async fn pruned_demo_device_then_full_host_then_cloud_processes() {
         return;
     };
     let dir = tmp_root().join("pruned-demo");
-    let pruned = dir.join("dev25");
-    let st = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "plan",
-            "--board",
-            "host-cpu",
-            "--fraction",
-            "0.25",
-            "--gen-tokens",
-            "4",
-            "--force",
-        ])
-        .arg("--bundle")
-        .arg(&demo)
-        .arg("--out")
-        .arg(dir.join("plan.json"))
-        .arg("--device-bundle")
-        .arg(&pruned)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run moe-edge plan");
-    assert!(st.success(), "moe-edge plan failed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pruned = common::plan_device_bundle(&demo, 0.25, &dir, "dev25");
     let cloud = HostProc::spawn(
         fixture_bundle(),
         &board_file("demo-cloud", 512, ""),
@@ -967,7 +929,6 @@ async fn pruned_demo_device_then_full_host_then_cloud_processes() {
                     "device kept a reply it gave up: {x:?}"
                 );
             }
-            other => panic!("served by {other:?}: {x:?}"),
         }
     }
     eprintln!("pruned demo device, 32 requests (24 out-of-domain, 8 tool requests): {by_device} answered by the device, {by_host} by the host, {by_cloud} by the cloud");

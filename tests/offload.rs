@@ -4,6 +4,8 @@
 //! missing experts go over MQTT. Nothing depends on exact model answers, only
 //! on equivalence with the full model run locally.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,29 +35,7 @@ fn device_bundle() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let out = dir.join("dev25");
-        let st = Command::new(BIN)
-            .current_dir(ROOT)
-            .args(["plan", "--bundle"])
-            .arg(full_bundle())
-            .args([
-                "--board",
-                "host-cpu",
-                "--fraction",
-                "0.25",
-                "--gen-tokens",
-                "4",
-            ])
-            .arg("--out")
-            .arg(dir.join("plan.json"))
-            .arg("--device-bundle")
-            .arg(&out)
-            .arg("--force")
-            .stdout(Stdio::null())
-            .status()
-            .expect("run moe-edge plan");
-        assert!(st.success(), "moe-edge plan failed");
-        out
+        common::plan_device_bundle(&full_bundle(), 0.25, &dir, "dev25")
     })
     .clone()
 }

@@ -9,6 +9,8 @@
 //! streaming, tool-call parsing, fallback). Mosquitto tests print a notice
 //! and pass if `mosquitto` is not installed (scripts/test.sh installs it).
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1344,8 +1346,6 @@ fn dry_run_prints_the_plan() {
 /// the terminator with the cloud's id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_stream_passes_through_to_the_mqtt_app() {
-    use axum::body::Body;
-    use axum::response::Response;
     use axum::routing::post;
 
     const GAP: Duration = Duration::from_millis(150);
@@ -1372,23 +1372,7 @@ async fn cloud_stream_passes_through_to_the_mqtt_app() {
         );
         events.push(chunk(json!({}), json!("stop")));
         events.push("data: [DONE]\n\n".to_string());
-        let stream = futures_util::stream::unfold(
-            (events.into_iter(), true),
-            |(mut it, first)| async move {
-                let e = it.next()?;
-                if !first {
-                    tokio::time::sleep(GAP).await;
-                }
-                Some((
-                    Ok::<_, std::convert::Infallible>(Bytes::from(e)),
-                    (it, false),
-                ))
-            },
-        );
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(stream))
-            .unwrap()
+        common::sse(events, GAP)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cloud = listener.local_addr().unwrap();

@@ -1,0 +1,66 @@
+//! Set-up shared by the integration test binaries (`mod common;` in each):
+//! real servers and real subprocesses, nothing faked. Each binary uses a part.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+
+/// A `text/event-stream` response sending `events` (whole `data: …\n\n`
+/// strings) one after another, `gap` apart, from a real HTTP handler.
+pub fn sse(events: Vec<String>, gap: Duration) -> Response {
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), true),
+        move |(mut it, first)| async move {
+            let e = it.next()?;
+            if !first {
+                tokio::time::sleep(gap).await;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(e)),
+                (it, false),
+            ))
+        },
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// Runs `moe-edge plan` (the built binary) on `bundle` for board `host-cpu`
+/// keeping `fraction` of the experts; writes `DIR/plan.json` and the pruned
+/// device bundle `DIR/NAME`, which it returns.
+pub fn plan_device_bundle(bundle: &Path, fraction: f32, dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let st = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "plan",
+            "--board",
+            "host-cpu",
+            "--gen-tokens",
+            "4",
+            "--force",
+        ])
+        .arg("--fraction")
+        .arg(fraction.to_string())
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--out")
+        .arg(dir.join("plan.json"))
+        .arg("--device-bundle")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run moe-edge plan");
+    assert!(
+        st.success(),
+        "moe-edge plan failed for {}",
+        bundle.display()
+    );
+    out
+}
