@@ -191,7 +191,8 @@ mod tests {
     #[test]
     fn picks_the_decode_record_among_prompt_and_decode_runs() {
         // `-p 16 -n 64` prints a prompt record (n_gen 0) before the decode one
-        let j = r#"[{"n_prompt":16,"n_gen":0,"avg_ts":900.0},{"n_prompt":0,"n_gen":64,"avg_ts":70.5}]"#;
+        let j =
+            r#"[{"n_prompt":16,"n_gen":0,"avg_ts":900.0},{"n_prompt":0,"n_gen":64,"avg_ts":70.5}]"#;
         assert_eq!(super::parse(j).unwrap().0, 70.5);
         assert!(super::parse("[]").is_err());
         assert!(super::parse(r#"[{"n_prompt":0,"n_gen":64}]"#).is_err());
