@@ -24,8 +24,8 @@ pub struct LlamaBench {
     pub model_type: Option<String>,
     pub build_commit: Option<String>,
     /// `OMP_WAIT_POLICY` as llama-bench saw it (inherited from our environment).
-    /// On a loaded machine the OpenMP default (active spinning) makes a
-    /// 2-thread llama-bench up to 10x slower; `passive` avoids it.
+    /// On a loaded machine the OpenMP default (active spinning) made a
+    /// 2-thread llama-bench 3-30x slower here; `passive` avoids it.
     pub omp_wait_policy: Option<String>,
 }
 
