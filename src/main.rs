@@ -580,7 +580,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 runs,
             };
             let ours = bench::engine::run(&engine, &board.name, &opts)?;
-            let c = bench::llama::LlamaComparison::new(llama, ours);
+            let c = bench::llama::LlamaComparison::new(llama, ours, board.backend.threads);
             println!("{}", c.table());
             if let Some(p) = &a.json {
                 std::fs::write(p, serde_json::to_string_pretty(&c)?)?;

@@ -23,6 +23,10 @@ pub struct LlamaBench {
     pub stddev_ts: Option<f64>,
     pub model_type: Option<String>,
     pub build_commit: Option<String>,
+    /// `OMP_WAIT_POLICY` as llama-bench saw it (inherited from our environment).
+    /// On a loaded machine the OpenMP default (active spinning) made a
+    /// 2-thread llama-bench 3-30x slower here; `passive` avoids it.
+    pub omp_wait_policy: Option<String>,
 }
 
 /// The decode (`n_gen > 0`, `n_prompt == 0`) record of `llama-bench -o json` output.
@@ -107,6 +111,7 @@ pub fn run(
         stddev_ts,
         model_type,
         build_commit,
+        omp_wait_policy: std::env::var("OMP_WAIT_POLICY").ok(),
     })
 }
 
@@ -114,30 +119,43 @@ pub fn run(
 pub struct LlamaComparison {
     pub llama: LlamaBench,
     pub ours: super::engine::EngineBenchReport,
+    /// The board's `runtime.threads` (tract runs the dense graphs on one
+    /// thread; large experts run on two).
+    pub our_threads: usize,
     /// Our decode tokens/s over llama.cpp's.
     pub ratio: f64,
 }
 
 impl LlamaComparison {
-    pub fn new(llama: LlamaBench, ours: super::engine::EngineBenchReport) -> LlamaComparison {
+    pub fn new(
+        llama: LlamaBench,
+        ours: super::engine::EngineBenchReport,
+        our_threads: usize,
+    ) -> LlamaComparison {
         let ratio = ours.decode_tok_s / llama.avg_ts;
-        LlamaComparison { llama, ours, ratio }
+        LlamaComparison {
+            llama,
+            ours,
+            our_threads,
+            ratio,
+        }
     }
 
     pub fn table(&self) -> String {
         format!(
             "| engine | model | threads | decode tok/s |\n|---|---|---|---|\n\
-             | llama.cpp llama-bench {} | {} | {} | {:.1} ± {:.1} |\n\
+             | llama.cpp llama-bench {} (OMP_WAIT_POLICY={}) | {} | {} | {:.1} ± {:.1} |\n\
              | moe-edge ({}) | {} | {} | {:.1} |\n\n\
              moe-edge / llama.cpp = {:.2}x",
             self.llama.build_commit.as_deref().unwrap_or("?"),
+            self.llama.omp_wait_policy.as_deref().unwrap_or("unset"),
             self.llama.gguf.display(),
             self.llama.threads,
             self.llama.avg_ts,
             self.llama.stddev_ts.unwrap_or(0.0),
             self.ours.kernels,
             self.ours.model_id,
-            2,
+            self.our_threads,
             self.ours.decode_tok_s,
             self.ratio
         )
@@ -155,6 +173,29 @@ mod tests {
         assert_eq!(ty.as_deref(), Some("qwen3moe ?B F32"));
         assert_eq!(c.as_deref(), Some("abc"));
         assert!(super::parse("not json").is_err());
+    }
+
+    /// `llama-bench -m assist-moe-f32.gguf -p 0 -n 64 -t 2 -o json`, verbatim, from
+    /// llama.cpp 0c1e570 (vendored by the llama-cpp-python 0.3.36 sdist).
+    const REAL_0C1E570: &str = include_str!("testdata/llama-bench-0c1e570.json");
+
+    #[test]
+    fn parses_real_llama_bench_0c1e570_output() {
+        let (avg, sd, ty, c) = super::parse(REAL_0C1E570).unwrap();
+        assert_eq!(avg, 180.381621);
+        assert_eq!(sd, Some(70.469007));
+        assert_eq!(ty.as_deref(), Some("qwen3moe ?B all F32"));
+        assert_eq!(c.as_deref(), Some("0c1e570"));
+    }
+
+    #[test]
+    fn picks_the_decode_record_among_prompt_and_decode_runs() {
+        // `-p 16 -n 64` prints a prompt record (n_gen 0) before the decode one
+        let j =
+            r#"[{"n_prompt":16,"n_gen":0,"avg_ts":900.0},{"n_prompt":0,"n_gen":64,"avg_ts":70.5}]"#;
+        assert_eq!(super::parse(j).unwrap().0, 70.5);
+        assert!(super::parse("[]").is_err());
+        assert!(super::parse(r#"[{"n_prompt":0,"n_gen":64}]"#).is_err());
     }
 
     #[test]
