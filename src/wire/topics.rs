@@ -10,6 +10,7 @@
 //! moe-edge/{device}/status                      retained status + last will
 //! moe-edge/{device}/experts/reply               replies to this device's expert calls
 //! moe-edge/clients/{client}/reply               replies to a plain client (`moe-edge ask`)
+//! moe-edge/clients/{user}/{client}/reply        replies to a client logged in as {user}
 //! moe-edge/experts/{model}/v1/layer/{l}         remote-expert requests for layer l
 //! $share/moe-edge-hosts/moe-edge/experts/{model}/v1/#   what hosts subscribe to
 //! ```
@@ -155,6 +156,14 @@ pub fn client_reply(client: &ClientId) -> String {
     format!("{ROOT}/clients/{client}/reply")
 }
 
+/// `moe-edge/clients/{user}/{client}/reply`: response topic of a client
+/// logged in to the broker as `user`. The username in the topic is what a
+/// broker ACL keys on (Mosquitto: `pattern read moe-edge/clients/%u/#`, see
+/// `deploy/mosquitto/acl`), so an app reads only its own replies.
+pub fn user_reply(user: &ClientId, client: &ClientId) -> String {
+    format!("{ROOT}/clients/{user}/{client}/reply")
+}
+
 /// `moe-edge/experts/{model}/v1/layer/{layer}`: where a device sends the
 /// remote-expert request for one layer.
 pub fn expert_layer(model: &ModelId, layer: u16) -> String {
@@ -248,6 +257,13 @@ mod tests {
         assert_eq!(
             client_reply(&ClientId::new("ask-1").unwrap()),
             "moe-edge/clients/ask-1/reply"
+        );
+        assert_eq!(
+            user_reply(
+                &ClientId::new("app-a").unwrap(),
+                &ClientId::new("ask-1").unwrap()
+            ),
+            "moe-edge/clients/app-a/ask-1/reply"
         );
         assert_eq!(
             expert_layer(&m, 12),
