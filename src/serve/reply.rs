@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::openai::{
     ApiError, ChatCompletion, ChatCompletionChunk, Delta, ErrorCode, FinishReason, ToolCallDelta,
 };
-use crate::wire::topics::validate_reply_topic;
+use crate::wire::topics::validate_app_reply_topic;
 
 /// `object` of the stream terminator.
 pub const DONE_OBJECT: &str = "chat.completion.done";
@@ -49,7 +49,7 @@ impl ReplyTo {
         correlation: Option<&Bytes>,
     ) -> Option<Result<ReplyTo, ApiError>> {
         let topic = response_topic?;
-        Some(match validate_reply_topic(topic) {
+        Some(match validate_app_reply_topic(topic) {
             Ok(()) => Ok(ReplyTo {
                 topic: topic.to_string(),
                 correlation: correlation.cloned(),
@@ -66,7 +66,7 @@ impl ReplyTo {
     /// JSON so that even a request that fails validation can be answered.
     pub fn from_body_value(body: &Value) -> Option<ReplyTo> {
         let topic = body.get("reply_topic")?.as_str()?;
-        validate_reply_topic(topic).ok()?;
+        validate_app_reply_topic(topic).ok()?;
         Some(ReplyTo {
             topic: topic.to_string(),
             correlation: None,

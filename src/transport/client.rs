@@ -498,6 +498,7 @@ pub struct Stats {
     dropped_qos1: AtomicU64,
     delayed_qos1: AtomicU64,
     bad_topic: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A copy of [`Stats`].
@@ -518,6 +519,9 @@ pub struct StatsSnapshot {
     pub delayed_qos1: u64,
     /// Publishes whose topic was not UTF-8.
     pub bad_topic: u64,
+    /// Subscriptions and QoS 1 publishes the broker refused (a SUBACK or
+    /// PUBACK failure code, e.g. denied by an ACL).
+    pub refused: u64,
 }
 
 impl Stats {
@@ -532,6 +536,7 @@ impl Stats {
             dropped_qos1: l(&self.dropped_qos1),
             delayed_qos1: l(&self.delayed_qos1),
             bad_topic: l(&self.bad_topic),
+            refused: l(&self.refused),
         }
     }
 }
@@ -918,7 +923,21 @@ impl Driver {
                     use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
                     for code in &ack.return_codes {
                         if !matches!(code, R::Success(_)) {
+                            bump(&self.shared.stats.refused);
                             log::warn!("mqtt subscribe refused client={id} code={code:?}");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    use rumqttc::v5::mqttbytes::v5::PubAckReason as R;
+                    if !matches!(ack.reason, R::Success | R::NoMatchingSubscribers) {
+                        let n = bump(&self.shared.stats.refused);
+                        if worth_logging(n) {
+                            log::warn!(
+                                "mqtt publish refused client={id} pkid={} reason={:?} refused={n}",
+                                ack.pkid,
+                                ack.reason
+                            );
                         }
                     }
                 }

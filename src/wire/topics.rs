@@ -47,6 +47,10 @@ pub enum TopicError {
     BadChar { what: &'static str, ch: char },
     #[error("reply topic {0:?} would loop back into a request topic")]
     Loop(String),
+    #[error(
+        "reply topic {0:?} is reserved: inside moe-edge/ only moe-edge/clients/... may be named"
+    )]
+    Reserved(String),
 }
 
 fn validate_id(what: &'static str, id: &str) -> Result<(), TopicError> {
@@ -213,7 +217,7 @@ pub fn parse_expert_layer(topic: &str) -> Option<(&str, u16)> {
 
 /// Checks a reply topic named in a request body by an MQTT 3.1.1 app (or a
 /// response topic from an MQTT 5 one): non-empty, ≤ 256 bytes, no wildcards
-/// or NUL, not a `$` system topic, and not a moe-edge request topic (which
+/// or NUL, not a `$` system topic, not a moe-edge request topic (which
 /// would feed the reply back in as a request).
 pub fn validate_reply_topic(topic: &str) -> Result<(), TopicError> {
     const WHAT: &str = "reply topic";
@@ -238,6 +242,19 @@ pub fn validate_reply_topic(topic: &str) -> Result<(), TopicError> {
     }
     if parse_chat_requests(topic).is_some() || parse_expert_layer(topic).is_some() {
         return Err(TopicError::Loop(topic.to_owned()));
+    }
+    Ok(())
+}
+
+/// [`validate_reply_topic`] for a reply topic named by an *app* (the serve
+/// daemon's replies): inside `moe-edge/` only below `moe-edge/clients/`, so
+/// an app cannot steer a reply onto a device's status or expert-reply topic.
+pub fn validate_app_reply_topic(topic: &str) -> Result<(), TopicError> {
+    validate_reply_topic(topic)?;
+    if let Some(rest) = topic.strip_prefix("moe-edge/") {
+        if !rest.starts_with("clients/") {
+            return Err(TopicError::Reserved(topic.to_owned()));
+        }
     }
     Ok(())
 }
@@ -340,6 +357,23 @@ mod tests {
             validate_reply_topic("moe-edge/car/v1/chat/completions"),
             Err(TopicError::Loop(_))
         ));
+        for reserved in [
+            "moe-edge/car/status",
+            "moe-edge/car/experts/reply",
+            "moe-edge/experts/m/v1/other",
+        ] {
+            assert!(
+                matches!(
+                    validate_app_reply_topic(reserved),
+                    Err(TopicError::Reserved(_))
+                ),
+                "{reserved}"
+            );
+        }
+        assert!(validate_reply_topic("moe-edge/car/experts/reply").is_ok());
+        assert!(validate_app_reply_topic("moe-edge/clients/app-a/ask-1/reply").is_ok());
+        assert!(validate_app_reply_topic("moe-edge/clients/ask-1/reply").is_ok());
+        assert!(validate_app_reply_topic("app/nav/replies/42").is_ok());
     }
 
     proptest! {
