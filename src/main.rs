@@ -609,18 +609,27 @@ struct BrokerArgs {
     username: Option<String>,
     #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Persistent MQTT session: the broker keeps subscriptions and queued QoS 1 requests this
+    /// many seconds across a disconnect or broker restart (0 = a clean session each connect).
+    #[arg(long, default_value_t = 0)]
+    session_expiry_s: u64,
 }
 
 impl BrokerArgs {
     fn config(&self, url: &str) -> anyhow::Result<moe_edge::transport::MqttConfig> {
-        Ok(moe_edge::serve::broker_config(
+        let mut c = moe_edge::serve::broker_config(
             url,
             self.ca.as_deref(),
             self.cert.as_deref(),
             self.key.as_deref(),
             self.username.as_deref(),
             self.password.as_deref(),
-        )?)
+        )?;
+        if self.session_expiry_s > 0 {
+            c.clean_start = false;
+            c.session_expiry = std::time::Duration::from_secs(self.session_expiry_s);
+        }
+        Ok(c)
     }
 }
 
