@@ -27,5 +27,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(topics::parse_chat_requests(s).is_none());
             assert!(!s.contains(['+', '#', '\0']));
         }
+        if topics::validate_app_reply_topic(s).is_ok() {
+            assert!(!s.starts_with("moe-edge/") || s.starts_with("moe-edge/clients/"));
+        }
     }
 });
