@@ -4,8 +4,9 @@
 # A script to run by hand (not CI):
 #
 #   scripts/soak.sh [MINUTES=30] [CLIENTS=4] [MAX_GROWTH_MB=16]
+#   SOAK_BROKER=mosquitto scripts/soak.sh ...   (daemon on an external Mosquitto)
 #
-# The daemon runs on its embedded broker with the committed bundle
+# The daemon runs on its embedded broker (or Mosquitto) with the committed bundle
 # (models/assist-moe/bundle, board host-cpu). CLIENTS loops each run
 # `moe-edge ask` back to back (a fresh MQTT client and reply topic per request,
 # so the daemon also sees a steady churn of new clients). RSS is read from
@@ -20,23 +21,40 @@ max_growth_mb=${3:-16}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
-nice -n 10 cargo build --release --bin moe-edge 2>&1 | tail -1
-bin=$CARGO_TARGET_DIR/release/moe-edge
+if [ -n "${SOAK_BIN:-}" ]; then
+    bin=$SOAK_BIN   # a binary built beforehand
+else
+    nice -n 10 cargo build --release --bin moe-edge 2>&1 | tail -1
+    bin=$CARGO_TARGET_DIR/release/moe-edge
+fi
 dir=${SOAK_DIR:-$(mktemp -d /tmp/moe-edge-soak.XXXXXX)}
 mkdir -p "$dir"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 device=soak-$$
 
-"$bin" serve --bundle models/assist-moe/bundle --board host-cpu --device-id "$device" \
-    --listen "127.0.0.1:$port" >"$dir/daemon.log" 2>&1 &
-daemon=$!
 pids=()
+broker_pid=
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    kill "$daemon" 2>/dev/null || true
+    kill "${daemon:-}" 2>/dev/null || true
+    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
+if [ "${SOAK_BROKER:-embedded}" = mosquitto ]; then
+    # An external Mosquitto: the daemon's RSS then excludes the broker's.
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s' "$port" \
+        "$( [ "$(id -u)" = 0 ] && echo 'user root' )" >"$dir/mosquitto.conf"
+    mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+    broker_pid=$!
+    sleep 0.5
+    "$bin" serve --bundle models/assist-moe/bundle --board host-cpu --device-id "$device" \
+        --broker "mqtt://127.0.0.1:$port" >"$dir/daemon.log" 2>&1 &
+else
+    "$bin" serve --bundle models/assist-moe/bundle --board host-cpu --device-id "$device" \
+        --listen "127.0.0.1:$port" >"$dir/daemon.log" 2>&1 &
+fi
+daemon=$!
 
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
