@@ -594,7 +594,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 struct BrokerArgs {
-    /// External broker: mqtt://[user[:pass]@]host[:port] or mqtts://...
+    /// MQTT broker: mqtt://[user[:pass]@]host[:port] or mqtts://...
     #[arg(long)]
     broker: Option<String>,
     /// PEM CA certificates for mqtts:// (default: the webpki roots).
@@ -609,18 +609,27 @@ struct BrokerArgs {
     username: Option<String>,
     #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Persistent MQTT session: the broker keeps subscriptions and queued QoS 1 requests this
+    /// many seconds across a disconnect or broker restart (0 = a clean session each connect).
+    #[arg(long, default_value_t = 0)]
+    session_expiry_s: u64,
 }
 
 impl BrokerArgs {
     fn config(&self, url: &str) -> anyhow::Result<moe_edge::transport::MqttConfig> {
-        Ok(moe_edge::serve::broker_config(
+        let mut c = moe_edge::serve::broker_config(
             url,
             self.ca.as_deref(),
             self.cert.as_deref(),
             self.key.as_deref(),
             self.username.as_deref(),
             self.password.as_deref(),
-        )?)
+        )?;
+        if self.session_expiry_s > 0 {
+            c.clean_start = false;
+            c.session_expiry = std::time::Duration::from_secs(self.session_expiry_s);
+        }
+        Ok(c)
     }
 }
 
@@ -856,10 +865,10 @@ struct HostArgs {
     /// Serve /v1/chat/completions and /v1/models here (e.g. 0.0.0.0:8080; port 0 picks one).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
-    /// Run the expert server (remote expert compute for devices) on this MQTT broker:
-    /// mqtt://[user[:pass]@]host[:port] or mqtts://...
-    #[arg(long)]
-    broker: Option<String>,
+    /// Run the expert server (remote expert compute for devices) on the MQTT broker given by
+    /// --broker (with --ca/--cert/--key/--username/--password as for serve).
+    #[command(flatten)]
+    mqtt: BrokerArgs,
     /// Shared-subscription group of the expert server (hosts in one group split the load).
     #[arg(long, default_value = moe_edge::wire::topics::HOST_GROUP)]
     group: String,
@@ -881,7 +890,7 @@ fn host(a: HostArgs) -> anyhow::Result<()> {
     use moe_edge::host::{self, HostOptions};
     let board = Board::load(&a.board)?;
     anyhow::ensure!(
-        a.http.is_some() || a.broker.is_some(),
+        a.http.is_some() || a.mqtt.broker.is_some(),
         "give --http ADDR (the OpenAI endpoint) and/or --broker URL (the expert server)"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -901,13 +910,14 @@ fn host(a: HostArgs) -> anyhow::Result<()> {
             None => None,
         };
         // The expert server (--broker): all experts of the bundle over MQTT.
-        let experts = match &a.broker {
+        let experts = match &a.mqtt.broker {
             Some(url) => {
                 let id = a
                     .host_id
                     .clone()
                     .unwrap_or_else(|| format!("moe-edge-host-{}", std::process::id()));
-                let mqtt = moe_edge::transport::MqttConfig::from_url(url, id)?;
+                let mut mqtt = a.mqtt.config(url)?;
+                mqtt.client_id = id;
                 let mut cfg = host::experts::ExpertServerConfig::new(a.bundle.clone(), mqtt);
                 cfg.verify = Verify::Full;
                 cfg.group = a.group.clone();

@@ -3,6 +3,7 @@
 //! ~1.7 GB in f32), generated reproducibly from a seed and imported into
 //! bundles, and its decode benchmark against the memory-bandwidth roofline
 //! (active bytes per token ÷ read bandwidth measured in the same run).
+#![cfg_attr(not(feature = "tract"), allow(unused_imports, dead_code))]
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde_json::json;
 use super::bandwidth::Bandwidth;
 use super::engine::{EngineBenchOptions, EngineBenchReport};
 use super::BenchError;
+#[cfg(feature = "tract")]
 use crate::bundle::import::{import, ImportOptions};
 use crate::bundle::manifest::{Dtype, Manifest};
 use crate::engine::Engine;
@@ -209,6 +211,7 @@ pub struct MadeBundle {
 
 /// `DIR/hf` (checkpoint + tokenizer), `DIR/bundle` (f32) and, with
 /// `Dtype::F16` in `dtypes`, `DIR/bundle-f16`.
+#[cfg(feature = "tract")]
 pub fn make(dir: &Path, seed: u64, dtypes: &[Dtype]) -> Result<Vec<MadeBundle>, BenchError> {
     let s = ScaleShape::default();
     let hf = dir.join("hf");

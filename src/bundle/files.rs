@@ -1,5 +1,8 @@
-//! File integrity: sizes and sha256 of the files a manifest lists. Pure file
-//! reading, no knowledge of what the files contain.
+//! File integrity: sizes and sha256 of the files a manifest lists, and of
+//! `manifest.json` itself (its hash in `manifest.sha256`, `sha256sum` format,
+//! so a flipped bit in a listed hash is blamed on the manifest, not on the
+//! file it describes). Pure file reading, no knowledge of what the files
+//! contain.
 
 use std::io::Read;
 use std::path::Path;
@@ -69,4 +72,64 @@ pub fn check_files(dir: &Path, files: &[FileEntry], verify: Verify) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The file next to `manifest.json` that holds its sha256.
+pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
+
+/// Writes `manifest.sha256` for the `manifest.json` in `dir` (call after
+/// every write of the manifest).
+pub fn write_manifest_checksum(dir: &Path) -> Result<(), BundleError> {
+    let h = sha256_file(&dir.join("manifest.json"))?;
+    let path = dir.join(MANIFEST_SHA_FILE);
+    std::fs::write(&path, format!("{h}  manifest.json\n")).map_err(|e| BundleError::io(&path, e))
+}
+
+/// Checks `manifest.json` against `manifest.sha256`. `Ok(false)` when the
+/// bundle has no checksum file (written by an older import).
+pub fn check_manifest(dir: &Path) -> Result<bool, BundleError> {
+    let path = dir.join(MANIFEST_SHA_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(BundleError::io(&path, e)),
+    };
+    let expected = text.split_whitespace().next().unwrap_or("");
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(BundleError::invalid(
+            &path,
+            "not a sha256 line (`<64 hex digits>  manifest.json`)",
+        ));
+    }
+    let mpath = dir.join("manifest.json");
+    let actual = sha256_file(&mpath)?;
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(BundleError::Checksum {
+            path: mpath,
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_checksum_round_trip_and_flip() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(!check_manifest(d).unwrap(), "no checksum file yet");
+        std::fs::write(d.join("manifest.json"), b"{\"a\": 1}\n").unwrap();
+        write_manifest_checksum(d).unwrap();
+        assert!(check_manifest(d).unwrap());
+        std::fs::write(d.join("manifest.json"), b"{\"a\": 3}\n").unwrap();
+        let e = check_manifest(d).unwrap_err().to_string();
+        assert!(e.contains("manifest.json") && e.contains("sha256"), "{e}");
+        std::fs::write(d.join(MANIFEST_SHA_FILE), "zz").unwrap();
+        let e = check_manifest(d).unwrap_err().to_string();
+        assert!(e.contains("manifest.sha256"), "{e}");
+    }
 }

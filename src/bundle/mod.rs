@@ -67,9 +67,14 @@ impl BundleError {
 /// How thoroughly `Bundle::open` checks the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
-    /// Sizes only (fast start).
+    /// Sizes only (fast start; `manifest.sha256` is still checked).
     Sizes,
     /// Sizes and sha256 of every file (catches a flipped bit before it answers).
+    /// Every file: the graphs (and their external data), the tokenizer and
+    /// the whole `experts.safetensors`, hashed at start rather than per
+    /// expert on first use: an edge bundle is a few GB at most and hashes in
+    /// seconds, and a corrupted expert found mid-answer could only fail that
+    /// answer, never prevent it.
     Full,
 }
 
@@ -83,6 +88,14 @@ pub struct Bundle {
 impl Bundle {
     pub fn open(dir: &Path, verify: Verify) -> Result<Bundle, BundleError> {
         let mpath = dir.join("manifest.json");
+        // Before parsing: a corrupted manifest is reported as such.
+        if !files::check_manifest(dir)? && verify == Verify::Full {
+            log::warn!(
+                "bundle manifest unchecked path={} reason=no_{} (re-import the bundle to add it)",
+                mpath.display(),
+                files::MANIFEST_SHA_FILE
+            );
+        }
         let text = std::fs::read_to_string(&mpath).map_err(|e| BundleError::io(&mpath, e))?;
         let manifest = Manifest::from_json(&text, &mpath)?;
         let bundle = Bundle {

@@ -72,7 +72,7 @@ impl ExpertServerConfig {
     pub fn new(bundle: PathBuf, mqtt: MqttConfig) -> ExpertServerConfig {
         ExpertServerConfig {
             bundle,
-            verify: Verify::Sizes,
+            verify: Verify::Full,
             mqtt,
             group: topics::HOST_GROUP.to_string(),
             workers: 2,

@@ -108,6 +108,7 @@ pub fn write_device_bundle(
         serde_json::to_string_pretty(&manifest).expect("manifest serialises"),
     )
     .map_err(|e| BundleError::io(&mpath, e))?;
+    crate::bundle::files::write_manifest_checksum(tmp.path())?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| BundleError::io(out, e))?;
     }

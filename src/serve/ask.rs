@@ -42,7 +42,12 @@ pub async fn ask(
 ) -> Result<ChatCompletion, ServeError> {
     let start = Instant::now();
     let client_id = format!("moe-edge-ask-{:016x}", rand::random::<u64>());
-    let reply_topic = topics::client_reply(&ClientId::new(client_id.clone())?);
+    let client = ClientId::new(client_id.clone())?;
+    // Logged in: below the username, where a broker ACL lets only us read.
+    let reply_topic = match &opts.mqtt.username {
+        Some(user) => topics::user_reply(&ClientId::new(user.clone())?, &client),
+        None => topics::client_reply(&client),
+    };
     let mut mqtt = opts.mqtt.clone();
     mqtt.client_id = client_id;
     mqtt.last_will = None;

@@ -330,7 +330,7 @@ impl Intake {
         if to.is_none() && m.payload.len() <= self.limits.max_body_bytes {
             to = match &parsed {
                 Ok(r) => r.reply_topic.as_deref().and_then(|t| {
-                    topics::validate_reply_topic(t).ok().map(|()| ReplyTo {
+                    topics::validate_app_reply_topic(t).ok().map(|()| ReplyTo {
                         topic: t.to_string(),
                         correlation: None,
                         request_id: r.id.clone(),

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::openai::{
     ApiError, ChatCompletion, ChatCompletionChunk, Delta, ErrorCode, FinishReason, ToolCallDelta,
 };
-use crate::wire::topics::validate_reply_topic;
+use crate::wire::topics::validate_app_reply_topic;
 
 /// `object` of the stream terminator.
 pub const DONE_OBJECT: &str = "chat.completion.done";
@@ -49,7 +49,7 @@ impl ReplyTo {
         correlation: Option<&Bytes>,
     ) -> Option<Result<ReplyTo, ApiError>> {
         let topic = response_topic?;
-        Some(match validate_reply_topic(topic) {
+        Some(match validate_app_reply_topic(topic) {
             Ok(()) => Ok(ReplyTo {
                 topic: topic.to_string(),
                 correlation: correlation.cloned(),
@@ -66,7 +66,7 @@ impl ReplyTo {
     /// JSON so that even a request that fails validation can be answered.
     pub fn from_body_value(body: &Value) -> Option<ReplyTo> {
         let topic = body.get("reply_topic")?.as_str()?;
-        validate_reply_topic(topic).ok()?;
+        validate_app_reply_topic(topic).ok()?;
         Some(ReplyTo {
             topic: topic.to_string(),
             correlation: None,
@@ -80,9 +80,21 @@ impl ReplyTo {
         ReplyTo::from_body_value(&v)
     }
 
-    /// Who is asking, for the rate limit: a user property if given, else the
+    /// Who is asking, for the rate limit. A reply topic below
+    /// `moe-edge/clients/{name}/` is keyed on `moe-edge/clients/{name}`,
+    /// whatever the user property says: with the broker ACL
+    /// (`deploy/mosquitto/acl`) only the user `name` can read there, so an app
+    /// cannot dodge its limit by varying the property or the rest of the
+    /// topic. Otherwise the `client_id` user property if given, else the
     /// reply topic.
     pub fn client_key<'a>(&'a self, user_property: Option<&'a str>) -> &'a str {
+        const CLIENTS: &str = "moe-edge/clients/";
+        if let Some(rest) = self.topic.strip_prefix(CLIENTS) {
+            let name = rest.split('/').next().unwrap_or("");
+            if !name.is_empty() {
+                return &self.topic[..CLIENTS.len() + name.len()];
+            }
+        }
         user_property.unwrap_or(&self.topic)
     }
 }
@@ -356,6 +368,18 @@ mod tests {
         assert!(ReplyTo::from_body_bytes(br#"{"reply_topic":"a/#"}"#).is_none());
         assert_eq!(b.client_key(Some("car-7")), "car-7");
         assert_eq!(b.client_key(None), "app/r");
+        for (topic, prop) in [
+            ("moe-edge/clients/app-a/c1/reply", None),
+            ("moe-edge/clients/app-a/c2/reply", Some("spoofed-1")),
+            ("moe-edge/clients/app-a/x/y/z", Some("spoofed-2")),
+        ] {
+            let t = ReplyTo {
+                topic: topic.into(),
+                correlation: None,
+                request_id: None,
+            };
+            assert_eq!(t.client_key(prop), "moe-edge/clients/app-a", "{topic}");
+        }
     }
 
     #[test]

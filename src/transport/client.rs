@@ -95,6 +95,10 @@ pub struct MqttConfig {
     /// At least 5 s (rumqttc asserts it).
     pub keep_alive: Duration,
     pub clean_start: bool,
+    /// MQTT 5 Session Expiry Interval: with `clean_start = false`, how long
+    /// the broker keeps the session (subscriptions, queued QoS 1 messages)
+    /// after a disconnect. Zero: the session ends with the connection.
+    pub session_expiry: Duration,
     pub last_will: Option<LastWill>,
     /// Largest packet we accept from the broker (rumqttc's default is 10 KiB).
     pub max_packet_size: u32,
@@ -124,6 +128,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("keep_alive", &self.keep_alive)
             .field("clean_start", &self.clean_start)
+            .field("session_expiry", &self.session_expiry)
             .field("last_will", &self.last_will.as_ref().map(|w| &w.topic))
             .field("max_packet_size", &self.max_packet_size)
             .field("inbox_capacity", &self.inbox_capacity)
@@ -143,6 +148,7 @@ impl MqttConfig {
             password: None,
             keep_alive: Duration::from_secs(30),
             clean_start: true,
+            session_expiry: Duration::ZERO,
             last_will: None,
             max_packet_size: 1 << 20,
             inbox_capacity: 64,
@@ -250,6 +256,11 @@ impl MqttConfig {
         let mut o = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
         o.set_keep_alive(self.keep_alive);
         o.set_clean_start(self.clean_start);
+        if !self.session_expiry.is_zero() {
+            o.set_session_expiry_interval(Some(
+                self.session_expiry.as_secs().clamp(1, u32::MAX as u64) as u32,
+            ));
+        }
         if let Some(user) = &self.username {
             o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
         }
@@ -498,6 +509,7 @@ pub struct Stats {
     dropped_qos1: AtomicU64,
     delayed_qos1: AtomicU64,
     bad_topic: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A copy of [`Stats`].
@@ -518,6 +530,9 @@ pub struct StatsSnapshot {
     pub delayed_qos1: u64,
     /// Publishes whose topic was not UTF-8.
     pub bad_topic: u64,
+    /// Subscriptions and QoS 1 publishes the broker refused (a SUBACK or
+    /// PUBACK failure code, e.g. denied by an ACL).
+    pub refused: u64,
 }
 
 impl Stats {
@@ -532,6 +547,7 @@ impl Stats {
             dropped_qos1: l(&self.dropped_qos1),
             delayed_qos1: l(&self.delayed_qos1),
             bad_topic: l(&self.bad_topic),
+            refused: l(&self.refused),
         }
     }
 }
@@ -918,7 +934,21 @@ impl Driver {
                     use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
                     for code in &ack.return_codes {
                         if !matches!(code, R::Success(_)) {
+                            bump(&self.shared.stats.refused);
                             log::warn!("mqtt subscribe refused client={id} code={code:?}");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    use rumqttc::v5::mqttbytes::v5::PubAckReason as R;
+                    if !matches!(ack.reason, R::Success | R::NoMatchingSubscribers) {
+                        let n = bump(&self.shared.stats.refused);
+                        if worth_logging(n) {
+                            log::warn!(
+                                "mqtt publish refused client={id} pkid={} reason={:?} refused={n}",
+                                ack.pkid,
+                                ack.reason
+                            );
                         }
                     }
                 }

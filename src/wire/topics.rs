@@ -10,6 +10,7 @@
 //! moe-edge/{device}/status                      retained status + last will
 //! moe-edge/{device}/experts/reply               replies to this device's expert calls
 //! moe-edge/clients/{client}/reply               replies to a plain client (`moe-edge ask`)
+//! moe-edge/clients/{user}/{client}/reply        replies to a client logged in as {user}
 //! moe-edge/experts/{model}/v1/layer/{l}         remote-expert requests for layer l
 //! $share/moe-edge-hosts/moe-edge/experts/{model}/v1/#   what hosts subscribe to
 //! ```
@@ -46,6 +47,10 @@ pub enum TopicError {
     BadChar { what: &'static str, ch: char },
     #[error("reply topic {0:?} would loop back into a request topic")]
     Loop(String),
+    #[error(
+        "reply topic {0:?} is reserved: inside moe-edge/ only moe-edge/clients/... may be named"
+    )]
+    Reserved(String),
 }
 
 fn validate_id(what: &'static str, id: &str) -> Result<(), TopicError> {
@@ -155,6 +160,14 @@ pub fn client_reply(client: &ClientId) -> String {
     format!("{ROOT}/clients/{client}/reply")
 }
 
+/// `moe-edge/clients/{user}/{client}/reply`: response topic of a client
+/// logged in to the broker as `user`. The username in the topic is what a
+/// broker ACL keys on (Mosquitto: `pattern read moe-edge/clients/%u/#`, see
+/// `deploy/mosquitto/acl`), so an app reads only its own replies.
+pub fn user_reply(user: &ClientId, client: &ClientId) -> String {
+    format!("{ROOT}/clients/{user}/{client}/reply")
+}
+
 /// `moe-edge/experts/{model}/v1/layer/{layer}`: where a device sends the
 /// remote-expert request for one layer.
 pub fn expert_layer(model: &ModelId, layer: u16) -> String {
@@ -204,7 +217,7 @@ pub fn parse_expert_layer(topic: &str) -> Option<(&str, u16)> {
 
 /// Checks a reply topic named in a request body by an MQTT 3.1.1 app (or a
 /// response topic from an MQTT 5 one): non-empty, ≤ 256 bytes, no wildcards
-/// or NUL, not a `$` system topic, and not a moe-edge request topic (which
+/// or NUL, not a `$` system topic, not a moe-edge request topic (which
 /// would feed the reply back in as a request).
 pub fn validate_reply_topic(topic: &str) -> Result<(), TopicError> {
     const WHAT: &str = "reply topic";
@@ -233,6 +246,19 @@ pub fn validate_reply_topic(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// [`validate_reply_topic`] for a reply topic named by an *app* (the serve
+/// daemon's replies): inside `moe-edge/` only below `moe-edge/clients/`, so
+/// an app cannot steer a reply onto a device's status or expert-reply topic.
+pub fn validate_app_reply_topic(topic: &str) -> Result<(), TopicError> {
+    validate_reply_topic(topic)?;
+    if let Some(rest) = topic.strip_prefix("moe-edge/") {
+        if !rest.starts_with("clients/") {
+            return Err(TopicError::Reserved(topic.to_owned()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +274,13 @@ mod tests {
         assert_eq!(
             client_reply(&ClientId::new("ask-1").unwrap()),
             "moe-edge/clients/ask-1/reply"
+        );
+        assert_eq!(
+            user_reply(
+                &ClientId::new("app-a").unwrap(),
+                &ClientId::new("ask-1").unwrap()
+            ),
+            "moe-edge/clients/app-a/ask-1/reply"
         );
         assert_eq!(
             expert_layer(&m, 12),
@@ -324,6 +357,23 @@ mod tests {
             validate_reply_topic("moe-edge/car/v1/chat/completions"),
             Err(TopicError::Loop(_))
         ));
+        for reserved in [
+            "moe-edge/car/status",
+            "moe-edge/car/experts/reply",
+            "moe-edge/experts/m/v1/other",
+        ] {
+            assert!(
+                matches!(
+                    validate_app_reply_topic(reserved),
+                    Err(TopicError::Reserved(_))
+                ),
+                "{reserved}"
+            );
+        }
+        assert!(validate_reply_topic("moe-edge/car/experts/reply").is_ok());
+        assert!(validate_app_reply_topic("moe-edge/clients/app-a/ask-1/reply").is_ok());
+        assert!(validate_app_reply_topic("moe-edge/clients/ask-1/reply").is_ok());
+        assert!(validate_app_reply_topic("app/nav/replies/42").is_ok());
     }
 
     proptest! {

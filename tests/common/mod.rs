@@ -2,6 +2,8 @@
 //! real servers and real subprocesses, nothing faked. Each binary uses a part.
 #![allow(dead_code)]
 
+pub mod secure_broker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;

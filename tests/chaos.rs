@@ -1,0 +1,218 @@
+//! Faults with real processes: Mosquitto (the deployed config, TLS,
+//! passwords, ACL, persistence on) restarted while an app keeps sending
+//! requests to the daemon. Daemon and app use persistent sessions
+//! (clean_start = false, session expiry) and QoS 1: every request the app
+//! sent gets exactly one final reply (a completion or an error), none twice,
+//! none lost.
+//!
+//! Other faults are covered where their parts live: a host killed
+//! mid-generation in tests/offload.rs, a cloud answering 500 / garbage /
+//! stalling in tests/cascade.rs (`faulty_clouds`,
+//! `stalled_cloud_times_out_then_fails_fast`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::secure_broker::{SecureBroker, APP_A, DEVICE};
+use moe_edge::bundle::import::{import, ImportOptions};
+use moe_edge::bundle::{Dtype, Verify};
+use moe_edge::config::Board;
+use moe_edge::engine::Engine;
+use moe_edge::serve::{self, BrokerChoice, ServeConfig};
+use moe_edge::transport::{connect, PublishOptions, QoS};
+use moe_edge::wire::{topics, DeviceId};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SESSION: Duration = Duration::from_secs(600);
+
+fn bundle() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap().keep().join("bundle");
+        import(&ImportOptions {
+            hf_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_moe"),
+            out_dir: out.clone(),
+            dtype: Dtype::F32,
+            model_id: Some("fixture-moe".into()),
+            force: false,
+        })
+        .expect("import fixture");
+        out
+    })
+}
+
+fn is_final(v: &Value) -> bool {
+    v.get("error").is_some()
+        || v["object"] == "chat.completion"
+        || v["object"] == "chat.completion.done"
+}
+
+/// Restarts the broker `restarts` times while `n` requests go out, one
+/// every `gap`; returns (finals per correlation, errors by code).
+async fn run_under_restarts(
+    test: &str,
+    n: usize,
+    gap: Duration,
+    restarts: usize,
+) -> Option<(BTreeMap<String, usize>, BTreeMap<String, usize>)> {
+    let mut b = SecureBroker::start(test)?;
+    // The daemon, on a persistent session.
+    let engine =
+        Arc::new(Engine::load(bundle(), &Board::load("host-cpu").unwrap(), Verify::Full).unwrap());
+    let mut mqtt = b.config("ignored", DEVICE);
+    mqtt.clean_start = false;
+    mqtt.session_expiry = SESSION;
+    let mut config = ServeConfig::new(
+        engine,
+        Board::load("host-cpu").unwrap(),
+        DeviceId::new(DEVICE).unwrap(),
+        BrokerChoice::External(Box::new(mqtt)),
+    );
+    let (ready_tx, ready_rx) = oneshot::channel();
+    config.on_ready = Some(ready_tx);
+    let (stop_daemon, stop_rx) = oneshot::channel::<()>();
+    let daemon = tokio::spawn(serve::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+
+    // The app, on a persistent session too.
+    let mut cfg = b.config("app-a-chaos", APP_A);
+    cfg.clean_start = false;
+    cfg.session_expiry = SESSION;
+    cfg.request_capacity = n + 16;
+    cfg.inbox_capacity = 256;
+    let (handle, mut inbox, driver) = connect(&cfg).unwrap();
+    let (stop_app, rx) = oneshot::channel::<()>();
+    let app_driver = tokio::spawn(driver.run(async move {
+        let _ = rx.await;
+    }));
+    let reply = "moe-edge/clients/app-a/chaos/reply";
+    handle.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
+    handle.wait_connected(WAIT).await.unwrap();
+
+    let requests = topics::chat_requests(&DeviceId::new(DEVICE).unwrap());
+    let sender = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let mut o = PublishOptions::qos(QoS::AtLeastOnce);
+                o.response_topic = Some(reply.to_string());
+                o.correlation_data = Some(Bytes::from(format!("r{i}")));
+                let body = json!({
+                    "messages": [{"role": "user", "content": format!("request {i}")}],
+                    "max_tokens": 3 + (i % 4),
+                    "stream": i % 3 == 0,
+                });
+                handle
+                    .publish(&requests, serde_json::to_vec(&body).unwrap(), &o)
+                    .await
+                    .expect("the client queues the request (bounded, sized for the test)");
+                tokio::time::sleep(gap).await;
+            }
+        })
+    };
+    let span = gap * n as u32;
+    let restarter = tokio::spawn(async move {
+        for r in 0..restarts {
+            tokio::time::sleep(span / (restarts as u32 + 1)).await;
+            let t = Instant::now();
+            // Like `systemctl restart mosquitto`: SIGTERM (the broker saves
+            // its sessions), then start again after a second of downtime.
+            tokio::task::block_in_place(|| b.stop(true));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::task::block_in_place(|| b.spawn());
+            eprintln!("restart {r}: broker back after {:?}", t.elapsed());
+        }
+        b
+    });
+
+    let mut finals: BTreeMap<String, usize> = BTreeMap::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let end = Instant::now() + span + Duration::from_secs(60);
+    while finals.len() < n && Instant::now() < end {
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok(Some(m)) = inbox.recv_timeout(left).await else {
+            break;
+        };
+        let corr = m
+            .correlation_data
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&m.payload).expect("reply is JSON");
+        if is_final(&v) {
+            *finals.entry(corr).or_default() += 1;
+            if let Some(code) = v["error"]["code"].as_str() {
+                *errors.entry(code.to_string()).or_default() += 1;
+            }
+        }
+    }
+    sender.await.unwrap();
+    // Anything late (a duplicate) shows up here.
+    while let Ok(Some(m)) = inbox.recv_timeout(Duration::from_secs(2)).await {
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        if is_final(&v) {
+            let corr = m
+                .correlation_data
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .unwrap_or_default();
+            *finals.entry(corr).or_default() += 1;
+        }
+    }
+    let b = restarter.await.unwrap();
+    eprintln!(
+        "app stats {:?}; broker log tail:\n{}",
+        handle.stats(),
+        b.log().lines().rev().take(8).collect::<Vec<_>>().join("\n")
+    );
+    let _ = stop_app.send(());
+    let _ = app_driver.await;
+    let _ = stop_daemon.send(());
+    let _ = tokio::time::timeout(WAIT, daemon).await;
+    Some((finals, errors))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mosquitto_restarts_under_load_lose_no_request() {
+    let n = 60;
+    let Some((finals, errors)) = run_under_restarts(
+        "mosquitto_restarts_under_load_lose_no_request",
+        n,
+        Duration::from_millis(60),
+        2,
+    )
+    .await
+    else {
+        return;
+    };
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("r{i}"))
+        .filter(|c| !finals.contains_key(c))
+        .collect();
+    let twice: Vec<(&String, &usize)> = finals.iter().filter(|(_, &k)| k != 1).collect();
+    let unknown: Vec<&String> = finals
+        .keys()
+        .filter(|c| {
+            c.strip_prefix('r')
+                .and_then(|x| x.parse::<usize>().ok())
+                .is_none_or(|i| i >= n)
+        })
+        .collect();
+    eprintln!(
+        "chaos: {n} requests, 2 broker restarts: {} answered exactly once, missing {missing:?}, more than once {twice:?}, errors {errors:?}",
+        finals.values().filter(|&&k| k == 1).count()
+    );
+    assert!(missing.is_empty(), "lost requests: {missing:?}");
+    assert!(twice.is_empty(), "answered more than once: {twice:?}");
+    assert!(
+        unknown.is_empty(),
+        "answers to unknown requests: {unknown:?}"
+    );
+}

@@ -1,0 +1,534 @@
+//! Security with real parts: Mosquitto run from the repository's deployment
+//! files (`deploy/mosquitto/`: TLS, a password per user, the topic ACL), the
+//! daemon (`serve::run`), the expert server (`host::experts`), the real
+//! `moe-edge` binary, and bundles with flipped bits.
+//!
+//! - wrong credentials (and plain TCP on the TLS port) are refused at CONNECT;
+//! - an app reads only its own replies: app A subscribing to app B's reply
+//!   topic (or to `#`) is refused by the broker, and B's reply reaches B but
+//!   never A, while A's own request is answered;
+//! - an app cannot publish to the expert topics (the host never sees it) and
+//!   a host cannot send requests to a device, while device and host work end
+//!   to end over TLS with their own credentials;
+//! - a flipped bit in any bundle file stops the load with an error naming
+//!   the file, before any answer.
+//!
+//! Tests print a notice and pass if mosquitto/openssl are not installed
+//! (scripts/test.sh installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::secure_broker::{password, SecureBroker, APP_A, APP_B, DEVICE, HOST};
+use moe_edge::bundle::import::{import, ImportOptions};
+use moe_edge::bundle::{Dtype, Manifest, Verify};
+use moe_edge::config::Board;
+use moe_edge::engine::Engine;
+use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
+use moe_edge::host::experts::{ExpertServer, ExpertServerConfig};
+use moe_edge::serve::{self, BrokerChoice, ServeConfig};
+use moe_edge::transport::{connect, Inbox, Message, MqttConfig, MqttHandle, PublishOptions, QoS};
+use moe_edge::wire::{topics, DeviceId};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_moe-edge");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The random-weight fixture model imported once per test process.
+fn bundle() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap().keep().join("bundle");
+        import(&ImportOptions {
+            hf_dir: repo().join("tests/fixtures/qwen3_moe"),
+            out_dir: out.clone(),
+            dtype: Dtype::F32,
+            model_id: Some("fixture-moe".into()),
+            force: false,
+        })
+        .expect("import fixture");
+        out
+    })
+}
+
+fn manifest() -> Manifest {
+    let p = bundle().join("manifest.json");
+    Manifest::from_json(&std::fs::read_to_string(&p).unwrap(), &p).unwrap()
+}
+
+/// A connected MQTT 5 client whose driver runs until dropped.
+struct Client {
+    handle: MqttHandle,
+    inbox: Inbox,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Client {
+    /// Connects (or fails to within 3 s: `Err` with the client's stats).
+    async fn try_new(cfg: &MqttConfig) -> Result<Client, String> {
+        let (handle, inbox, driver) = connect(cfg).unwrap();
+        let (stop, rx) = oneshot::channel::<()>();
+        tokio::spawn(driver.run(async move {
+            let _ = rx.await;
+        }));
+        match handle.wait_connected(Duration::from_secs(3)).await {
+            Ok(()) => Ok(Client {
+                handle,
+                inbox,
+                _stop: stop,
+            }),
+            Err(e) => Err(format!("{e} {:?}", handle.stats())),
+        }
+    }
+
+    async fn new(cfg: &MqttConfig) -> Client {
+        Client::try_new(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{} connects: {e}", cfg.client_id))
+    }
+
+    /// The next message within `d`, if any, skipping device status (which
+    /// the ACL lets every app read).
+    async fn next(&mut self, d: Duration) -> Option<Message> {
+        let end = Instant::now() + d;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let m = self.inbox.recv_timeout(left).await.ok().flatten()?;
+            if topics::parse_chat_requests(&m.topic).is_none() && m.topic.ends_with("/status") {
+                continue;
+            }
+            return Some(m);
+        }
+    }
+
+    /// Waits until the broker has refused `n` subscriptions/publishes.
+    async fn wait_refused(&self, n: u64) {
+        let end = Instant::now() + WAIT;
+        while self.handle.stats().refused < n {
+            assert!(
+                Instant::now() < end,
+                "broker refused {} of {n}: {:?}",
+                self.handle.stats().refused,
+                self.handle.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ask(&self, device: &str, reply_topic: &str, corr: &str) {
+        let mut o = PublishOptions::qos(QoS::AtLeastOnce);
+        o.response_topic = Some(reply_topic.to_string());
+        o.correlation_data = Some(Bytes::from(corr.to_string()));
+        let body = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4});
+        self.handle
+            .publish(
+                &topics::chat_requests(&DeviceId::new(device).unwrap()),
+                serde_json::to_vec(&body).unwrap(),
+                &o,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Messages up to and including the final one of the exchange.
+    async fn until_final(&mut self) -> Vec<Message> {
+        let mut got = Vec::new();
+        loop {
+            let m = self.next(WAIT).await.expect("a reply in time");
+            let v: Value = serde_json::from_slice(&m.payload).expect("reply is JSON");
+            let last = v.get("error").is_some()
+                || v["object"] == "chat.completion"
+                || v["object"] == "chat.completion.done";
+            got.push(m);
+            if last {
+                return got;
+            }
+        }
+    }
+}
+
+/// The daemon for device `edge-1`, logged in as `edge-1` over TLS.
+struct Daemon {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
+}
+
+impl Daemon {
+    async fn start(b: &SecureBroker) -> Daemon {
+        let engine = Arc::new(
+            Engine::load(bundle(), &Board::load("host-cpu").unwrap(), Verify::Full).unwrap(),
+        );
+        let mqtt = b.config("ignored", DEVICE);
+        let mut config = ServeConfig::new(
+            engine,
+            Board::load("host-cpu").unwrap(),
+            DeviceId::new(DEVICE).unwrap(),
+            BrokerChoice::External(Box::new(mqtt)),
+        );
+        let (ready_tx, ready_rx) = oneshot::channel();
+        config.on_ready = Some(ready_tx);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve::run(config, async move {
+            let _ = stop_rx.await;
+        }));
+        tokio::time::timeout(WAIT, ready_rx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        Daemon {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("daemon stops in time")
+            .unwrap()
+            .expect("daemon stops cleanly");
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_and_plain_tcp_are_refused() {
+    let Some(b) = SecureBroker::start("wrong_credentials_and_plain_tcp_are_refused") else {
+        return;
+    };
+    let mut anonymous = b.config("anon", APP_A);
+    anonymous.username = None;
+    anonymous.password = None;
+    let plain = MqttConfig::from_url(&format!("mqtt://127.0.0.1:{}", b.port), "plain").unwrap();
+    let cases = [
+        (
+            "wrong password",
+            b.config_as("wrong-pw", APP_A, "not-the-password"),
+        ),
+        (
+            "another user's password",
+            b.config_as("swapped", APP_A, &password(APP_B)),
+        ),
+        ("unknown user", b.config_as("mallory", "mallory", "x")),
+        ("no credentials", anonymous),
+        ("plain TCP on the TLS port", plain),
+    ];
+    for (what, cfg) in cases {
+        let e = match Client::try_new(&cfg).await {
+            Ok(_) => panic!("{what}: connected"),
+            Err(e) => e,
+        };
+        eprintln!("{what}: refused: {e}");
+        assert!(e.contains("connects: 0"), "{what}: {e}");
+    }
+    for user in [DEVICE, HOST, APP_A, APP_B] {
+        Client::new(&b.config(&format!("ok-{user}"), user)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_read_only_their_own_replies_and_hosts_send_no_requests() {
+    let Some(b) = SecureBroker::start("apps_read_only_their_own_replies") else {
+        return;
+    };
+    let daemon = Daemon::start(&b).await;
+    let mut a = Client::new(&b.config("app-a-1", APP_A)).await;
+    let mut bb = Client::new(&b.config("app-b-1", APP_B)).await;
+    let a_reply = "moe-edge/clients/app-a/c1/reply";
+    let b_reply = "moe-edge/clients/app-b/c1/reply";
+    a.handle.subscribe(a_reply, QoS::AtLeastOnce).await.unwrap();
+    bb.handle
+        .subscribe(b_reply, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // A tries to read B's replies, every reply, the device's requests,
+    // everything. Mosquitto 2.0 grants these subscriptions and filters every
+    // message against A's read ACL on delivery: what counts is below.
+    let snoop = [
+        b_reply,
+        "moe-edge/clients/app-b/#",
+        "moe-edge/clients/+/c1/reply",
+        "moe-edge/clients/#",
+        "moe-edge/edge-1/v1/chat/completions",
+        "moe-edge/experts/#",
+        "#",
+    ];
+    for f in snoop {
+        a.handle.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+    }
+
+    // B asks: B is answered, A sees none of it.
+    bb.ask(DEVICE, b_reply, "b-1").await;
+    let b_msgs = bb.until_final().await;
+    assert!(b_msgs.iter().all(|m| m.topic == b_reply));
+    // A asks: A is answered (its subscription works), and sees only its own.
+    a.ask(DEVICE, a_reply, "a-1").await;
+    let a_msgs = a.until_final().await;
+    for m in &a_msgs {
+        assert_eq!(m.topic, a_reply, "A received {m:?}");
+        assert_eq!(m.correlation_data.as_deref(), Some(&b"a-1"[..]));
+    }
+    // B asks again after A's exchange: still nothing for A.
+    bb.ask(DEVICE, b_reply, "b-2").await;
+    bb.until_final().await;
+    // A may see copies of its own reply (MQTT 5: one per overlapping
+    // subscription), nothing else.
+    let mut copies = 0;
+    while let Some(m) = a.next(Duration::from_millis(1500)).await {
+        assert!(
+            m.topic == a_reply && m.correlation_data.as_deref() == Some(&b"a-1"[..]),
+            "A received a message not meant for it: {m:?}"
+        );
+        copies += 1;
+    }
+    eprintln!(
+        "B got {} message(s), A got {} + {copies} copies (its own only) despite {} snooping subscriptions",
+        b_msgs.len(),
+        a_msgs.len(),
+        snoop.len()
+    );
+
+    // A host may not send requests: the broker refuses the publish, the
+    // device never answers.
+    let mut host = Client::new(&b.config("host-1-x", HOST)).await;
+    let host_reply = "moe-edge/clients/host-1/x/reply";
+    host.handle
+        .subscribe(host_reply, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    host.ask(DEVICE, host_reply, "h-1").await;
+    host.wait_refused(1).await;
+    if let Some(m) = host.next(Duration::from_millis(1500)).await {
+        panic!("the device answered a host's request: {m:?}");
+    }
+
+    // `moe-edge ask` over TLS with a password: replies below its username.
+    let ca = b.ca();
+    let url = b.url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["ask", "hello", "--broker", &url, "--ca"])
+            .arg(ca)
+            .args([
+                "--username",
+                APP_A,
+                "--device-id",
+                DEVICE,
+                "--no-tools",
+                "--max-tokens",
+                "4",
+                "--timeout-ms",
+                "20000",
+            ])
+            .env("MOE_EDGE_MQTT_PASSWORD", password(APP_A))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "moe-edge ask failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And with a wrong password it fails.
+    let ca = b.ca();
+    let url = b.url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["ask", "hello", "--broker", &url, "--ca"])
+            .arg(ca)
+            .args([
+                "--username",
+                APP_B,
+                "--device-id",
+                DEVICE,
+                "--no-tools",
+                "--max-tokens",
+                "4",
+                "--timeout-ms",
+                "3000",
+            ])
+            .env("MOE_EDGE_MQTT_PASSWORD", "wrong")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "ask with a wrong password succeeded");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_cannot_reach_expert_topics_while_device_and_host_work_over_tls() {
+    let Some(b) = SecureBroker::start("apps_cannot_reach_expert_topics") else {
+        return;
+    };
+    // The host: the expert server as host-1.
+    let server = ExpertServer::open(ExpertServerConfig::new(
+        bundle().to_path_buf(),
+        b.config("host-1-experts", HOST),
+    ))
+    .unwrap();
+    let stats = server.stats();
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let (stop_host, stop_rx) = oneshot::channel::<()>();
+    let host = tokio::spawn(server.run(
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |_| {
+            let _ = ready_tx.send(());
+        },
+    ));
+    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+
+    // The device (edge-1) gets expert answers over TLS.
+    let m = manifest();
+    let cfg =
+        RemoteConfig::new(&m, DeviceId::new(DEVICE).unwrap(), Duration::from_secs(5)).unwrap();
+    let device = MqttRemote::connect(b.config("x", DEVICE), cfg, std::future::pending())
+        .await
+        .unwrap();
+    let d = device.clone();
+    let rtt = tokio::task::spawn_blocking(move || d.probe(Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .expect("the host answers the device over TLS");
+    let served = stats.snapshot();
+    eprintln!("device probe answered in {rtt:?}; host {served:?}");
+    assert!(served.served >= 1);
+
+    // App A, as a remote-expert client of its own: never answered.
+    let cfg = RemoteConfig::new(&m, DeviceId::new(APP_A).unwrap(), Duration::from_secs(1)).unwrap();
+    let app_remote = MqttRemote::connect(b.config("x", APP_A), cfg, std::future::pending())
+        .await
+        .unwrap();
+    let r = tokio::task::spawn_blocking(move || app_remote.probe(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert!(r.is_err(), "an app got expert answers");
+    // And raw frames, QoS 0 and 1, on every layer topic.
+    let app = Client::new(&b.config("app-a-raw", APP_A)).await;
+    let model = topics::ModelId::new(m.model_id.clone()).unwrap();
+    for l in 0..m.architecture.num_layers as u16 {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+            app.handle
+                .publish(
+                    &topics::expert_layer(&model, l),
+                    vec![0u8; 64],
+                    &PublishOptions::qos(qos),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    app.wait_refused(m.architecture.num_layers as u64).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = stats.snapshot();
+    assert_eq!(
+        after.requests, served.requests,
+        "the host saw an app's publishes: {after:?}"
+    );
+    // The device still gets answers.
+    let d = device.clone();
+    tokio::task::spawn_blocking(move || d.probe(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the host still answers the device");
+    let _ = stop_host.send(());
+    tokio::time::timeout(WAIT, host)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Copies the bundle, flips one bit in the middle of `rel`.
+fn corrupted_copy(rel: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = bundle();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(d) = stack.pop() {
+        std::fs::create_dir_all(tmp.path().join(&d)).unwrap();
+        for e in std::fs::read_dir(src.join(&d)).unwrap() {
+            let e = e.unwrap();
+            let r = d.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(r);
+            } else {
+                std::fs::copy(src.join(&r), tmp.path().join(&r)).unwrap();
+            }
+        }
+    }
+    let p = tmp.path().join(rel);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    std::fs::write(&p, bytes).unwrap();
+    tmp
+}
+
+#[test]
+fn a_flipped_bit_in_any_bundle_file_is_refused_naming_the_file() {
+    let board = Board::load("host-cpu").unwrap();
+    let mut files: Vec<String> = manifest().files.iter().map(|f| f.path.clone()).collect();
+    files.push("manifest.json".into());
+    assert!(files.iter().any(|f| f == "experts.safetensors"));
+    assert!(files.iter().any(|f| f == "tokenizer.json"));
+    assert!(files.iter().any(|f| f.ends_with(".onnx")));
+    for rel in &files {
+        let dir = corrupted_copy(rel);
+        let e = Engine::load(dir.path(), &board, Verify::Full)
+            .err()
+            .unwrap_or_else(|| panic!("{rel}: a flipped bit was not noticed"))
+            .to_string();
+        assert!(e.contains(&format!("/{rel}")), "{rel}: {e}");
+        assert!(e.contains("sha256"), "{rel}: {e}");
+        // The expert server refuses it too (it verifies fully by default).
+        let e = ExpertServer::open(ExpertServerConfig::new(
+            dir.path().to_path_buf(),
+            MqttConfig::new("127.0.0.1", 1, "x"),
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{rel}: the expert server took a corrupted bundle"))
+        .to_string();
+        assert!(e.contains(rel.as_str()), "{rel}: {e}");
+    }
+    // A corrupted manifest is caught even by the size-only check.
+    let dir = corrupted_copy("manifest.json");
+    let e = Engine::load(dir.path(), &board, Verify::Sizes)
+        .err()
+        .expect("manifest flip noticed")
+        .to_string();
+    assert!(e.contains("manifest.json") && e.contains("sha256"), "{e}");
+
+    // The daemon binary refuses to start on it, naming the file.
+    let dir = corrupted_copy("experts.safetensors");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--bundle"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started on a corrupted bundle");
+    assert!(
+        err.contains("experts.safetensors") && err.contains("sha256"),
+        "{err}"
+    );
+}
