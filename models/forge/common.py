@@ -23,13 +23,17 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", 
 
 # Qwen2-style split, except that every Han / Hiragana / Katakana character is its own
 # pre-token (so a Japanese name or message is tokenised the same way inside a request
-# and inside the JSON answer: copying is token-for-token).  Digits are split one by one.
+# and inside the JSON answer: copying is token-for-token).  Latin words never absorb the space or
+# quote before them (" Alice" in a request and "Alice" in the JSON answer are the same tokens), and a quote
+# starts a new pre-token (a value's last "?" or "." is not merged with the closing quote).
+# Digits are split one by one.
 SPLIT_REGEX = (
     r"[\p{Han}\p{Hiragana}\p{Katakana}ー々]"
     r"|(?i:'s|'t|'re|'ve|'m|'ll|'d)"
-    r"|[^\r\n\p{L}\p{N}\p{Han}\p{Hiragana}\p{Katakana}ー々]?[A-Za-z\u00C0-\u024F]+"
+    r"|[A-Za-z\u00C0-\u024F]+"
     r"|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r'| ?[^\s\p{L}\p{N}"]+[\r\n]*'
+    r'|"[^\s\p{L}\p{N}]*'
     r"|\s*[\r\n]+"
     r"|\s+(?!\S)"
     r"|\s+"

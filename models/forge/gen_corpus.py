@@ -17,6 +17,8 @@ import os
 import random
 import re
 
+import values as V
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODEL_DIR = os.path.join(ROOT, "models", "assist-moe")
@@ -728,6 +730,113 @@ JA = {
     ],
 }
 
+# more phrasings (appended, so the every-4th test hold-out interleaves with the old ones)
+EXTRA_EN = {
+    "set_temperature": [
+        T("set it to {temp} on {zone}"), T("can you set {zone} to {temp}", kind="free"), T("{temp} for {zone} please", kind="free"),
+        T("warm {zone} to {temp}"), T("cool {zone} down to {temp}"), T("temperature to {temp}"),
+    ],
+    "set_fan_speed": [T("fan to {lvl}"), T("blower level {lvl}", kind="free"), T("make the fan speed {lvl}")],
+    "set_volume": [T("volume to {pct}"), T("bring the volume to {pct}"), T("sound at {pct}", kind="free")],
+    "set_display_brightness": [T("display brightness {pct}", kind="free"), T("set the screen to {pct} brightness")],
+    "call_contact": [
+        T("call {name} please"), T("can you get {name} on the line?", kind="free"), T("phone call to {name}", kind="free"),
+        T("dial up {name}"), T("please ring {name} now"), T("I'd like to speak with {name}", kind="free"),
+        T("voice call {name}"), T("call {name} on speaker"), T("try calling {name}"), T("call {name} back"),
+        T("hook me up with {name} on the phone"), T("I have to call {name}", kind="free"),
+    ],
+    "send_message": [
+        T("send {name} the message {text}"), T("text to {name}: {text}", kind="free"), T("msg {name} {text}", kind="free"),
+        T("tell {name} that {text}"), T("message for {name}: {text}", kind="free"), T("send this to {name}: {text}"),
+        T("compose a text to {name} saying {text}"), T("write {name} a text: {text}"), T("let {name} know that {text}"),
+        T("send a quick message to {name} saying {text}"), T("text {name} and say {text}"), T("send {name} a text: {text}"),
+    ],
+    "navigate_to": [
+        T("go to {place}"), T("drive me to {place}", {"mode": "drive"}), T("navigation to {place}", kind="free"),
+        T("find the route to {place}"), T("I'm heading to {place}", kind="free"), T("bring me to {place}"),
+        T("walk to {place}", {"mode": "walk"}), T("route me to {place}"), T("can you take me to {place}?", kind="free"),
+        T("I'd like to go to {place}", kind="free"), T("get directions to {place}"), T("on foot to {place}", {"mode": "walk"}, "free"),
+        T("navigate me to {place} by car", {"mode": "drive"}), T("walking route to {place}", {"mode": "walk"}, "free"),
+    ],
+    "get_weather": [
+        T("weather for {place} {day}", kind="free"), T("what's it like outside {day}?", kind="free"),
+        T("any rain in {place} {day}?", kind="free"), T("how hot will it be in {place} {day}?", kind="free"),
+        T("give me the weather in {place} {day}"), T("forecast for {place} {day}", kind="free"),
+        T("should I bring a jacket {day}?", kind="free"), T("get the weather for {place} {day}"),
+        T("is it snowing in {place} {day}?", kind="free"), T("weather report {day}", kind="free"),
+    ],
+    "play_media": [
+        T("play some {media}"), T("can you play {media}?", kind="free"), T("put {media} on"), T("I wanna hear {media}", kind="free"),
+        T("shuffle {media}"), T("listen to {media}"), T("bring up {media}"), T("play {media} on the speakers"), T("fire up {media}"),
+    ],
+    "set_reminder": [
+        T("remind me at {time} to {todo}"), T("set a reminder for {time}: {todo}"), T("{time} reminder to {todo}", kind="free"),
+        T("remember to {todo} at {time}"), T("at {time} I have to {todo}, remind me", kind="free"),
+        T("reminder to {todo} at {time}", kind="free"), T("please remind me to {todo} at {time}"), T("tell me to {todo} at {time}"),
+        T("schedule a reminder at {time} to {todo}"), T("alert me at {time} to {todo}"), T("nudge me at {time} to {todo}"),
+    ],
+    "translate": [
+        T("translate \"{phrase}\" to {lang}"), T("how would you say \"{phrase}\" in {lang}?", kind="free"),
+        T("give me the {lang} for \"{phrase}\""), T("{lang} translation of \"{phrase}\"", kind="free"),
+        T("translate to {lang}: {phrase}"), T("what's the {lang} for \"{phrase}\"?", kind="free"),
+        T("render \"{phrase}\" in {lang}"), T("help me say \"{phrase}\" in {lang}"), T("translate '{phrase}' into {lang}"),
+    ],
+    "read_notifications": [
+        T("read my {app} notifications", {"count": 5}), T("any messages on {app}?", {"count": 5}, "free"),
+        T("read {cnt} notifications"), T("read the last {cnt} {app} notifications"),
+        T("what are my latest {cnt} notifications?", kind="free"), T("read out my notifications", {"count": 5}),
+        T("tell me my last notification", {"count": 1}), T("check my notifications", {"count": 5}),
+    ],
+    "set_timer": [T("{min} timer", kind="free"), T("timer for {min} please", kind="free"), T("count down {min}"),
+                  T("set an alarm for {min} from now")],
+}
+EXTRA_JA = {
+    "set_temperature": [T("{zone}を{temp}に上げて"), T("{zone}を{temp}に下げて"), T("{temp}にして、{zone}", kind="free")],
+    "set_volume": [T("ボリュームを{pct}にして"), T("音量{pct}で", kind="free")],
+    "call_contact": [
+        T("{name}に電話お願い", kind="free"), T("{name}へ電話して"), T("{name}に電話を入れて"), T("{name}に連絡したい、電話で", kind="free"),
+        T("{name}の番号にかけて"), T("{name}と通話したい", kind="free"), T("{name}に今すぐ電話して"), T("{name}に電話をつないで"),
+    ],
+    "send_message": [
+        T("{name}に「{text}」ってメッセージ送って"), T("{name}宛てに「{text}」と送信", kind="free"),
+        T("{name}にメッセージを送って、「{text}」", kind="free"), T("{name}に「{text}」ってメール", kind="free"),
+        T("{name}に「{text}」とショートメールして"), T("{name}に{text}と伝えておいて"), T("{name}に「{text}」と連絡しておいて"),
+        T("{name}へのメッセージ：{text}", kind="free"),
+    ],
+    "navigate_to": [
+        T("{place}へ向かって"), T("{place}まで連れてって"), T("{place}までの道を教えて"), T("{place}に行く道を案内して"),
+        T("{place}まで歩きたい", {"mode": "walk"}, "free"), T("{place}へ車で", {"mode": "drive"}, "free"), T("{place}までルート案内", kind="free"),
+        T("{place}を目的地にして"), T("{place}までの行き方を教えて"), T("徒歩で{place}へ", {"mode": "walk"}, "free"),
+    ],
+    "get_weather": [
+        T("{day}、{place}は雨？", kind="free"), T("{place}の{day}の天気予報を見せて"), T("{day}の{place}の気温は？", kind="free"),
+        T("{place}って{day}晴れる？", kind="free"), T("{day}の天気を調べて"), T("{place}の天気、{day}", kind="free"),
+        T("{day}は傘が必要？", kind="free"),
+    ],
+    "play_media": [
+        T("{media}を聴こう", kind="free"), T("{media}を再生", kind="free"), T("{media}を流してほしい", kind="free"),
+        T("{media}を聴かせてくれ", kind="free"), T("{media}をスタートして"),
+    ],
+    "set_reminder": [
+        T("{time}に{todo}と通知して"), T("{time}に{todo}ってお知らせして"), T("{time}に{todo}って思い出させて"),
+        T("{time}に「{todo}」ってリマインド", kind="free"), T("{todo}、{time}に教えて"), T("リマインド：{todo}、{time}", kind="free"),
+        T("{time}に{todo}をリマインダーに入れて"),
+    ],
+    "translate": [
+        T("「{phrase}」を{lang}で何と言いますか", kind="free"), T("{lang}で「{phrase}」って何て言う？", kind="free"),
+        T("「{phrase}」の{lang}を教えて"), T("{lang}に訳して：{phrase}", kind="free"), T("「{phrase}」を{lang}にお願い", kind="free"),
+        T("「{phrase}」を{lang}に翻訳", kind="free"), T("翻訳して、「{phrase}」を{lang}に", kind="free"),
+    ],
+    "read_notifications": [
+        T("{app}の通知を{cnt}件教えて"), T("{app}に新着ある？", {"count": 5}, "free"), T("通知を読み上げて", {"count": 5}),
+        T("最新の通知を一件読んで", {"count": 1}), T("通知を{cnt}つ読んで"), T("{app}の通知、最新{cnt}件", kind="free"),
+    ],
+}
+for _k, _v in EXTRA_EN.items():
+    EN[_k] = EN[_k] + _v
+for _k, _v in EXTRA_JA.items():
+    JA[_k] = JA[_k] + _v
+
 # ----------------------------------------------------------------------------- out-of-domain
 EN_OOD_TOPICS = ["the French Revolution", "black holes", "photosynthesis", "the stock market", "quantum computing",
                  "the Roman Empire", "climate change", "machine learning", "the human heart", "volcanoes",
@@ -799,12 +908,17 @@ JA_OOD_PRE = ["", "", "", "ねえ、", "ちょっと質問、", "すみません
 EN_WRAP = ["{c}", "{c}", "{c}", "please {c}", "{c} please", "could you {c}?", "can you {c}?", "hey, {c}",
            "{c}, thanks", "I'd like you to {c}", "would you {c}?", "ok, {c}", "{c} now", "go ahead and {c}",
            "hey car, {c}", "{c}.", "{c}!", "um, {c}", "quickly {c}", "just {c}", "{c} for me", "mind if you {c}?",
-           "do me a favor and {c}", "right, {c}", "{c}, would you?"]
-EN_FREE_WRAP = ["{c}", "{c}", "{c}", "hey, {c}", "{c}.", "ok {c}", "um, {c}", "so {c}", "{c}!", "well, {c}"]
+           "do me a favor and {c}", "right, {c}", "{c}, would you?", "{c} right now", "hey assistant, {c}",
+           "could you please {c}?", "{c} if you can", "I want you to {c}", "please {c}, thank you", "can you please {c}?",
+           "okay so {c}", "{c} real quick", "hi, {c}"]
+EN_FREE_WRAP = ["{c}", "{c}", "{c}", "hey, {c}", "{c}.", "ok {c}", "um, {c}", "so {c}", "{c}!", "well, {c}",
+                "hmm, {c}", "okay, {c}", "hey there, {c}", "oh, {c}", "listen, {c}"]
 JA_WRAP = ["{c}", "{c}", "{c}ください", "{c}くれる？", "{c}もらえますか？", "{c}ほしい", "ねえ、{c}", "{c}くれ",
            "すみません、{c}ください", "{c}ね", "ちょっと{c}", "{c}くれない？", "{c}いただけますか", "{c}。",
-           "えっと、{c}", "{c}くださいね", "悪いけど{c}", "{c}もらえる？", "お願い、{c}", "{c}よ"]
-JA_FREE_WRAP = ["{c}", "{c}", "{c}", "ねえ、{c}", "{c}。", "えっと、{c}", "あの、{c}", "{c}！"]
+           "えっと、{c}", "{c}くださいね", "悪いけど{c}", "{c}もらえる？", "お願い、{c}", "{c}よ", "{c}ちょうだい",
+           "すぐ{c}", "{c}くれますか", "あ、{c}", "{c}くださいませ"]
+JA_FREE_WRAP = ["{c}", "{c}", "{c}", "ねえ、{c}", "{c}。", "えっと、{c}", "あの、{c}", "{c}！", "うーん、{c}", "ちょっと、{c}",
+                "あ、{c}", "{c}。お願い", "すみません、{c}"]
 # wrappers held out for the test split (index % 5 == 4)
 
 
@@ -936,7 +1050,7 @@ def fill(ctx, tool, pattern, fixed):
         args["category"] = c
         sub("cat", r.choice((CAT_EN if en else CAT_JA)[c]))
     if "{place}" in out:
-        p = ctx.pick(EN_PLACES if en else JA_PLACES)
+        p = V.value(r, ctx.split, "place", ctx.lang)
         if tool == "navigate_to":
             args["destination"] = p
         else:
@@ -947,17 +1061,17 @@ def fill(ctx, tool, pattern, fixed):
         args["_mode_default"] = True
     if "{media}" in out:
         kind = r.choice(list(EN_MEDIA))
-        q = ctx.pick((EN_MEDIA if en else JA_MEDIA)[kind])
+        q = V.media_value(r, ctx.split, kind, ctx.lang)
         form = r.choice((KIND_EN if en else KIND_JA)[kind])
         args["query"] = q
         args["kind"] = kind
         sub("media", form.replace("{q}", q))
     if "{name}" in out:
-        nm = ctx.pick(EN_NAMES if en else JA_NAMES)
+        nm = V.value(r, ctx.split, "name", ctx.lang)
         args["contact" if tool == "send_message" else "name"] = nm
-        sub("name", nm if en else nm + (r.choice(JA_HON) if nm not in ("母", "父", "妻", "夫", "部長") else ""))
+        sub("name", nm if en else nm + (r.choice(JA_HON) if nm not in V.HONORIFIC_FREE else ""))
     if "{text}" in out:
-        t = ctx.pick(EN_MSGS if en else JA_MSGS)
+        t = V.value(r, ctx.split, "msg", ctx.lang)
         args["text"] = t
         sub("text", t)
     if "{day}" in out:
@@ -974,7 +1088,7 @@ def fill(ctx, tool, pattern, fixed):
         args["minutes"] = m
         sub("min", minutes_surface(ctx, m))
     if "{todo}" in out:
-        t = ctx.pick(EN_TODO if en else JA_TODO)
+        t = V.value(r, ctx.split, "todo", ctx.lang)
         args["text"] = t
         sub("todo", t)
     if "{time}" in out:
@@ -983,10 +1097,8 @@ def fill(ctx, tool, pattern, fixed):
         sub("time", time_surface(ctx, h, m))
     if "{phrase}" in out:
         # mostly phrases in the other language, sometimes same
-        pool = (JA_PHRASES if (en and r.random() < 0.3) or (not en and r.random() < 0.55) else EN_PHRASES) if True else None
-        if en and pool is JA_PHRASES:
-            pass
-        ph = ctx.pick(pool)
+        plang = "ja" if (en and r.random() < 0.3) or (not en and r.random() < 0.55) else "en"
+        ph = V.value(r, ctx.split, "phrase", plang)
         args["text"] = ph
         sub("phrase", ph)
         lg = r.choice(list(LANG_EN))
@@ -1008,22 +1120,25 @@ def fill(ctx, tool, pattern, fixed):
         else:
             sub("cnt", ctx.n(c, 0.3))
     if "{app}" in out:
-        a = ctx.pick(EN_APPS if en else JA_APPS)
+        a = V.value(r, ctx.split, "app", ctx.lang)
         args["app"] = a
         sub("app", a)
     assert "{" not in out, (tool, pattern, out)
     return out, args
 
 
-def cap(r, s, lang):
+def cap(r, s, lang, allow_upper=True):
     if lang != "en":
         return s
     x = r.random()
     if x < 0.6:
         return s[:1].upper() + s[1:]
-    if x < 0.95:
+    if x < 0.95 or not allow_upper:
         return s
     return s.upper() if len(s) < 30 else s
+
+
+ENUM_KEYS = {"zone", "seat", "window", "mode", "state", "category", "kind", "action", "day", "target_language", "time"}
 
 
 def gen_tool_example(ctx, tools, tool):
@@ -1036,7 +1151,9 @@ def gen_tool_example(ctx, tools, tool):
         text = r.choice(wraps).replace("{c}", core)
         if text.endswith("?.") or text.endswith("??"):
             text = text[:-1]
-        text = cap(r, text, "en")
+        # shouting would change copied values (names, places, texts): only for enum/number requests
+        copied = any(isinstance(v, str) and k not in ENUM_KEYS for k, v in args.items())
+        text = cap(r, text, "en", allow_upper=not copied)
     else:
         if kind == "cmd" and core.endswith("て"):
             wraps = wrap_pool(JA_WRAP, ctx.split)
@@ -1078,6 +1195,11 @@ def gen_ood_example(ctx):
     return {"messages": messages, "expected": None, "lang": ctx.lang, "scenario": scenario}
 
 
+COPY_TOOLS = {"call_contact", "send_message", "navigate_to", "play_media", "get_weather", "set_reminder", "translate",
+              "read_notifications"}
+COPY_WEIGHT = 1.6
+
+
 def generate(split, n, seed, tools, exclude=None):
     rng = random.Random(seed)
     names = list(tools)
@@ -1090,7 +1212,11 @@ def generate(split, n, seed, tools, exclude=None):
         if rng.random() < 0.2:
             ex = gen_ood_example(ctx)
         else:
-            ex = gen_tool_example(ctx, tools, rng.choice(names))
+            if split == "train":  # tools whose arguments are copied from the request need more examples
+                tool = rng.choices(names, weights=[COPY_WEIGHT if t in COPY_TOOLS else 1.0 for t in names])[0]
+            else:
+                tool = rng.choice(names)
+            ex = gen_tool_example(ctx, tools, tool)
         key = json.dumps(ex["messages"], ensure_ascii=False)
         if key in seen or (exclude is not None and ex["messages"][-1]["content"] in exclude):
             continue
