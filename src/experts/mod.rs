@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod dispatch;
 pub mod kernels;
+pub mod qkernels;
 pub mod remote;
 pub mod store;
 
