@@ -412,6 +412,17 @@ impl Model {
                 return Ok(());
             }
         }
+        // A low-precision copy beats escalating or substituting.
+        for (ti, m) in &mut missing {
+            m.retain(|&(e, w)| {
+                let keep = !has_lowp(e as usize);
+                if !keep {
+                    lowp[e as usize].push((*ti, w));
+                }
+                keep
+            });
+        }
+        missing.retain(|(_, m)| !m.is_empty());
         if !missing.is_empty() && self.on_miss == OnMiss::Escalate {
             let mut experts: Vec<u32> = missing
                 .iter()
@@ -424,22 +435,10 @@ impl Model {
             ));
         }
         for (ti, m) in &missing {
-            // A low-precision copy beats a substitute.
-            let mut subbed = 0;
-            for &(e, w) in m {
-                if has_lowp(e as usize) {
-                    lowp[e as usize].push((*ti, w));
-                } else {
-                    subbed += 1;
-                }
-            }
-            if subbed == 0 {
-                continue;
-            }
             let subs = dispatch::substitute(&probs[ti * e_n..(ti + 1) * e_n], &routes[*ti], |e| {
                 self.store.has(l, e) || has_lowp(e)
             });
-            counts.substituted += subbed;
+            counts.substituted += m.len() as u64;
             for (e, w) in subs {
                 if self.store.has(l, e as usize) {
                     local[e as usize].push((*ti, w));

@@ -374,6 +374,22 @@ pub mod neon {
         vaddvq_f32(acc)
     }
 
+    /// `sdot` (four int8 dot products of 4 into int32 lanes). The intrinsic
+    /// `vdotq_s32` is still unstable in Rust, so this is inline assembly; only
+    /// called from `dotprod` functions, chosen when the CPU has it.
+    #[inline(always)]
+    unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        std::arch::asm!(
+            "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
+            inout(vreg) acc,
+            in(vreg) a,
+            in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
+
     #[target_feature(enable = "neon,dotprod")]
     pub unsafe fn dot_q8_dotprod(w: &[u8], x: &QAct) -> f32 {
         let nb = x.d.len();
@@ -385,8 +401,8 @@ pub mod neon {
             let px = x.qs.as_ptr().add(b * G);
             let w0 = vld1q_s8(p.add(2) as *const i8);
             let w1 = vld1q_s8(p.add(18) as *const i8);
-            let s = vdotq_s32(
-                vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(px)),
+            let s = sdot(
+                sdot(vdupq_n_s32(0), w0, vld1q_s8(px)),
                 w1,
                 vld1q_s8(px.add(16)),
             );
@@ -405,8 +421,8 @@ pub mod neon {
             let p = w.as_ptr().add(b * Q4_BLOCK);
             let px = x.qs.as_ptr().add(b * G);
             let (w0, w1) = unpack_q4(p.add(2));
-            let s = vdotq_s32(
-                vdotq_s32(vdupq_n_s32(0), w0, vld1q_s8(px)),
+            let s = sdot(
+                sdot(vdupq_n_s32(0), w0, vld1q_s8(px)),
                 w1,
                 vld1q_s8(px.add(16)),
             );
