@@ -180,6 +180,9 @@ fn ffn_rows(
     }
 }
 
+/// `y += a * x` on f32.
+type Axpy32 = fn(&mut [f32], f32, &[f32]);
+
 /// The FFN over `rows` of the intermediate dimension for one weight element
 /// type (`row` elements of `T` per weight row; `X` is the activation form the
 /// dot product takes): gate/up dot products into `act`, then the down rows accumulated.
@@ -190,7 +193,7 @@ fn ffn_rows_typed<T, X: ?Sized>(
     row: usize,
     dot: fn(&[T], &X) -> f32,
     axpy: fn(&mut [f32], f32, &[T]),
-    widen: Option<fn(&mut [f32], f32, &[f32])>,
+    widen: Option<Axpy32>,
     inter: usize,
     rows: std::ops::Range<usize>,
     xs: &[&X],

@@ -139,7 +139,7 @@ pub mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub mod x86 {
+pub(super) mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
@@ -312,7 +312,7 @@ pub mod x86 {
 }
 
 #[cfg(target_arch = "aarch64")]
-pub mod neon {
+pub(super) mod neon {
     use super::*;
     use std::arch::aarch64::*;
 
