@@ -60,6 +60,11 @@ struct ImportArgs {
     /// Dtype of the stored weights: f32 or f16 (computation is f32).
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Storage of the routed experts: f32, f16, q8 (Q8_0: int8, one f16 scale
+    /// per group of 32 along the hidden dimension) or q4 (Q4_0: 4-bit, group 32).
+    /// Default: the same as --dtype.
+    #[arg(long)]
+    experts_dtype: Option<String>,
     /// Model id for the manifest (default: the checkpoint directory's name).
     #[arg(long)]
     model_id: Option<String>,
@@ -161,6 +166,10 @@ enum BenchMode {
         /// Buffer for the bandwidth measurement, MiB.
         #[arg(long, default_value_t = 1024)]
         bandwidth_mib: usize,
+        /// Quantised experts: `int8` (activations quantised, integer dot
+        /// products; the default) or `f32` (weights dequantised into f32 FMAs).
+        #[arg(long, default_value = "int8")]
+        quant_dot: String,
     },
     /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
     Llama {
@@ -214,9 +223,16 @@ struct PlanArgs {
     /// Calibration requests (JSONL, one chat-completions request or labelled example per line).
     #[arg(long, num_args = 1.., default_values = ["models/assist-moe/data/calib.jsonl"])]
     calib: Vec<PathBuf>,
-    /// Keep this fraction of all experts instead of what the board's budget holds.
+    /// Keep this fraction of all experts instead of what the board's budget holds
+    /// (with --lowp: the fraction kept at full precision).
     #[arg(long)]
     fraction: Option<f64>,
+    /// Mixed-precision residency: a q8/q4 bundle of the same checkpoint
+    /// (`import --experts-dtype q4`). The device bundle then carries all of its
+    /// experts plus the hottest experts at full precision in what is left of
+    /// the board's budget; a miss on the full-precision set runs the low-precision copy.
+    #[arg(long)]
+    lowp: Option<PathBuf>,
     /// Greedy tokens generated per calibration request (their routing counts too).
     #[arg(long, default_value_t = 24)]
     gen_tokens: usize,
@@ -268,11 +284,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn import(a: ImportArgs) -> anyhow::Result<()> {
-    use moe_edge::bundle::import::{import, parse_dtype, ImportOptions};
+    use moe_edge::bundle::import::{import, parse_dtype, parse_experts_dtype, ImportOptions};
     let opts = ImportOptions {
         hf_dir: a.hf,
         out_dir: a.out,
         dtype: parse_dtype(&a.dtype)?,
+        experts_dtype: a
+            .experts_dtype
+            .as_deref()
+            .map(parse_experts_dtype)
+            .transpose()?,
         model_id: a.model_id,
         force: a.force,
     };
@@ -524,7 +545,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             gen_tokens,
             runs,
             bandwidth_mib,
+            quant_dot,
         } => {
+            use moe_edge::experts::kernels::{set_quant_dot, QuantDot};
+            match quant_dot.as_str() {
+                "int8" => set_quant_dot(QuantDot::Int8),
+                "f32" => set_quant_dot(QuantDot::F32),
+                other => anyhow::bail!("--quant-dot `{other}`: expected int8 or f32"),
+            }
             if let Some(dir) = make {
                 let dtypes = dtype
                     .iter()
@@ -1185,12 +1213,46 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
     let arch = engine.model.manifest.architecture.clone();
     let total = arch.num_layers * arch.num_experts;
     let ebytes = engine.model.store().expert_bytes() as u64;
+    let lowp = match &a.lowp {
+        Some(dir) => Some(
+            moe_edge::bundle::Bundle::open(dir, Verify::Full)
+                .with_context(|| format!("--lowp {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    // Bytes of the low-precision copy (all its experts), off the budget first.
+    let lowp_bytes: u64 = lowp.as_ref().map_or(0, |b| {
+        let x = &b.manifest.experts;
+        let n: usize = (0..arch.num_layers)
+            .map(|l| match &x.present {
+                Some(p) => p[l].len(),
+                None => arch.num_experts,
+            })
+            .sum();
+        n as u64 * x.expert_bytes as u64
+    });
     let slots = match a.fraction {
         Some(f) if (0.0..=1.0).contains(&f) => (f * total as f64).round() as usize,
         Some(f) => anyhow::bail!("--fraction {f} is not in 0..=1"),
-        None => (board.memory.experts_bytes / ebytes) as usize,
+        None => {
+            if lowp_bytes > board.memory.experts_bytes {
+                anyhow::bail!(
+                    "board {}: memory.experts_mb ({:.1} MB) cannot hold the low-precision copy ({:.1} MB)",
+                    board.name,
+                    board.memory.experts_bytes as f64 / 1048576.0,
+                    lowp_bytes as f64 / 1048576.0
+                );
+            }
+            ((board.memory.experts_bytes - lowp_bytes) / ebytes) as usize
+        }
     }
     .min(total);
+    if lowp.is_some() {
+        println!(
+            "mixed precision: low-precision copy {:.1} MB, {slots} experts at full precision",
+            lowp_bytes as f64 / 1048576.0
+        );
+    }
     let prompts = calib_prompts(&engine, &a.calib)?;
     let t = std::time::Instant::now();
     let stats = plan::collect(&engine, &prompts, a.gen_tokens)?;
@@ -1217,7 +1279,7 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
         format: 1,
         model_id: engine.model_id().to_string(),
         board: board.name.clone(),
-        budget_bytes: slots as u64 * ebytes,
+        budget_bytes: slots as u64 * ebytes + lowp_bytes,
         experts: sel.ranked.clone(),
         per_layer: sel.per_layer.clone(),
     };
@@ -1231,8 +1293,13 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&file)?)?;
     println!("plan written to {}", out.display());
     if let Some(dev) = &a.device_bundle {
-        let size =
-            plan::device_bundle::write_device_bundle(&engine.bundle, &sel.per_layer, dev, a.force)?;
+        let size = plan::device_bundle::write_device_bundle(
+            &engine.bundle,
+            &sel.per_layer,
+            lowp.as_ref(),
+            dev,
+            a.force,
+        )?;
         println!(
             "device bundle written to {} (experts file {:.1} MB)",
             dev.display(),

@@ -98,6 +98,7 @@ fn imported(arch: &str, dtype: Dtype) -> (tempfile::TempDir, PathBuf) {
         hf_dir: repo().join("tests/fixtures").join(arch),
         out_dir: out.clone(),
         dtype,
+        experts_dtype: None,
         model_id: None,
         force: false,
     })

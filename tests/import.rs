@@ -273,18 +273,13 @@ impl Runner {
         let t = st.tensor(&expert_tensor_name(l, e)).unwrap();
         let off = t.data().as_ptr() as usize - self.experts.as_ptr() as usize;
         assert_eq!(off % 4096, 0);
-        match self.manifest.experts.dtype {
-            Dtype::F32 => t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            Dtype::F16 => t
-                .data()
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
+        let dt = self.manifest.experts.dtype;
+        let h = self.manifest.architecture.hidden_size;
+        let mut out = Vec::new();
+        for row in t.data().chunks_exact(dt.row_bytes(h)) {
+            moe_edge::bundle::quant::decode_row(row, h, dt, &mut out);
         }
+        out
     }
 
     fn rope(&self, pos0: usize, t: usize) -> (Vec<f32>, Vec<f32>) {

@@ -40,6 +40,56 @@ fn device_bundle() -> PathBuf {
     .clone()
 }
 
+/// A mixed-precision device bundle: 25 % of the experts at f32 plus a q4 copy of
+/// all of them (`import --experts-dtype q4`, then `plan --lowp`).
+fn mixed_bundle() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let q4 = dir.join("q4");
+        let st = Command::new(BIN)
+            .current_dir(ROOT)
+            .args([
+                "import",
+                "--hf",
+                "models/assist-moe/hf",
+                "--experts-dtype",
+                "q4",
+                "--out",
+            ])
+            .arg(&q4)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run moe-edge import");
+        assert!(st.success(), "moe-edge import --experts-dtype q4 failed");
+        let out = dir.join("mixed25");
+        let st = Command::new(BIN)
+            .current_dir(ROOT)
+            .args(["plan", "--bundle"])
+            .arg(full_bundle())
+            .args([
+                "--board",
+                "host-cpu",
+                "--fraction",
+                "0.25",
+                "--gen-tokens",
+                "4",
+            ])
+            .arg("--lowp")
+            .arg(&q4)
+            .arg("--out")
+            .arg(dir.join("plan.json"))
+            .arg("--device-bundle")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run moe-edge plan");
+        assert!(st.success(), "moe-edge plan --lowp failed");
+        out
+    })
+    .clone()
+}
+
 fn broker() -> Broker {
     Broker::start(BrokerConfig::new("127.0.0.1:0".parse().unwrap())).expect("start rumqttd")
 }
@@ -103,7 +153,11 @@ struct Device {
 }
 
 fn device(url: &str, name: &str, board: &Board) -> Device {
-    let mut engine = Engine::load(&device_bundle(), board, Verify::Sizes).unwrap();
+    device_on(&device_bundle(), url, name, board)
+}
+
+fn device_on(bundle: &Path, url: &str, name: &str, board: &Board) -> Device {
+    let mut engine = Engine::load(bundle, board, Verify::Sizes).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -428,5 +482,54 @@ fn two_hosts_split_the_load_and_survive_one_loss() {
     assert_eq!(
         end.timeouts, mid.timeouts,
         "no call lost after the broker saw the loss"
+    );
+}
+
+/// Mixed-precision residency with a host: misses whose router weight reaches
+/// `offload.full_precision_above` go to the host (full precision), the others
+/// run the local q4 copy; at threshold 0 every miss goes to the host and the
+/// device gives the full model's greedy tokens exactly.
+#[test]
+fn mixed_precision_asks_the_host_when_the_weight_is_high() {
+    let b = broker();
+    let url = b.url();
+    let _host = Host::spawn(&url, "h-mixed");
+    let full = full_engine();
+    let prompts = test_prompts(&full, 97);
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .take(4)
+        .map(|p| full.encode(p).unwrap())
+        .collect();
+
+    // threshold 0.5: both paths used
+    let mut bd = board(Duration::from_secs(5), OnMiss::Substitute);
+    bd.offload.full_precision_above = Some(0.5);
+    let dev = device_on(&mixed_bundle(), &url, "dev-mixed-05", &bd);
+    let mut c = ExpertCounts::default();
+    for p in &ids {
+        greedy(&dev.engine, p, 8, &mut c);
+    }
+    eprintln!("threshold 0.5: {c:?}");
+    assert!(c.remote > 0 && c.low_precision > 0, "{c:?}");
+    assert_eq!(c.substituted, 0, "{c:?}");
+    drop(dev);
+
+    // threshold 0: every miss at full precision on the host = the full model
+    bd.offload.full_precision_above = Some(0.0);
+    let dev = device_on(&mixed_bundle(), &url, "dev-mixed-0", &bd);
+    let mut c = ExpertCounts::default();
+    let mut cf = ExpertCounts::default();
+    for p in &ids {
+        let (got, gl) = greedy(&dev.engine, p, 8, &mut c);
+        let (want, wl) = greedy(&full, p, 8, &mut cf);
+        assert_eq!(got, want);
+        for (a, b) in gl.iter().zip(&wl) {
+            assert!(max_diff(a, b) < 1e-3);
+        }
+    }
+    assert!(
+        c.remote > 0 && c.low_precision == 0 && c.substituted == 0,
+        "{c:?}"
     );
 }

@@ -47,6 +47,7 @@ fn bundle() -> &'static Path {
             hf_dir: repo().join("tests/fixtures/qwen3_moe"),
             out_dir: out.clone(),
             dtype: Dtype::F32,
+            experts_dtype: None,
             model_id: Some("fixture-moe".into()),
             force: false,
         })

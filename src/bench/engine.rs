@@ -104,7 +104,7 @@ pub fn run(
     Ok(EngineBenchReport {
         model_id: engine.model_id().to_string(),
         board: board.to_string(),
-        kernels: crate::experts::kernels::kernels().name.to_string(),
+        kernels: kernels_label(engine.model.store().dtype()),
         prompt_tokens: ids.len(),
         gen_tokens: o.gen_tokens,
         runs: o.runs,
@@ -144,5 +144,16 @@ impl EngineBenchReport {
             self.expert_hit_rate * 100.0,
             self.peak_rss_mb
         )
+    }
+}
+
+/// The kernel set, plus how quantised experts meet the activations.
+pub fn kernels_label(dtype: crate::bundle::ExpertDtype) -> String {
+    use crate::experts::kernels::{kernels, quant_dot, QuantDot};
+    let name = kernels().name;
+    match (dtype.is_quantized(), quant_dot()) {
+        (false, _) => name.to_string(),
+        (true, QuantDot::Int8) => format!("{name}, int8 dot"),
+        (true, QuantDot::F32) => format!("{name}, f32 dequant"),
     }
 }

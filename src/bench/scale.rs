@@ -344,7 +344,7 @@ pub fn run(
     );
     Ok(ScaleReport {
         bundle: bundle.to_path_buf(),
-        dtype: dtype_name(m.experts.dtype).into(),
+        dtype: m.experts.dtype.name().into(),
         decode_tok_s: r.decode_tok_s,
         roofline_tok_s: roofline,
         roofline_share: r.decode_tok_s / roofline,

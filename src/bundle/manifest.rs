@@ -73,6 +73,97 @@ impl Dtype {
     }
 }
 
+/// How routed experts are stored in `experts.safetensors`. `F32`/`F16` are
+/// plain [3, I, H] tensors. The quantised forms are U8 tensors
+/// [3, I, row_bytes(H)]: every row (gate row, up row, down^T row, each of H
+/// values) is a run of blocks of `QUANT_GROUP` = 32 consecutive values along H,
+/// each block a little-endian f16 scale `d` followed by
+/// - `Q8`: 32 int8 `q`, value = d * q (llama.cpp Q8_0, 34 bytes per block);
+/// - `Q4`: 16 bytes, value j in the low nibble of byte j and value j + 16 in
+///   the high nibble, value = d * (nibble - 8) (llama.cpp Q4_0, 18 bytes).
+///
+/// Gate and up rows are dot products along H, the grouped dimension; down^T rows
+/// are added (scaled) into the H-long output, so they are dequantised group by group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpertDtype {
+    F32,
+    F16,
+    Q8,
+    Q4,
+}
+
+/// Values per quantisation group (along H).
+pub const QUANT_GROUP: usize = 32;
+
+impl ExpertDtype {
+    pub fn parse(s: &str) -> Option<ExpertDtype> {
+        match s {
+            "f32" | "float32" => Some(ExpertDtype::F32),
+            "f16" | "float16" => Some(ExpertDtype::F16),
+            "q8" | "q8_0" => Some(ExpertDtype::Q8),
+            "q4" | "q4_0" => Some(ExpertDtype::Q4),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ExpertDtype::F32 => "f32",
+            ExpertDtype::F16 => "f16",
+            ExpertDtype::Q8 => "q8",
+            ExpertDtype::Q4 => "q4",
+        }
+    }
+    pub fn is_quantized(self) -> bool {
+        matches!(self, ExpertDtype::Q8 | ExpertDtype::Q4)
+    }
+    /// Bytes of one block of `QUANT_GROUP` values (quantised forms only).
+    pub fn block_bytes(self) -> usize {
+        match self {
+            ExpertDtype::F32 => 4 * QUANT_GROUP,
+            ExpertDtype::F16 => 2 * QUANT_GROUP,
+            ExpertDtype::Q8 => 2 + QUANT_GROUP,
+            ExpertDtype::Q4 => 2 + QUANT_GROUP / 2,
+        }
+    }
+    /// Bytes of one row of `h` values (`h` a multiple of `QUANT_GROUP` when quantised).
+    pub fn row_bytes(self, h: usize) -> usize {
+        match self {
+            ExpertDtype::F32 => 4 * h,
+            ExpertDtype::F16 => 2 * h,
+            q => h / QUANT_GROUP * q.block_bytes(),
+        }
+    }
+    /// Bytes of one expert [3, I, H].
+    pub fn expert_bytes(self, inter: usize, h: usize) -> usize {
+        3 * inter * self.row_bytes(h)
+    }
+    /// The safetensors dtype name of the expert tensors.
+    pub fn st_name(self) -> &'static str {
+        match self {
+            ExpertDtype::F32 => "F32",
+            ExpertDtype::F16 => "F16",
+            _ => "U8",
+        }
+    }
+    /// The innermost dimension of the safetensors shape for rows of `h` values.
+    pub fn st_cols(self, h: usize) -> usize {
+        match self {
+            ExpertDtype::F32 | ExpertDtype::F16 => h,
+            q => q.row_bytes(h),
+        }
+    }
+}
+
+impl From<Dtype> for ExpertDtype {
+    fn from(d: Dtype) -> ExpertDtype {
+        match d {
+            Dtype::F32 => ExpertDtype::F32,
+            Dtype::F16 => ExpertDtype::F16,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Architecture {
@@ -146,7 +237,7 @@ pub struct Graphs {
 #[serde(deny_unknown_fields)]
 pub struct ExpertsInfo {
     pub file: String,
-    pub dtype: Dtype,
+    pub dtype: ExpertDtype,
     pub alignment: usize,
     /// Bytes of one expert (without padding).
     pub expert_bytes: usize,
@@ -175,6 +266,11 @@ pub struct Manifest {
     pub tokenizer: String,
     pub graphs: Graphs,
     pub experts: ExpertsInfo,
+    /// Mixed-precision residency: a second, low-precision (q8/q4) copy of
+    /// experts (usually all of them) beside the full-precision `experts`; a
+    /// miss on `experts` runs this copy locally. Written by `moe-edge plan --lowp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts_lowp: Option<ExpertsInfo>,
     pub files: Vec<FileEntry>,
 }
 
@@ -253,31 +349,15 @@ impl Manifest {
                 ),
             ));
         }
-        if let Some(present) = &self.experts.present {
-            if present.len() != a.num_layers {
+        check_experts(&self.experts, "experts", a, &bad)?;
+        if let Some(lowp) = &self.experts_lowp {
+            check_experts(lowp, "experts_lowp", a, &bad)?;
+            if lowp.file == self.experts.file {
                 return Err(bad(
-                    "experts.present",
-                    format!("{} layers listed", present.len()),
+                    "experts_lowp.file",
+                    "must differ from experts.file".into(),
                 ));
             }
-            for (l, ids) in present.iter().enumerate() {
-                if let Some(e) = ids.iter().find(|&&e| e as usize >= a.num_experts) {
-                    return Err(bad(
-                        "experts.present",
-                        format!("layer {l}: expert {e} out of range"),
-                    ));
-                }
-            }
-        }
-        let expected = a.expert_elems() * self.experts.dtype.size();
-        if self.experts.expert_bytes != expected {
-            return Err(bad(
-                "experts.expert_bytes",
-                format!(
-                    "{} but the architecture needs {expected}",
-                    self.experts.expert_bytes
-                ),
-            ));
         }
         Ok(())
     }
@@ -289,4 +369,49 @@ impl Manifest {
             Some(p) => p[l].contains(&(e as u32)),
         }
     }
+}
+
+fn check_experts(
+    x: &ExpertsInfo,
+    name: &str,
+    a: &Architecture,
+    bad: &dyn Fn(&str, String) -> BundleError,
+) -> Result<(), BundleError> {
+    let f = |field: &str| format!("{name}.{field}");
+    if let Some(present) = &x.present {
+        if present.len() != a.num_layers {
+            return Err(bad(
+                &f("present"),
+                format!("{} layers listed", present.len()),
+            ));
+        }
+        for (l, ids) in present.iter().enumerate() {
+            if let Some(e) = ids.iter().find(|&&e| e as usize >= a.num_experts) {
+                return Err(bad(
+                    &f("present"),
+                    format!("layer {l}: expert {e} out of range"),
+                ));
+            }
+        }
+    }
+    if x.dtype.is_quantized() && a.hidden_size % QUANT_GROUP != 0 {
+        return Err(bad(
+            &f("dtype"),
+            format!(
+                "{} needs hidden_size to be a multiple of {QUANT_GROUP}, it is {}",
+                x.dtype.name(),
+                a.hidden_size
+            ),
+        ));
+    }
+    let expected = x
+        .dtype
+        .expert_bytes(a.expert_intermediate_size, a.hidden_size);
+    if x.expert_bytes != expected {
+        return Err(bad(
+            &f("expert_bytes"),
+            format!("{} but the architecture needs {expected}", x.expert_bytes),
+        ));
+    }
+    Ok(())
 }

@@ -7,10 +7,13 @@
 pub mod files;
 pub mod import;
 pub mod manifest;
+pub mod quant;
 
 use std::path::{Path, PathBuf};
 
-pub use manifest::{ArchKind, Architecture, Dtype, Manifest, QkNorm, SpecialTokens};
+pub use manifest::{
+    ArchKind, Architecture, Dtype, ExpertDtype, Manifest, QkNorm, SpecialTokens,
+};
 
 /// The bundle every subcommand uses when `--bundle` is not given.
 pub const DEFAULT_BUNDLE: &str = "models/assist-moe/bundle";

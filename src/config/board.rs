@@ -72,6 +72,10 @@ pub struct OffloadConfig {
     pub enabled: bool,
     pub timeout: Duration,
     pub on_miss: OnMiss,
+    /// Mixed-precision bundles: route weight at or above which a miss on the
+    /// full-precision experts goes to the host rather than to the local
+    /// low-precision copy. `None`: always the local copy.
+    pub full_precision_above: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,6 +258,15 @@ impl Board {
                 ))
             }
         };
+        let full_precision_above = raw.offload.full_precision_above;
+        if let Some(w) = full_precision_above {
+            if !(0.0..=1.0).contains(&w) {
+                return Err(field(
+                    "offload.full_precision_above",
+                    format!("is {w}, expected a router weight in 0..=1"),
+                ));
+            }
+        }
         let c = raw.cascade;
         for (name, url) in [
             ("cascade.host_url", &c.host_url),
@@ -306,6 +319,7 @@ impl Board {
                 enabled: raw.offload.enabled.unwrap_or(false),
                 timeout: Duration::from_millis(raw.offload.timeout_ms.unwrap_or(50)),
                 on_miss,
+                full_precision_above,
             },
             cascade: CascadeConfig {
                 host_url: c.host_url,

@@ -66,6 +66,10 @@ pub struct RawOffload {
     pub enabled: Option<bool>,
     pub timeout_ms: Option<u64>,
     pub on_miss: Option<String>,
+    /// Mixed-precision bundles: a miss on the full-precision set whose router
+    /// weight is at least this asks the host for full precision (when offload
+    /// is enabled) instead of running the low-precision copy locally.
+    pub full_precision_above: Option<f32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

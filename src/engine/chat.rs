@@ -109,7 +109,7 @@ impl Engine {
                 resident: f.experts.resident + f.experts.paged,
                 remote: f.experts.remote,
                 substituted: f.experts.substituted,
-                low_precision: 0,
+                low_precision: f.experts.low_precision,
             },
             timings_ms: Timings {
                 queue: (job.started - job.accepted).as_secs_f64() * 1e3,

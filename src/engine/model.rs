@@ -27,6 +27,9 @@ pub struct ExpertCounts {
     pub remote: u64,
     /// Replaced by a resident expert because the device lacks it.
     pub substituted: u64,
+    /// Mixed-precision residency: not in the full-precision set, computed
+    /// locally from the low-precision (q8/q4) copy.
+    pub low_precision: u64,
 }
 
 impl ExpertCounts {
@@ -35,6 +38,7 @@ impl ExpertCounts {
         self.paged += o.paged;
         self.remote += o.remote;
         self.substituted += o.substituted;
+        self.low_precision += o.low_precision;
     }
 }
 
@@ -74,9 +78,15 @@ pub struct Model {
     layers: Vec<LayerGraph>,
     head: Box<dyn Graph>,
     store: ExpertStore,
+    /// The low-precision copy of a mixed-precision bundle (always resident:
+    /// its bytes are taken off the cache budget).
+    lowp: Option<ExpertStore>,
     cache: Mutex<ResidencyCache>,
     remote: Option<Arc<dyn RemoteExperts>>,
     on_miss: OnMiss,
+    /// A miss whose router weight is at least this goes to the remote (when
+    /// there is one) rather than to `lowp`.
+    full_precision_above: Option<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
     max_context: usize,
@@ -132,9 +142,24 @@ impl Model {
             a.hidden_size,
             m.experts.dtype,
         )?;
+        let lowp = match &m.experts_lowp {
+            Some(x) => Some(ExpertStore::open(
+                &bundle.path(&x.file),
+                a.num_layers,
+                a.num_experts,
+                a.expert_intermediate_size,
+                a.hidden_size,
+                x.dtype,
+            )?),
+            None => None,
+        };
+        let lowp_bytes: u64 = lowp.as_ref().map_or(0, |s| {
+            let n: usize = (0..a.num_layers).map(|l| s.present(l).len()).sum();
+            (n * s.expert_bytes()) as u64
+        });
         let mut cache = ResidencyCache::new(
             board.policy,
-            board.memory.experts_bytes,
+            board.memory.experts_bytes.saturating_sub(lowp_bytes),
             store.expert_bytes() as u64,
         );
         if let Some(plan) = &board.plan {
@@ -149,9 +174,11 @@ impl Model {
             layers,
             head,
             store,
+            lowp,
             cache: Mutex::new(cache),
             remote: None,
             on_miss: board.offload.on_miss,
+            full_precision_above: board.offload.full_precision_above,
             cos,
             sin,
             max_context,
@@ -315,6 +342,12 @@ impl Model {
         let t = routes.len();
         // Local work per expert: (token, weight).
         let mut local: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_n];
+        // The same from the low-precision copy (mixed-precision bundles).
+        let mut lowp: Vec<Vec<(usize, f32)>> = vec![Vec::new(); e_n];
+        let has_lowp = |e: usize| self.lowp.as_ref().is_some_and(|s| s.has(l, e));
+        // A miss goes to the host for full precision when the policy says it matters.
+        let wants_full =
+            |w: f32| self.remote.is_some() && self.full_precision_above.is_some_and(|t| w >= t);
         // Missing pairs per token, and which tokens have any.
         let mut missing: Vec<(usize, Vec<(u16, f32)>)> = Vec::new();
         for (ti, r) in routes.iter().enumerate() {
@@ -322,6 +355,8 @@ impl Model {
             for &(e, w) in r {
                 if self.store.has(l, e as usize) {
                     local[e as usize].push((ti, w));
+                } else if has_lowp(e as usize) && !wants_full(w) {
+                    lowp[e as usize].push((ti, w));
                 } else {
                     miss.push((e, w));
                 }
@@ -349,6 +384,7 @@ impl Model {
         if let Some(p) = pending {
             // Compute local experts before waiting.
             self.run_local(l, x, &mut local, out, counts);
+            self.run_lowp(l, x, &mut lowp, out, counts);
             let clock = Instant::now();
             let res = p();
             times.remote_wait_us += clock.elapsed().as_micros() as u64;
@@ -376,6 +412,17 @@ impl Model {
                 return Ok(());
             }
         }
+        // A low-precision copy beats escalating or substituting.
+        for (ti, m) in &mut missing {
+            m.retain(|&(e, w)| {
+                let keep = !has_lowp(e as usize);
+                if !keep {
+                    lowp[e as usize].push((*ti, w));
+                }
+                keep
+            });
+        }
+        missing.retain(|(_, m)| !m.is_empty());
         if !missing.is_empty() && self.on_miss == OnMiss::Escalate {
             let mut experts: Vec<u32> = missing
                 .iter()
@@ -389,16 +436,60 @@ impl Model {
         }
         for (ti, m) in &missing {
             let subs = dispatch::substitute(&probs[ti * e_n..(ti + 1) * e_n], &routes[*ti], |e| {
-                self.store.has(l, e)
+                self.store.has(l, e) || has_lowp(e)
             });
             counts.substituted += m.len() as u64;
             for (e, w) in subs {
-                local[e as usize].push((*ti, w));
+                if self.store.has(l, e as usize) {
+                    local[e as usize].push((*ti, w));
+                } else {
+                    lowp[e as usize].push((*ti, w));
+                }
             }
         }
         let _ = t;
         self.run_local(l, x, &mut local, out, counts);
+        self.run_lowp(l, x, &mut lowp, out, counts);
         Ok(())
+    }
+
+    /// Experts from the low-precision copy: always resident, no cache accounting.
+    fn run_lowp(
+        &self,
+        l: usize,
+        x: &[f32],
+        work: &mut [Vec<(usize, f32)>],
+        out: &mut [f32],
+        counts: &mut ExpertCounts,
+    ) {
+        let Some(store) = &self.lowp else { return };
+        let a = &self.manifest.architecture;
+        let (h, inter) = (a.hidden_size, a.expert_intermediate_size);
+        let mut act = Vec::new();
+        for (e, work) in work.iter_mut().enumerate() {
+            if work.is_empty() {
+                continue;
+            }
+            counts.low_precision += work.len() as u64;
+            work.sort_unstable_by_key(|&(ti, _)| ti);
+            let w = store.get(l, e).expect("low-precision expert present");
+            let xs: Vec<&[f32]> = work
+                .iter()
+                .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
+                .collect();
+            let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
+            act.resize(inter * xs.len(), 0.0);
+            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
+            let mut want = work.iter().map(|&(ti, _)| ti).peekable();
+            for (ti, row) in out.chunks_mut(h).enumerate() {
+                if want.peek() == Some(&ti) {
+                    rows.push(row);
+                    want.next();
+                }
+            }
+            expert_ffn_batch(w, h, &xs, &scales, &mut act, &mut rows);
+            work.clear();
+        }
     }
 
     fn run_local(

@@ -2,10 +2,14 @@
 //! from the memmapped weights ([3, I, H]: gate, up, down^T rows of H).
 //! x86-64 uses AVX2+FMA (and F16C for f16) when the CPU has them, chosen at
 //! run time; everything else uses portable code written so the compiler
-//! vectorises it (aarch64 has NEON as baseline). No allocation per call.
+//! vectorises it (aarch64 has NEON as baseline). Quantised experts (Q8/Q4)
+//! use `qkernels` (int8 activations, integer dot products) through the same row
+//! loop. No allocation per call for f32/f16 experts; quantised experts allocate
+//! the int8 copy of the activations (H bytes per token).
 
 use half::f16;
 
+use super::qkernels::{self, QAct};
 use super::ExpertWeights;
 
 /// Accumulate `scale * ffn(x)` into `out` for one token.
@@ -41,32 +45,31 @@ pub fn expert_ffn_batch(
     outs: &mut [&mut [f32]],
 ) {
     let n = xs.len();
-    let inter = w.len() / (3 * hidden);
+    let inter = w.inter(hidden);
     debug_assert_eq!(act.len(), inter * n);
     debug_assert_eq!(scales.len(), n);
-    if weight_bytes(w) >= PARALLEL_ABOVE_BYTES && inter >= 2 {
-        return expert_ffn_batch_2t(w, hidden, xs, scales, act, outs);
+    let qxs: Vec<QAct> = if w.dtype().is_quantized() && quant_dot() == QuantDot::Int8 {
+        xs.iter().map(|x| QAct::quantize(x)).collect()
+    } else {
+        Vec::new()
+    };
+    if w.bytes() >= PARALLEL_ABOVE_BYTES && inter >= 2 {
+        return expert_ffn_batch_2t(w, hidden, xs, &qxs, scales, act, outs);
     }
-    ffn_rows(w, hidden, inter, 0..inter, xs, scales, act, outs);
-}
-
-fn weight_bytes(w: ExpertWeights<'_>) -> usize {
-    match w {
-        ExpertWeights::F32(w) => w.len() * 4,
-        ExpertWeights::F16(w) => w.len() * 2,
-    }
+    ffn_rows(w, hidden, inter, 0..inter, xs, &qxs, scales, act, outs);
 }
 
 fn expert_ffn_batch_2t(
     w: ExpertWeights<'_>,
     hidden: usize,
     xs: &[&[f32]],
+    qxs: &[QAct],
     scales: &[f32],
     act: &mut [f32],
     outs: &mut [&mut [f32]],
 ) {
     let n = xs.len();
-    let inter = w.len() / (3 * hidden);
+    let inter = w.inter(hidden);
     let mid = inter / 2;
     let (act0, act1) = act.split_at_mut(mid * n);
     std::thread::scope(|s| {
@@ -74,11 +77,21 @@ fn expert_ffn_batch_2t(
             let mut buf = vec![0f32; n * hidden];
             {
                 let mut rows: Vec<&mut [f32]> = buf.chunks_mut(hidden).collect();
-                ffn_rows(w, hidden, inter, mid..inter, xs, scales, act1, &mut rows);
+                ffn_rows(
+                    w,
+                    hidden,
+                    inter,
+                    mid..inter,
+                    xs,
+                    qxs,
+                    scales,
+                    act1,
+                    &mut rows,
+                );
             }
             buf
         });
-        ffn_rows(w, hidden, inter, 0..mid, xs, scales, act0, outs);
+        ffn_rows(w, hidden, inter, 0..mid, xs, qxs, scales, act0, outs);
         let buf = second.join().expect("expert worker thread panicked");
         for (out, part) in outs.iter_mut().zip(buf.chunks(hidden)) {
             for (o, p) in out.iter_mut().zip(part) {
@@ -90,6 +103,7 @@ fn expert_ffn_batch_2t(
 
 /// `down(silu(gate·x) * (up·x))` restricted to the intermediate `rows`,
 /// accumulated into `outs`. `act` is scratch of length `rows.len() * xs.len()`.
+/// `qxs` holds the int8 activations when `w` is quantised (else it is empty).
 #[allow(clippy::too_many_arguments)]
 fn ffn_rows(
     w: ExpertWeights<'_>,
@@ -97,52 +111,124 @@ fn ffn_rows(
     inter: usize,
     rows: std::ops::Range<usize>,
     xs: &[&[f32]],
+    qxs: &[QAct],
     scales: &[f32],
     act: &mut [f32],
     outs: &mut [&mut [f32]],
 ) {
     let k = kernels();
+    let q: Vec<&QAct> = qxs.iter().collect();
     match w {
         ExpertWeights::F32(w) => ffn_rows_typed(
-            w, k.dot_f32, k.axpy_f32, hidden, inter, rows, xs, scales, act, outs,
+            w, hidden, k.dot_f32, k.axpy_f32, None, inter, rows, xs, scales, act, outs,
         ),
         ExpertWeights::F16(w) => ffn_rows_typed(
-            w, k.dot_f16, k.axpy_f16, hidden, inter, rows, xs, scales, act, outs,
+            w, hidden, k.dot_f16, k.axpy_f16, None, inter, rows, xs, scales, act, outs,
+        ),
+        ExpertWeights::Q8(w) if q.is_empty() => ffn_rows_typed(
+            w,
+            w.len() / (3 * inter),
+            k.dot_q8_f32,
+            k.axpy_q8,
+            Some(k.axpy_f32),
+            inter,
+            rows,
+            xs,
+            scales,
+            act,
+            outs,
+        ),
+        ExpertWeights::Q4(w) if q.is_empty() => ffn_rows_typed(
+            w,
+            w.len() / (3 * inter),
+            k.dot_q4_f32,
+            k.axpy_q4,
+            Some(k.axpy_f32),
+            inter,
+            rows,
+            xs,
+            scales,
+            act,
+            outs,
+        ),
+        ExpertWeights::Q8(w) => ffn_rows_typed(
+            w,
+            w.len() / (3 * inter),
+            k.dot_q8,
+            k.axpy_q8,
+            Some(k.axpy_f32),
+            inter,
+            rows,
+            &q,
+            scales,
+            act,
+            outs,
+        ),
+        ExpertWeights::Q4(w) => ffn_rows_typed(
+            w,
+            w.len() / (3 * inter),
+            k.dot_q4,
+            k.axpy_q4,
+            Some(k.axpy_f32),
+            inter,
+            rows,
+            &q,
+            scales,
+            act,
+            outs,
         ),
     }
 }
 
+/// `y += a * x` on f32.
+type Axpy32 = fn(&mut [f32], f32, &[f32]);
+
 /// The FFN over `rows` of the intermediate dimension for one weight element
-/// type: gate/up dot products into `act`, then the down rows accumulated.
+/// type (`row` elements of `T` per weight row; `X` is the activation form the
+/// dot product takes): gate/up dot products into `act`, then the down rows accumulated.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn ffn_rows_typed<T>(
+fn ffn_rows_typed<T, X: ?Sized>(
     w: &[T],
-    dot: fn(&[T], &[f32]) -> f32,
+    row: usize,
+    dot: fn(&[T], &X) -> f32,
     axpy: fn(&mut [f32], f32, &[T]),
-    hidden: usize,
+    widen: Option<Axpy32>,
     inter: usize,
     rows: std::ops::Range<usize>,
-    xs: &[&[f32]],
+    xs: &[&X],
     scales: &[f32],
     act: &mut [f32],
     outs: &mut [&mut [f32]],
 ) {
     let n = xs.len();
     let r = rows.len();
-    let (gate, rest) = w.split_at(inter * hidden);
-    let (up, down) = rest.split_at(inter * hidden);
+    let (gate, rest) = w.split_at(inter * row);
+    let (up, down) = rest.split_at(inter * row);
     for (j, i) in rows.clone().enumerate() {
-        let g_row = &gate[i * hidden..(i + 1) * hidden];
-        let u_row = &up[i * hidden..(i + 1) * hidden];
+        let g_row = &gate[i * row..(i + 1) * row];
+        let u_row = &up[i * row..(i + 1) * row];
         for t in 0..n {
             let g = dot(g_row, xs[t]);
             let u = dot(u_row, xs[t]);
             act[t * r + j] = silu(g) * u * scales[t];
         }
     }
+    // Quantised rows shared by several tokens are dequantised once.
+    let mut wide = match widen {
+        Some(_) if n > 1 => vec![0f32; outs[0].len()],
+        _ => Vec::new(),
+    };
     for (j, i) in rows.enumerate() {
-        let d_row = &down[i * hidden..(i + 1) * hidden];
+        let d_row = &down[i * row..(i + 1) * row];
+        if let (Some(axpy_f32), false) = (widen, wide.is_empty()) {
+            wide.fill(0.0);
+            axpy(&mut wide, 1.0, d_row);
+            for t in 0..n {
+                axpy_f32(&mut outs[t][..], act[t * r + j], &wide);
+            }
+            continue;
+        }
         for t in 0..n {
             axpy(&mut outs[t][..], act[t * r + j], d_row);
         }
@@ -162,11 +248,60 @@ pub struct Kernels {
     pub axpy_f32: fn(&mut [f32], f32, &[f32]),
     pub dot_f16: fn(&[f16], &[f32]) -> f32,
     pub axpy_f16: fn(&mut [f32], f32, &[f16]),
+    /// Quantised (Q8/Q4) rows: dot with int8 activations, axpy dequantising.
+    pub dot_q8: fn(&[u8], &QAct) -> f32,
+    pub dot_q4: fn(&[u8], &QAct) -> f32,
+    pub axpy_q8: fn(&mut [f32], f32, &[u8]),
+    pub axpy_q4: fn(&mut [f32], f32, &[u8]),
+    /// Quantised rows dequantised into f32 FMAs against f32 activations.
+    pub dot_q8_f32: fn(&[u8], &[f32]) -> f32,
+    pub dot_q4_f32: fn(&[u8], &[f32]) -> f32,
+}
+
+/// How quantised gate/up rows meet the activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantDot {
+    /// Activations quantised to int8 per block of 32, integer dot products (default).
+    Int8,
+    /// Weights dequantised on the fly into f32 FMAs.
+    F32,
+}
+
+static QUANT_DOT_F32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Process-wide choice for quantised experts (benchmarks compare the two).
+pub fn set_quant_dot(q: QuantDot) {
+    QUANT_DOT_F32.store(q == QuantDot::F32, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn quant_dot() -> QuantDot {
+    if QUANT_DOT_F32.load(std::sync::atomic::Ordering::Relaxed) {
+        QuantDot::F32
+    } else {
+        QuantDot::Int8
+    }
 }
 
 pub fn kernels() -> &'static Kernels {
     static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
     K.get_or_init(select)
+}
+
+/// The portable kernels (also the reference the SIMD ones are tested against).
+pub fn portable_kernels() -> Kernels {
+    Kernels {
+        name: "portable",
+        dot_f32: portable::dot_f32,
+        axpy_f32: portable::axpy_f32,
+        dot_f16: portable::dot_f16,
+        axpy_f16: portable::axpy_f16,
+        dot_q8: qkernels::portable::dot_q8,
+        dot_q4: qkernels::portable::dot_q4,
+        axpy_q8: qkernels::portable::axpy_q8,
+        axpy_q4: qkernels::portable::axpy_q4,
+        dot_q8_f32: qkernels::portable::dot_q8_f32,
+        dot_q4_f32: qkernels::portable::dot_q4_f32,
+    }
 }
 
 fn select() -> Kernels {
@@ -176,22 +311,43 @@ fn select() -> Kernels {
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c")
         {
+            use qkernels::x86 as q;
             return Kernels {
                 name: "avx2+fma+f16c",
                 dot_f32: |a, b| unsafe { x86::dot_f32(a, b) },
                 axpy_f32: |y, a, x| unsafe { x86::axpy_f32(y, a, x) },
                 dot_f16: |a, b| unsafe { x86::dot_f16(a, b) },
                 axpy_f16: |y, a, x| unsafe { x86::axpy_f16(y, a, x) },
+                dot_q8: |w, x| unsafe { q::dot_q8(w, x) },
+                dot_q4: |w, x| unsafe { q::dot_q4(w, x) },
+                axpy_q8: |y, a, w| unsafe { q::axpy_q8(y, a, w) },
+                axpy_q4: |y, a, w| unsafe { q::axpy_q4(y, a, w) },
+                dot_q8_f32: |w, x| unsafe { q::dot_q8_f32(w, x) },
+                dot_q4_f32: |w, x| unsafe { q::dot_q4_f32(w, x) },
             };
         }
     }
-    Kernels {
-        name: "portable",
-        dot_f32: portable::dot_f32,
-        axpy_f32: portable::axpy_f32,
-        dot_f16: portable::dot_f16,
-        axpy_f16: portable::axpy_f16,
+    #[cfg(target_arch = "aarch64")]
+    {
+        use qkernels::neon as q;
+        // NEON is baseline on aarch64; sdot (dotprod) is optional (Cortex-A55+, Orin's A78AE has it).
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Kernels {
+                name: "neon+dotprod",
+                dot_q8: |w, x| unsafe { q::dot_q8_dotprod(w, x) },
+                dot_q4: |w, x| unsafe { q::dot_q4_dotprod(w, x) },
+                ..portable_kernels()
+            };
+        }
+        return Kernels {
+            name: "neon",
+            dot_q8: |w, x| unsafe { q::dot_q8(w, x) },
+            dot_q4: |w, x| unsafe { q::dot_q4(w, x) },
+            ..portable_kernels()
+        };
     }
+    #[allow(unreachable_code)]
+    portable_kernels()
 }
 
 /// Portable versions: 8 independent lanes so LLVM vectorises them (NEON on aarch64).
@@ -467,6 +623,63 @@ mod tests {
                 );
                 for (a, b) in out.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// Quantised experts (one and two threads, one and three tokens) against the
+    /// f64 reference on the decoded weights and the int8-rounded activations.
+    #[test]
+    fn quantized_experts_match_scalar_reference() {
+        use crate::bundle::manifest::ExpertDtype;
+        use crate::bundle::quant::{decode_row, encode_rows};
+        let mut seed = 5;
+        // (256, 2048): Q8 is 3 * 2048 * 8 * 34 B = 1.6 MiB, the two-thread path
+        for &(hidden, inter) in &[(64usize, 24usize), (256, 2048)] {
+            let w: Vec<f32> = (0..3 * hidden * inter)
+                .map(|_| lcg(&mut seed) * 0.2)
+                .collect();
+            let xs: Vec<Vec<f32>> = (0..3)
+                .map(|_| (0..hidden).map(|_| lcg(&mut seed)).collect())
+                .collect();
+            let scales = [1.0f32, -0.5, 0.25];
+            for dt in [ExpertDtype::Q8, ExpertDtype::Q4] {
+                let mut bytes = Vec::new();
+                encode_rows(&w, hidden, dt, &mut bytes);
+                let mut wd = Vec::new();
+                for r in bytes.chunks(dt.row_bytes(hidden)) {
+                    decode_row(r, hidden, dt, &mut wd);
+                }
+                let weights = match dt {
+                    ExpertDtype::Q8 => ExpertWeights::Q8(&bytes),
+                    _ => ExpertWeights::Q4(&bytes),
+                };
+                assert_eq!(weights.inter(hidden), inter);
+                let x_refs: Vec<&[f32]> = xs.iter().map(|x| x.as_slice()).collect();
+                let mut act = vec![0f32; inter * xs.len()];
+                let mut outs = vec![vec![0f32; hidden]; xs.len()];
+                {
+                    let mut o: Vec<&mut [f32]> =
+                        outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    expert_ffn_batch(weights, hidden, &x_refs, &scales, &mut act, &mut o);
+                }
+                for (t, out) in outs.iter().enumerate() {
+                    let q = QAct::quantize(&xs[t]);
+                    let xq: Vec<f32> =
+                        q.qs.iter()
+                            .enumerate()
+                            .map(|(j, &v)| v as f32 * q.d[j / 32])
+                            .collect();
+                    let want = scalar_ffn(&wd, hidden, &xq);
+                    let mag = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for (a, b) in out.iter().zip(&want) {
+                        assert!(
+                            (a - scales[t] * b).abs() < 1e-4 * mag.max(1.0),
+                            "{dt:?} {hidden}x{inter}: {a} vs {}",
+                            scales[t] * b
+                        );
+                    }
                 }
             }
         }

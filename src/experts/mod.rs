@@ -1,7 +1,8 @@
 //! Routed experts: where their weights live and who computes them.
 //! - `store`: `experts.safetensors` memmapped, one page-aligned slice per expert (no copies)
 //! - `cache`: the residency policy under the board's budget (LRU, LFU, pinned); pure, no I/O
-//! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16 weights
+//! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16/q8/q4 weights
+//! - `qkernels`: the int8/int4 row kernels of quantised experts (AVX2, NEON/sdot, portable)
 //! - `dispatch`: what happens to an expert this device does not carry (substitute, remote)
 //! - `remote`: the MQTT client of remote experts (one request per layer step, deadlines, counters)
 //!
@@ -10,6 +11,7 @@
 pub mod cache;
 pub mod dispatch;
 pub mod kernels;
+pub mod qkernels;
 pub mod remote;
 pub mod store;
 

@@ -9,31 +9,48 @@ use half::f16;
 use memmap2::Mmap;
 
 use super::ExpertError;
-use crate::bundle::manifest::{expert_tensor_name, Dtype, EXPERT_ALIGN};
+use crate::bundle::manifest::{expert_tensor_name, ExpertDtype, EXPERT_ALIGN};
 
-/// The weights of one expert, borrowed from the map: [3, I, H] row-major.
+/// The weights of one expert, borrowed from the map: [3, I, H] row-major
+/// (quantised: [3, I] rows of `ExpertDtype::row_bytes(H)` bytes).
 #[derive(Clone, Copy, Debug)]
 pub enum ExpertWeights<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
+    Q8(&'a [u8]),
+    Q4(&'a [u8]),
 }
 
 impl<'a> ExpertWeights<'a> {
-    pub fn len(&self) -> usize {
+    pub fn dtype(&self) -> ExpertDtype {
         match self {
-            ExpertWeights::F32(w) => w.len(),
-            ExpertWeights::F16(w) => w.len(),
+            ExpertWeights::F32(_) => ExpertDtype::F32,
+            ExpertWeights::F16(_) => ExpertDtype::F16,
+            ExpertWeights::Q8(_) => ExpertDtype::Q8,
+            ExpertWeights::Q4(_) => ExpertDtype::Q4,
         }
     }
+    /// Bytes of the weights.
+    pub fn bytes(&self) -> usize {
+        match self {
+            ExpertWeights::F32(w) => w.len() * 4,
+            ExpertWeights::F16(w) => w.len() * 2,
+            ExpertWeights::Q8(w) | ExpertWeights::Q4(w) => w.len(),
+        }
+    }
+    /// The intermediate size I for hidden size `hidden`.
+    pub fn inter(&self, hidden: usize) -> usize {
+        self.bytes() / (3 * self.dtype().row_bytes(hidden))
+    }
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.bytes() == 0
     }
 }
 
 pub struct ExpertStore {
     path: PathBuf,
     mmap: Mmap,
-    dtype: Dtype,
+    dtype: ExpertDtype,
     expert_bytes: usize,
     /// [layer][expert] -> byte offset in the file, `None` when not carried.
     offsets: Vec<Vec<Option<usize>>>,
@@ -57,7 +74,7 @@ impl ExpertStore {
         experts: usize,
         inter: usize,
         hidden: usize,
-        dtype: Dtype,
+        dtype: ExpertDtype,
     ) -> Result<ExpertStore, ExpertError> {
         let err = |msg: String| ExpertError::Store {
             path: path.display().to_string(),
@@ -70,10 +87,12 @@ impl ExpertStore {
         let st = safetensors::SafeTensors::deserialize(&mmap)
             .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
         let want_dtype = match dtype {
-            Dtype::F32 => safetensors::Dtype::F32,
-            Dtype::F16 => safetensors::Dtype::F16,
+            ExpertDtype::F32 => safetensors::Dtype::F32,
+            ExpertDtype::F16 => safetensors::Dtype::F16,
+            ExpertDtype::Q8 | ExpertDtype::Q4 => safetensors::Dtype::U8,
         };
-        let expert_bytes = 3 * inter * hidden * dtype.size();
+        let cols = dtype.st_cols(hidden);
+        let expert_bytes = dtype.expert_bytes(inter, hidden);
         let base = mmap.as_ptr() as usize;
         let mut offsets = vec![vec![None; experts]; layers];
         for (name, view) in st.tensors() {
@@ -89,13 +108,14 @@ impl ExpertStore {
             }
             if view.dtype() != want_dtype {
                 return Err(err(format!(
-                    "tensor `{name}` is {:?}, manifest says {dtype:?}",
-                    view.dtype()
+                    "tensor `{name}` is {:?}, manifest says {}",
+                    view.dtype(),
+                    dtype.name()
                 )));
             }
-            if view.shape() != [3, inter, hidden] {
+            if view.shape() != [3, inter, cols] {
                 return Err(err(format!(
-                    "tensor `{name}` has shape {:?}, expected [3, {inter}, {hidden}]",
+                    "tensor `{name}` has shape {:?}, expected [3, {inter}, {cols}]",
                     view.shape()
                 )));
             }
@@ -116,7 +136,7 @@ impl ExpertStore {
         })
     }
 
-    pub fn dtype(&self) -> Dtype {
+    pub fn dtype(&self) -> ExpertDtype {
         self.dtype
     }
 
@@ -149,8 +169,10 @@ impl ExpertStore {
     pub fn get(&self, layer: usize, expert: usize) -> Option<ExpertWeights<'_>> {
         let b = self.bytes(layer, expert)?;
         Some(match self.dtype {
-            Dtype::F32 => ExpertWeights::F32(bytemuck::cast_slice(b)),
-            Dtype::F16 => ExpertWeights::F16(bytemuck::cast_slice(b)),
+            ExpertDtype::F32 => ExpertWeights::F32(bytemuck::cast_slice(b)),
+            ExpertDtype::F16 => ExpertWeights::F16(bytemuck::cast_slice(b)),
+            ExpertDtype::Q8 => ExpertWeights::Q8(b),
+            ExpertDtype::Q4 => ExpertWeights::Q4(b),
         })
     }
 

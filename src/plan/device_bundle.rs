@@ -1,7 +1,9 @@
 //! The pruned bundle a board carries: the same graphs and tokenizer, an
 //! `experts.safetensors` with only the planned experts, and a manifest that
-//! says which (`experts.present`). Written to a temporary directory and
-//! renamed at the end, like `import`.
+//! says which (`experts.present`). With a low-precision bundle of the same
+//! model (mixed-precision residency) its experts file is carried too, as
+//! `experts.lowp.safetensors` (`experts_lowp` in the manifest). Written to a
+//! temporary directory and renamed at the end, like `import`.
 
 use std::path::Path;
 
@@ -11,15 +13,38 @@ use crate::bundle::import::experts::{write, Layout};
 use crate::bundle::{Bundle, BundleError};
 use crate::experts::ExpertStore;
 
-/// Write `out` holding only `per_layer[l]` experts of each layer. Returns the experts file size.
+/// The file name of the low-precision copy in a mixed-precision device bundle.
+pub const LOWP_FILE: &str = "experts.lowp.safetensors";
+
+/// Write `out` holding only `per_layer[l]` experts of each layer (and, with
+/// `lowp`, that bundle's experts as the low-precision copy). Returns the size
+/// of the experts file(s).
 pub fn write_device_bundle(
     src: &Bundle,
     per_layer: &[Vec<u16>],
+    lowp: Option<&Bundle>,
     out: &Path,
     force: bool,
 ) -> Result<u64, PlanError> {
     let m = &src.manifest;
     let a = &m.architecture;
+    if let Some(lb) = lowp {
+        let lm = &lb.manifest;
+        if lm.architecture != *a {
+            return Err(PlanError::Invalid(format!(
+                "{}: --lowp bundle has another architecture than {}",
+                lb.dir.display(),
+                src.dir.display()
+            )));
+        }
+        if !lm.experts.dtype.is_quantized() || lm.experts_lowp.is_some() {
+            return Err(PlanError::Invalid(format!(
+                "{}: --lowp wants a plain q8 or q4 bundle (import --experts-dtype q8|q4), its experts are {}",
+                lb.dir.display(),
+                lm.experts.dtype.name()
+            )));
+        }
+    }
     if per_layer.len() != a.num_layers {
         return Err(PlanError::Invalid(format!(
             "plan lists {} layers, the bundle has {}",
@@ -93,6 +118,18 @@ pub fn write_device_bundle(
         }
         std::fs::copy(src.path(&f.path), &dst).map_err(|e| BundleError::io(&dst, e))?;
         files.push(f.clone());
+    }
+    let mut size = size;
+    if let Some(lb) = lowp {
+        let lm = &lb.manifest;
+        let dst = tmp.path().join(LOWP_FILE);
+        size +=
+            std::fs::copy(lb.path(&lm.experts.file), &dst).map_err(|e| BundleError::io(&dst, e))?;
+        files.push(file_entry(tmp.path(), LOWP_FILE)?);
+        manifest.experts_lowp = Some(crate::bundle::manifest::ExpertsInfo {
+            file: LOWP_FILE.into(),
+            ..lm.experts.clone()
+        });
     }
     manifest.files = files;
     manifest.experts.present = Some(

@@ -1,5 +1,6 @@
 //! `experts.safetensors`: one tensor per routed expert, `layers.{l}.experts.{e}`
-//! of shape [3, I, H] (gate, up, down^T), each starting at a file offset that
+//! of shape [3, I, H] (gate, up, down^T; U8 [3, I, row bytes] when quantised,
+//! see `ExpertDtype`), each starting at a file offset that
 //! is a multiple of `EXPERT_ALIGN` so it can be memmapped, paged and sent as a
 //! unit. The JSON header is padded with spaces so the data section starts
 //! aligned, and `__pad.{n}` U8 tensors fill the gaps between experts; the
@@ -11,7 +12,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::ImportError;
-use crate::bundle::manifest::{expert_tensor_name, Dtype, EXPERT_ALIGN};
+use crate::bundle::manifest::{expert_tensor_name, ExpertDtype, EXPERT_ALIGN};
 
 fn round_up(n: usize, align: usize) -> usize {
     n.div_ceil(align) * align
@@ -40,7 +41,7 @@ impl Layout {
         num_experts: usize,
         rows: usize,
         cols: usize,
-        dtype: Dtype,
+        dtype: ExpertDtype,
     ) -> Layout {
         let ids = (0..num_layers * num_experts)
             .map(|k| (k / num_experts, k % num_experts))
@@ -55,21 +56,19 @@ impl Layout {
         ids: Vec<(usize, usize)>,
         rows: usize,
         cols: usize,
-        dtype: Dtype,
+        dtype: ExpertDtype,
     ) -> Layout {
-        let expert_bytes = 3 * rows * cols * dtype.size();
+        let expert_bytes = dtype.expert_bytes(rows, cols);
         let stride = round_up(expert_bytes, EXPERT_ALIGN);
         let pad = stride - expert_bytes;
-        let st_dtype = match dtype {
-            Dtype::F32 => "F32",
-            Dtype::F16 => "F16",
-        };
+        let st_dtype = dtype.st_name();
+        let st_cols = dtype.st_cols(cols);
         let count = ids.len();
         let mut json = String::from("{\"__metadata__\":{\"format\":\"moe-edge-experts\"}");
         for (k, &(l, e)) in ids.iter().enumerate() {
             let s = k * stride;
             json.push_str(&format!(
-                ",\"{}\":{{\"dtype\":\"{st_dtype}\",\"shape\":[3,{rows},{cols}],\"data_offsets\":[{s},{}]}}",
+                ",\"{}\":{{\"dtype\":\"{st_dtype}\",\"shape\":[3,{rows},{st_cols}],\"data_offsets\":[{s},{}]}}",
                 expert_tensor_name(l, e),
                 s + expert_bytes
             ));
@@ -158,7 +157,7 @@ mod tests {
     use super::*;
     use safetensors::SafeTensors;
 
-    fn roundtrip(rows: usize, cols: usize, dtype: Dtype) {
+    fn roundtrip(rows: usize, cols: usize, dtype: ExpertDtype) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("experts.safetensors");
         let layout = Layout::new(2, 3, rows, cols, dtype);
@@ -167,7 +166,7 @@ mod tests {
             let vals: Vec<f32> = (0..n)
                 .map(|i| (l * 100 + e * 10) as f32 + i as f32 * 0.5)
                 .collect();
-            super::super::weights::encode(&vals, dtype, buf);
+            crate::bundle::quant::encode_rows(&vals, cols, dtype, buf);
             Ok(())
         })
         .unwrap();
@@ -178,37 +177,51 @@ mod tests {
         for l in 0..2 {
             for e in 0..3 {
                 let t = st.tensor(&expert_tensor_name(l, e)).unwrap();
-                assert_eq!(t.shape(), &[3, rows, cols]);
+                assert_eq!(t.shape(), &[3, rows, dtype.st_cols(cols)]);
                 let off = t.data().as_ptr() as usize - base;
                 assert_eq!(off % EXPERT_ALIGN, 0, "expert {l}.{e} at {off}");
                 assert_eq!(off, layout.offset(l, e));
-                let first = match dtype {
-                    Dtype::F32 => f32::from_le_bytes(t.data()[4..8].try_into().unwrap()),
-                    Dtype::F16 => {
-                        half::f16::from_le_bytes(t.data()[2..4].try_into().unwrap()).to_f32()
-                    }
+                let mut row = Vec::new();
+                crate::bundle::quant::decode_row(
+                    &t.data()[..dtype.row_bytes(cols)],
+                    cols,
+                    dtype,
+                    &mut row,
+                );
+                let want = (l * 100 + e * 10) as f32 + 0.5;
+                // half a quantisation step of the block (max |x| <= want + 16)
+                let tol = match dtype {
+                    ExpertDtype::Q8 => (want + 16.0) / 127.0,
+                    ExpertDtype::Q4 => (want + 16.0) / 14.0,
+                    _ => 0.0,
                 };
-                assert_eq!(first, (l * 100 + e * 10) as f32 + 0.5);
+                assert!((row[1] - want).abs() <= tol, "{} vs {want}", row[1]);
             }
         }
     }
 
     #[test]
     fn aligned_and_loadable_f32() {
-        roundtrip(5, 7, Dtype::F32);
+        roundtrip(5, 7, ExpertDtype::F32);
     }
 
     #[test]
     fn aligned_and_loadable_f16() {
-        roundtrip(16, 64, Dtype::F16);
+        roundtrip(16, 64, ExpertDtype::F16);
+    }
+
+    #[test]
+    fn aligned_and_loadable_quantized() {
+        roundtrip(16, 64, ExpertDtype::Q8);
+        roundtrip(5, 96, ExpertDtype::Q4);
     }
 
     #[test]
     fn exact_multiple_needs_no_padding() {
         // 3 * 32 * 32 * 4 = 12288 = 3 pages
-        let layout = Layout::new(1, 2, 32, 32, Dtype::F32);
+        let layout = Layout::new(1, 2, 32, 32, ExpertDtype::F32);
         assert_eq!(layout.stride, layout.expert_bytes);
         assert!(!String::from_utf8_lossy(&layout.header).contains("__pad"));
-        roundtrip(32, 32, Dtype::F32);
+        roundtrip(32, 32, ExpertDtype::F32);
     }
 }

@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::file_entry;
-use super::manifest::{self, Dtype, ExpertsInfo, Graphs, Manifest, EXPERT_ALIGN, FORMAT_VERSION};
+use super::manifest::{
+    self, Dtype, ExpertDtype, ExpertsInfo, Graphs, Manifest, EXPERT_ALIGN, FORMAT_VERSION,
+};
+use super::quant;
 use super::BundleError;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,14 @@ impl ImportError {
     }
 }
 
+/// Parse `--experts-dtype`.
+pub fn parse_experts_dtype(s: &str) -> Result<ExpertDtype, ImportError> {
+    ExpertDtype::parse(s).ok_or_else(|| ImportError::Option {
+        option: "--experts-dtype",
+        msg: format!("`{s}` is not supported (supported: f32, f16, q8, q4)"),
+    })
+}
+
 /// Parse `--dtype`.
 pub fn parse_dtype(s: &str) -> Result<Dtype, ImportError> {
     Dtype::parse(s).ok_or_else(|| ImportError::Option {
@@ -106,6 +117,9 @@ pub struct ImportOptions {
     /// Dense initializers are stored in this dtype (with a Cast to f32 right
     /// after them); experts are stored in it.
     pub dtype: Dtype,
+    /// Experts are stored in this form; `None`: the same as `dtype`.
+    /// Q8/Q4 need a hidden size that is a multiple of 32 (the group size).
+    pub experts_dtype: Option<ExpertDtype>,
     /// Defaults to the checkpoint directory's name (its parent's for `.../hf`).
     pub model_id: Option<String>,
     /// Replace an existing non-empty `out_dir`.
@@ -118,6 +132,7 @@ impl ImportOptions {
             hf_dir: hf_dir.into(),
             out_dir: out_dir.into(),
             dtype: Dtype::F32,
+            experts_dtype: None,
             model_id: None,
             force: false,
         }
@@ -150,8 +165,13 @@ impl std::fmt::Display for ImportReport {
         )?;
         writeln!(
             f,
-            "  {} layers, {} experts/layer (top-{}), {} routed experts, dtype {:?}",
-            self.layers, a.num_experts, a.top_k, self.experts, self.manifest.dtype
+            "  {} layers, {} experts/layer (top-{}), {} routed experts, dtype {:?}, experts {}",
+            self.layers,
+            a.num_experts,
+            a.top_k,
+            self.experts,
+            self.manifest.dtype,
+            self.manifest.experts.dtype.name()
         )?;
         writeln!(
             f,
@@ -222,6 +242,19 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
     {
         ck.check(name, shape)?;
     }
+    if let Some(q) = opts.experts_dtype.filter(|q| q.is_quantized()) {
+        if arch.hidden_size % manifest::QUANT_GROUP != 0 {
+            return Err(ImportError::Option {
+                option: "--experts-dtype",
+                msg: format!(
+                    "{} groups {} values along the hidden size, but hidden_size is {}",
+                    q.name(),
+                    manifest::QUANT_GROUP,
+                    arch.hidden_size
+                ),
+            });
+        }
+    }
 
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -263,13 +296,16 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
 
     // experts
     let (h, i) = (arch.hidden_size, arch.expert_intermediate_size);
-    let layout = experts::Layout::new(arch.num_layers, arch.num_experts, i, h, opts.dtype);
+    let edt = opts
+        .experts_dtype
+        .unwrap_or_else(|| ExpertDtype::from(opts.dtype));
+    let layout = experts::Layout::new(arch.num_layers, arch.num_experts, i, h, edt);
     let experts_bytes = experts::write(&dir.join(EXPERTS_FILE), &layout, |l, e, buf| {
         let [g, u, d] = graphs::Names::expert(arch.kind, l, e);
-        weights::encode(&ck.f32(&g, &[i, h])?, opts.dtype, buf);
-        weights::encode(&ck.f32(&u, &[i, h])?, opts.dtype, buf);
+        quant::encode_rows(&ck.f32(&g, &[i, h])?, h, edt, buf);
+        quant::encode_rows(&ck.f32(&u, &[i, h])?, h, edt, buf);
         let down = ck.f32(&d, &[h, i])?;
-        weights::encode(&weights::transpose(&down, h, i), opts.dtype, buf);
+        quant::encode_rows(&weights::transpose(&down, h, i), h, edt, buf);
         Ok(())
     })?;
 
@@ -308,11 +344,12 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         },
         experts: ExpertsInfo {
             file: EXPERTS_FILE.into(),
-            dtype: opts.dtype,
+            dtype: edt,
             alignment: EXPERT_ALIGN,
             expert_bytes: layout.expert_bytes,
             present: None,
         },
+        experts_lowp: None,
         files,
     };
     let mpath = dir.join(MANIFEST_FILE);
