@@ -495,11 +495,11 @@ fn mixed_precision_asks_the_host_when_the_weight_is_high() {
     let url = b.url();
     let _host = Host::spawn(&url, "h-mixed");
     let full = full_engine();
-    let prompts = test_prompts(&full, 97);
+    let prompts = test_prompts(&full, 0, 97);
     let ids: Vec<Vec<u32>> = prompts
         .iter()
         .take(4)
-        .map(|p| full.encode(p).unwrap())
+        .map(|(_, p)| full.encode(p).unwrap())
         .collect();
 
     // threshold 0.5: both paths used

@@ -54,6 +54,7 @@ fn bundle() -> &'static Path {
             out_dir: out.clone(),
             dtype: Dtype::F32,
             model_id: Some("fixture-moe".into()),
+            experts_dtype: None,
             force: false,
         })
         .expect("import fixture");
