@@ -126,6 +126,17 @@ enum BenchMode {
         #[arg(long, default_value_t = 16)]
         max_tokens: u64,
     },
+    /// Constrained decoding: mask time per token against the decode step (test-split prompts).
+    Constrain {
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        data: PathBuf,
+        /// The tool catalogue the constraint uses (tool_choice auto).
+        #[arg(long, default_value = "models/assist-moe/tools.json")]
+        tools: PathBuf,
+        /// The first N prompts.
+        #[arg(long, default_value_t = 100)]
+        prompts: usize,
+    },
     /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
     Cache {
         /// Requests whose routing statistics make the plan (for plan-pinned).
@@ -497,6 +508,22 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 runs,
             };
             let r = bench::engine::run(&engine, &board.name, &opts)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
+        BenchMode::Constrain {
+            data,
+            tools,
+            prompts,
+        } => {
+            let engine = Engine::load(&a.bundle, &board, Verify::Sizes)
+                .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+            let spec = catalogue_spec(&tools)?;
+            let mut ex = moe_edge::engine::eval::read_examples(&data)?;
+            ex.truncate(prompts);
+            let r = bench::constrain::run(&engine, &spec, &ex)?;
             println!("{}", r.table());
             if let Some(p) = &a.json {
                 std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

@@ -92,6 +92,7 @@ pub struct Constraint {
     text: Matcher,
     cache: HashMap<Matcher, Mask>,
     mask: Mask,
+    use_cache: bool,
     pub stats: MaskStats,
 }
 
@@ -125,6 +126,7 @@ impl Constraint {
             text: Matcher::text(),
             cache: HashMap::new(),
             mask: Mask::new(n),
+            use_cache: true,
             stats: MaskStats::default(),
         }
     }
@@ -151,6 +153,12 @@ impl Constraint {
         self.phase = o.phase;
         self.matcher = o.matcher;
         self.text = o.text;
+    }
+
+    /// Turns the per-generation mask cache on or off (benchmarks measure both).
+    pub fn set_cache(&mut self, on: bool) {
+        self.use_cache = on;
+        self.cache.clear();
     }
 
     /// The answer is complete (end of turn chosen).
@@ -207,7 +215,7 @@ impl Constraint {
         }
         if let Some(m) = bytes_from {
             let key = m.cache_key(&g, self.vocab.longest_token());
-            if let Some(cached) = self.cache.get(&key) {
+            if let Some(cached) = self.cache.get(&key).filter(|_| self.use_cache) {
                 self.stats.cache_hits += 1;
                 mask.or(cached);
             } else {
@@ -215,10 +223,12 @@ impl Constraint {
                 self.vocab
                     .walk(&m, &|s: &mut Matcher, b| s.feed(&g, b), &mut bytes);
                 mask.or(&bytes);
-                if self.cache.len() >= CACHE_LIMIT {
-                    self.cache.clear();
+                if self.use_cache {
+                    if self.cache.len() >= CACHE_LIMIT {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(key, bytes);
                 }
-                self.cache.insert(key, bytes);
             }
         }
         self.mask = mask;

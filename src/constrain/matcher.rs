@@ -429,6 +429,17 @@ impl Matcher {
             if b & 0xC0 != 0x80 {
                 return Outcome::Refused;
             }
+            // no overlong forms, surrogates or code points past U+10FFFF
+            let bad_second = match (cp, need) {
+                (0x0, 2) => b < 0xA0,
+                (0xD, 2) => b >= 0xA0,
+                (0x0, 3) => b < 0x90,
+                (0x4, 3) => b >= 0x90,
+                _ => false,
+            };
+            if bad_second {
+                return Outcome::Refused;
+            }
             cp = (cp << 6) | u32::from(b & 0x3F);
             need -= 1;
             if need == 0 {
@@ -444,7 +455,8 @@ impl Matcher {
                 b'n' => '\n',
                 b'r' => '\r',
                 b't' => '\t',
-                b'u' => {
+                // \uXXXX only where no pattern must be tracked through it
+                b'u' if nfa.is_none() => {
                     esc = 2;
                     cp = 0;
                     '\0'
@@ -461,6 +473,9 @@ impl Matcher {
                 None => return Outcome::Refused,
             };
             cp = cp * 16 + d;
+            if esc == 3 && (0xD8..0xE0).contains(&cp) {
+                return Outcome::Refused; // a surrogate, whatever follows
+            }
             if esc == 5 {
                 esc = 0;
                 if (0xD800..0xE000).contains(&cp) {
@@ -479,7 +494,18 @@ impl Matcher {
                     self.pop();
                     return Outcome::Took;
                 }
-                b'\\' => esc = 1,
+                b'\\' => {
+                    // only if some escaped character can follow
+                    if let Some(n) = nfa {
+                        let ok = ['"', '\\', '/', '\u{8}', '\u{c}', '\n', '\r', '\t']
+                            .iter()
+                            .any(|&c| n.may_take_in(pat, c as u32, c as u32));
+                        if !ok {
+                            return Outcome::Refused;
+                        }
+                    }
+                    esc = 1
+                }
                 0..=0x1F | 0x7F => return Outcome::Refused,
                 0x20..=0x7E => ch = Some(u32::from(b)),
                 0xC2..=0xDF => {
@@ -498,6 +524,16 @@ impl Matcher {
             }
             if u32::from(len) >= max {
                 return Outcome::Refused; // no room for another character
+            }
+        }
+        if need > 0 {
+            // a partial character: some code point it can still become must fit the pattern
+            if let Some(n) = nfa {
+                let shift = 6 * u32::from(need);
+                let (lo, hi) = ((cp << shift).max(0x80), (cp << shift) | ((1 << shift) - 1));
+                if !n.may_take_in(pat, lo, hi) {
+                    return Outcome::Refused;
+                }
             }
         }
         if let Some(c) = ch {

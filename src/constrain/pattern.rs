@@ -195,6 +195,32 @@ impl Nfa {
         out & MATCHED != 0
     }
 
+    /// Whether some character in `lo..=hi` can be taken next (used while a
+    /// multi-byte UTF-8 character is still partial: its code point lies in that range).
+    pub fn may_take_in(&self, set: Set, lo: u32, hi: u32) -> bool {
+        if set & MATCHED != 0 {
+            return true;
+        }
+        let hits = |a: u32, b: u32| a <= hi && b >= lo;
+        (0..self.states.len()).any(|i| {
+            if set & (1 << i) == 0 {
+                return false;
+            }
+            match &self.states[i] {
+                St::Consume(Pred::Char(c), _) => hits(*c as u32, *c as u32),
+                St::Consume(Pred::Any, _) => true,
+                St::Consume(Pred::Class(items, neg), _) => {
+                    *neg || items.iter().any(|it| match it {
+                        ClassItem::Range(a, b) => hits(*a as u32, *b as u32),
+                        ClassItem::Digit(n) | ClassItem::Word(n) => *n,
+                        ClassItem::Space(n) => *n || lo >= 0x80,
+                    })
+                }
+                _ => false,
+            }
+        })
+    }
+
     /// Whether the set can still lead to a match. Every string can be
     /// extended by the unanchored restart, so this only prunes sets with no
     /// live state that is not an `AtStart` guard.
