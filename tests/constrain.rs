@@ -125,7 +125,10 @@ fn every_tool_choice_variant_on_adversarial_prompts() {
                         msg.tool_calls().iter().all(|c| c.function.name == name),
                         "{ctx}: {msg:?}"
                     );
-                    assert!(msg.content.is_none(), "{ctx}: text with a forced call: {msg:?}");
+                    assert!(
+                        msg.content.as_deref().unwrap_or("").is_empty(),
+                        "{ctx}: text with a forced call: {msg:?}"
+                    );
                 }
             }
         }
