@@ -431,7 +431,11 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if a.compare {
         let t = std::time::Instant::now();
         let constrained = evaluate(&engine, &ex, spec.as_ref())?;
-        println!("constrained: {} examples in {:.1} s\n", ex.len(), t.elapsed().as_secs_f64());
+        println!(
+            "constrained: {} examples in {:.1} s\n",
+            ex.len(),
+            t.elapsed().as_secs_f64()
+        );
         println!("{}", comparison_markdown(&report, &constrained));
         if let Some(p) = &a.json {
             let both = serde_json::json!({"free": report, "constrained": constrained});
@@ -447,7 +451,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
 
 /// Tool-call constraint (tool_choice auto) for a catalogue file (`{"tools": [...]}`).
 fn catalogue_spec(path: &std::path::Path) -> anyhow::Result<moe_edge::constrain::Spec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let tools: Vec<moe_edge::openai::Tool> = serde_json::from_value(v["tools"].clone())

@@ -73,8 +73,12 @@ fn check_calls(tools: &[Tool], calls: &[moe_edge::openai::ToolCall], ctx: &str) 
             .unwrap_or_else(|| panic!("{ctx}: unknown tool {}", c.function.name));
         let args: Value = serde_json::from_str(&c.function.arguments)
             .unwrap_or_else(|e| panic!("{ctx}: arguments {e}"));
-        schema::validate(tool.function.parameters.as_ref().unwrap(), &args, "arguments")
-            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        schema::validate(
+            tool.function.parameters.as_ref().unwrap(),
+            &args,
+            "arguments",
+        )
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
     }
 }
 
@@ -83,14 +87,22 @@ fn every_tool_choice_variant_on_adversarial_prompts() {
     let e = engine();
     let tools_json = catalogue();
     let tools: Vec<Tool> = serde_json::from_value(tools_json.clone()).unwrap();
-    let named = ["set_fan_speed", "set_reminder", "set_temperature", "send_message"];
+    let named = [
+        "set_fan_speed",
+        "set_reminder",
+        "set_temperature",
+        "send_message",
+    ];
     let mut choices: Vec<(String, Value)> = vec![
         ("auto".into(), json!("auto")),
         ("required".into(), json!("required")),
         ("none".into(), json!("none")),
     ];
     for n in named {
-        choices.push((n.into(), json!({"type": "function", "function": {"name": n}})));
+        choices.push((
+            n.into(),
+            json!({"type": "function", "function": {"name": n}}),
+        ));
     }
     let (mut calls, mut fallbacks, mut texts) = (0, 0, 0);
     for prompt in PROMPTS {
@@ -106,7 +118,11 @@ fn every_tool_choice_variant_on_adversarial_prompts() {
                 Some(FallbackReason::Marker) => fallbacks += 1,
                 Some(other) => panic!("{ctx}: {other}: {msg:?}"),
             }
-            assert_ne!(choice0.finish_reason, Some(FinishReason::Length), "{ctx}: {msg:?}");
+            assert_ne!(
+                choice0.finish_reason,
+                Some(FinishReason::Length),
+                "{ctx}: {msg:?}"
+            );
             check_calls(&tools, msg.tool_calls(), &ctx);
             calls += msg.tool_calls().len();
             match label.as_str() {
@@ -145,24 +161,40 @@ fn response_format_json_schema() {
         "celsius": {"type": "integer", "minimum": -40, "maximum": 50},
         "sky": {"enum": ["clear", "cloudy", "rain"]}
     }, "required": ["city", "celsius", "sky"], "additionalProperties": false});
-    for prompt in ["weather in Lisbon?", "明日の松本の天気は？", "Set the fan to 3"] {
+    for prompt in [
+        "weather in Lisbon?",
+        "明日の松本の天気は？",
+        "Set the fan to 3",
+    ] {
         let req = request(
             prompt,
             json!({"response_format": {"type": "json_schema",
                 "json_schema": {"name": "weather", "strict": true, "schema": schema}}}),
         );
         let out = e.complete_chat(req, "j".into(), 96).unwrap();
-        let text = out.completion.choices[0].message.content.clone().unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{prompt}: {err}: {text}"));
+        let text = out.completion.choices[0]
+            .message
+            .content
+            .clone()
+            .unwrap_or_default();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{prompt}: {err}: {text}"));
         schema::validate(&schema, &v, "content").unwrap_or_else(|err| panic!("{prompt}: {err}"));
     }
     // json_object: some JSON object
     let req = request("hello", json!({"response_format": {"type": "json_object"}}));
     let out = e.complete_chat(req, "o".into(), 64).unwrap();
-    let text = out.completion.choices[0].message.content.clone().unwrap_or_default();
+    let text = out.completion.choices[0]
+        .message
+        .content
+        .clone()
+        .unwrap_or_default();
     let choice = &out.completion.choices[0];
     if choice.finish_reason != Some(FinishReason::Length) {
-        assert!(serde_json::from_str::<Value>(&text).unwrap().is_object(), "{text}");
+        assert!(
+            serde_json::from_str::<Value>(&text).unwrap().is_object(),
+            "{text}"
+        );
     }
     // a schema that cannot be compiled is the app's error, naming the field
     let req = request(

@@ -32,8 +32,14 @@ pub struct ConstrainBenchReport {
     pub ratio_uncached_p99: f64,
 }
 
-pub fn run(engine: &Engine, spec: &Spec, examples: &[Example]) -> Result<ConstrainBenchReport, BenchError> {
-    let vocab = engine.constrain_vocab().map_err(|e| BenchError::Other(e.to_string()))?;
+pub fn run(
+    engine: &Engine,
+    spec: &Spec,
+    examples: &[Example],
+) -> Result<ConstrainBenchReport, BenchError> {
+    let vocab = engine
+        .constrain_vocab()
+        .map_err(|e| BenchError::Other(e.to_string()))?;
     let (mut decode_ms, mut decode_steps) = (0.0, 0u64);
     let (mut mask_ns, mut masks, mut hits) = (0u64, 0u64, 0u64);
     let mut uncached = Vec::new();

@@ -88,7 +88,9 @@ pub struct Prop {
 #[derive(Debug, Clone)]
 pub enum Node {
     /// One of the trie's byte strings (enum, const, true/false/null, enumerated numbers).
-    Literal { trie: u32 },
+    Literal {
+        trie: u32,
+    },
     String {
         min: u32,
         max: u32,
@@ -110,9 +112,15 @@ pub enum Node {
         required: u64,
         free: Option<NodeId>,
     },
-    Array { item: NodeId, min: u32, max: u32 },
+    Array {
+        item: NodeId,
+        min: u32,
+        max: u32,
+    },
     /// Alternatives told apart by their first byte (index: [`first_class`]).
-    Union { alts: [Option<NodeId>; 6] },
+    Union {
+        alts: [Option<NodeId>; 6],
+    },
 }
 
 /// Which alternative of a `Union` a value's first byte starts: string,
@@ -181,7 +189,9 @@ impl Compiler {
 
     fn literal(&mut self, values: &[Value]) -> Result<NodeId, ConstrainError> {
         if values.is_empty() {
-            return Err(ConstrainError::Schema("an empty enum allows no value".into()));
+            return Err(ConstrainError::Schema(
+                "an empty enum allows no value".into(),
+            ));
         }
         let words: Vec<Vec<u8>> = values.iter().map(spell).collect();
         let trie = self.trie(&words);
@@ -192,7 +202,9 @@ impl Compiler {
         let s = match schema {
             Value::Bool(true) => return self.free(depth),
             Value::Bool(false) => {
-                return Err(ConstrainError::Schema("a `false` schema allows no value".into()))
+                return Err(ConstrainError::Schema(
+                    "a `false` schema allows no value".into(),
+                ))
             }
             Value::Object(s) => s,
             _ => return self.free(depth),
@@ -294,7 +306,9 @@ impl Compiler {
                                 Some((self.patterns.len() - 1) as u32)
                             }
                             None => {
-                                log::debug!("pattern={p:?} too large to constrain; left to validation");
+                                log::debug!(
+                                    "pattern={p:?} too large to constrain; left to validation"
+                                );
                                 None
                             }
                         },
@@ -476,7 +490,14 @@ impl Compiler {
             (None, None)
         };
         self.add(Node::Union {
-            alts: [Some(string), Some(number), object, array, Some(boolean), Some(null)],
+            alts: [
+                Some(string),
+                Some(number),
+                object,
+                array,
+                Some(boolean),
+                Some(null),
+            ],
         })
     }
 }
@@ -551,7 +572,11 @@ fn spell_into(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
-        other => out.extend(serde_json::to_string(other).expect("value serialises").bytes()),
+        other => out.extend(
+            serde_json::to_string(other)
+                .expect("value serialises")
+                .bytes(),
+        ),
     }
 }
 
@@ -674,7 +699,10 @@ mod tests {
     #[test]
     fn enumerated_ranges() {
         let v = enumerate(false, 16.0, 30.0, false, false, Some(0.5)).unwrap();
-        let s: Vec<String> = v.iter().map(|b| String::from_utf8(b.clone()).unwrap()).collect();
+        let s: Vec<String> = v
+            .iter()
+            .map(|b| String::from_utf8(b.clone()).unwrap())
+            .collect();
         assert_eq!(&s[..4], &["16", "16.0", "16.5", "17"]);
         assert_eq!(s.last().unwrap(), "30.0");
         let v = enumerate(true, 0.0, 7.0, false, false, None).unwrap();
@@ -687,7 +715,10 @@ mod tests {
 
     #[test]
     fn spelling_is_json_dumps() {
-        assert_eq!(spell(&json!({"a": [1, "x"], "b": null})), br#"{"a": [1, "x"], "b": null}"#);
+        assert_eq!(
+            spell(&json!({"a": [1, "x"], "b": null})),
+            br#"{"a": [1, "x"], "b": null}"#
+        );
         assert_eq!(json_string("京都\"駅"), "\"京都\\\"駅\"".as_bytes());
     }
 }

@@ -9,9 +9,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use super::grammar::{
-    first_class, Grammar, Node, NodeId, Top, MAX_FRAC_DIGITS, MAX_INT_DIGITS,
-};
+use super::grammar::{first_class, Grammar, Node, NodeId, Top, MAX_FRAC_DIGITS, MAX_INT_DIGITS};
 
 /// Deepest stack the matcher keeps (about three frames per nesting level).
 pub const MAX_STACK: usize = 28;
@@ -175,7 +173,9 @@ impl Matcher {
     pub fn can_end(&self, g: &Grammar) -> bool {
         self.frames().iter().all(|f| match *f {
             Frame::Num { .. } => num_can_close(g, f),
-            Frame::Lit { trie, node } => g.tries[trie as usize].nodes[node as usize].value.is_some(),
+            Frame::Lit { trie, node } => {
+                g.tries[trie as usize].nodes[node as usize].value.is_some()
+            }
             Frame::Text { .. } => true,
             _ => false,
         })
@@ -240,7 +240,10 @@ impl Matcher {
                 if pos as usize + 1 == lit.len() {
                     self.pop();
                 } else {
-                    self.stack[top] = Frame::Fixed { which, pos: pos + 1 };
+                    self.stack[top] = Frame::Fixed {
+                        which,
+                        pos: pos + 1,
+                    };
                 }
                 Took
             }
@@ -283,12 +286,10 @@ impl Matcher {
                         count: 0,
                         phase: 0,
                     },
-                    Node::Union { alts } => {
-                        match first_class(b).and_then(|c| alts[c]) {
-                            Some(alt) => Frame::Value(alt),
-                            None => return Refused,
-                        }
-                    }
+                    Node::Union { alts } => match first_class(b).and_then(|c| alts[c]) {
+                        Some(alt) => Frame::Value(alt),
+                        None => return Refused,
+                    },
                 };
                 Again
             }
@@ -313,7 +314,11 @@ impl Matcher {
                 };
                 match (phase, b) {
                     (0, b'[') => {
-                        self.stack[top] = Frame::Arr { node, count, phase: 1 };
+                        self.stack[top] = Frame::Arr {
+                            node,
+                            count,
+                            phase: 1,
+                        };
                         Took
                     }
                     (1 | 2, b']') if u32::from(count) >= min => {
@@ -332,7 +337,11 @@ impl Matcher {
                         Again
                     }
                     (2, b',') if u32::from(count) < max => {
-                        self.stack[top] = Frame::Arr { node, count, phase: 3 };
+                        self.stack[top] = Frame::Arr {
+                            node,
+                            count,
+                            phase: 3,
+                        };
                         Took
                     }
                     (3, b' ') => {
@@ -713,7 +722,15 @@ impl Matcher {
     }
 
     /// One byte of a declared key (spelled with its quotes).
-    fn key_byte(&mut self, g: &Grammar, top: usize, node: NodeId, used: u64, at: u32, b: u8) -> Outcome {
+    fn key_byte(
+        &mut self,
+        g: &Grammar,
+        top: usize,
+        node: NodeId,
+        used: u64,
+        at: u32,
+        b: u8,
+    ) -> Outcome {
         let Node::Object { props, keys, .. } = &g.nodes[node as usize] else {
             return Outcome::Refused;
         };
@@ -878,7 +895,8 @@ fn num_can_close(g: &Grammar, f: &Frame) -> bool {
         return false;
     }
     let x = if neg { -1.0 } else { 1.0 } * magnitude(mant, fdig);
-    let in_range = (if excl_min { x > min } else { x >= min }) && (if excl_max { x < max } else { x <= max });
+    let in_range =
+        (if excl_min { x > min } else { x >= min }) && (if excl_max { x < max } else { x <= max });
     in_range
         && multiple.is_none_or(|m| {
             let q = x / m;

@@ -261,8 +261,8 @@ mod tests {
         ];
         let strs = [
             "", "00:00", "23:59", "24:00", "9:30", "12:5", "ab", "abcd", "abcde", "abbbc", "xac",
-            "xyyy", "y", "xx", "123-4567", "12-4567", "a", "bcbca", "abca", "bcbcbc", "abc", "日本",
-            "hello", "123456", "az", "abcbde", "ae", "abdbce",
+            "xyyy", "y", "xx", "123-4567", "12-4567", "a", "bcbca", "abca", "bcbcbc", "abc",
+            "日本", "hello", "123456", "az", "abcbde", "ae", "abdbce",
         ];
         for p in pats {
             let pat = Pattern::new(p).unwrap();

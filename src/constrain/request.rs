@@ -76,10 +76,7 @@ pub fn json_format_schema(rf: Option<&Value>) -> Result<Option<Value>, Constrain
                 ConstrainError::Schema("response_format.json_schema is missing".into())
             })?;
             // OpenAI nests it as json_schema.schema; llama-server also takes json_schema itself.
-            let schema = js
-                .get("schema")
-                .cloned()
-                .unwrap_or_else(|| js.clone());
+            let schema = js.get("schema").cloned().unwrap_or_else(|| js.clone());
             if !schema.is_object() && !schema.is_boolean() {
                 return Err(ConstrainError::Schema(
                     "response_format.json_schema.schema must be a JSON schema object".into(),

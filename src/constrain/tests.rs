@@ -28,8 +28,8 @@ fn catalogue() -> Vec<Tool> {
 }
 
 fn vocab() -> Arc<Vocab> {
-    let tok = tokenizers::Tokenizer::from_file(repo("models/assist-moe/bundle/tokenizer.json"))
-        .unwrap();
+    let tok =
+        tokenizers::Tokenizer::from_file(repo("models/assist-moe/bundle/tokenizer.json")).unwrap();
     Arc::new(Vocab::from_tokenizer(&tok, &[2]).unwrap())
 }
 
@@ -37,17 +37,25 @@ fn vocab() -> Arc<Vocab> {
 /// is the chance of preferring a token that closes something (a quote, a
 /// brace, a special token) so walks end. Returns the text and whether the
 /// turn ended.
-fn walk(c: &mut Constraint, v: &Vocab, rng: &mut StdRng, bias: f64, steps: usize) -> (String, bool) {
+fn walk(
+    c: &mut Constraint,
+    v: &Vocab,
+    rng: &mut StdRng,
+    bias: f64,
+    steps: usize,
+) -> (String, bool) {
     let mut out: Vec<u8> = Vec::new();
     for _ in 0..steps {
         let allowed: Vec<u32> = c.mask().ids().collect();
-        assert!(!allowed.is_empty(), "dead end after {:?}", String::from_utf8_lossy(&out));
+        assert!(
+            !allowed.is_empty(),
+            "dead end after {:?}",
+            String::from_utf8_lossy(&out)
+        );
         let closing: Vec<u32> = allowed
             .iter()
             .copied()
-            .filter(|&t| {
-                v.is_special(t) || v.token_bytes(t).iter().any(|b| b"\"}]".contains(b))
-            })
+            .filter(|&t| v.is_special(t) || v.token_bytes(t).iter().any(|b| b"\"}]".contains(b)))
             .collect();
         let pool = if !closing.is_empty() && rng.gen_bool(bias) {
             &closing
@@ -55,7 +63,8 @@ fn walk(c: &mut Constraint, v: &Vocab, rng: &mut StdRng, bias: f64, steps: usize
             &allowed
         };
         let t = pool[rng.gen_range(0..pool.len())];
-        c.advance(t).unwrap_or_else(|e| panic!("mask allowed {t} but advance refused: {e}"));
+        c.advance(t)
+            .unwrap_or_else(|e| panic!("mask allowed {t} but advance refused: {e}"));
         if v.specials.eos.contains(&t) {
             return (String::from_utf8_lossy(&out).into_owned(), true);
         }
@@ -88,13 +97,24 @@ fn every_tool_random_walks_validate() {
             if p.fallback {
                 continue;
             }
-            assert!(p.malformed.is_none() && p.invalid.is_none(), "{text}\n{p:?}");
+            assert!(
+                p.malformed.is_none() && p.invalid.is_none(),
+                "{text}\n{p:?}"
+            );
             assert!(!p.calls.is_empty(), "{text}");
             assert!(p.calls.iter().all(|c| c.name == tool.function.name));
             validated += 1;
         }
-        assert!(ended >= 20, "{}: only {ended} walks ended", tool.function.name);
-        assert!(validated >= 5, "{}: only {validated} calls", tool.function.name);
+        assert!(
+            ended >= 20,
+            "{}: only {ended} walks ended",
+            tool.function.name
+        );
+        assert!(
+            validated >= 5,
+            "{}: only {validated} calls",
+            tool.function.name
+        );
     }
 }
 
@@ -112,7 +132,10 @@ fn auto_walks_are_text_fallback_or_valid_calls() {
             continue;
         }
         let p = parse_and_check(&text, &tools, &ToolChoice::Auto);
-        assert!(p.malformed.is_none() && p.invalid.is_none(), "{text}\n{p:?}");
+        assert!(
+            p.malformed.is_none() && p.invalid.is_none(),
+            "{text}\n{p:?}"
+        );
         calls += p.calls.len();
         texts += p.content.is_some() as usize;
     }
@@ -156,14 +179,19 @@ fn tool_choice_outlines() {
     c.advance(sp.call_open).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
     let (text, _) = walk(&mut c, &v, &mut rng, 0.5, 100);
-    assert!(text.starts_with("{\"name\": \"set_fan_speed\", \"arguments\": {\"level\": "), "{text}");
+    assert!(
+        text.starts_with("{\"name\": \"set_fan_speed\", \"arguments\": {\"level\": "),
+        "{text}"
+    );
     // parallel_tool_calls false: after one call only the end of turn
-    let spec = spec_for(&tools, &ToolChoice::Required, Some(false), None).unwrap().unwrap();
+    let spec = spec_for(&tools, &ToolChoice::Required, Some(false), None)
+        .unwrap()
+        .unwrap();
     let mut c = Constraint::new(spec, v.clone());
     c.advance(sp.call_open).unwrap();
     let call = "{\"name\": \"set_fan_speed\", \"arguments\": {\"level\": 3}}";
-    let tok = tokenizers::Tokenizer::from_file(repo("models/assist-moe/bundle/tokenizer.json"))
-        .unwrap();
+    let tok =
+        tokenizers::Tokenizer::from_file(repo("models/assist-moe/bundle/tokenizer.json")).unwrap();
     for id in tok.encode(call, false).unwrap().get_ids() {
         c.advance(*id).unwrap();
     }
@@ -202,9 +230,18 @@ fn adversarial_values_are_refused() {
         // wrong enum value
         (format!("{head}\"drivr\""), head.len() + 5),
         // out of range: 35 > 30, 15 < 16, 22.3 not a multiple of 0.5
-        (format!("{head}\"driver\", \"celsius\": 35"), head.len() + 22),
-        (format!("{head}\"driver\", \"celsius\": 15"), head.len() + 22),
-        (format!("{head}\"driver\", \"celsius\": 22.3"), head.len() + 24),
+        (
+            format!("{head}\"driver\", \"celsius\": 35"),
+            head.len() + 22,
+        ),
+        (
+            format!("{head}\"driver\", \"celsius\": 15"),
+            head.len() + 22,
+        ),
+        (
+            format!("{head}\"driver\", \"celsius\": 22.3"),
+            head.len() + 24,
+        ),
         // extra key, repeated key, missing required key
         (format!("{head}\"driver\", \"fan\": 2"), head.len() + 11),
         (format!("{head}\"driver\", \"zone\""), head.len() + 11),
@@ -218,10 +255,16 @@ fn adversarial_values_are_refused() {
     }
     // the reminder's time pattern ^([01][0-9]|2[0-3]):[0-5][0-9]$
     let head = r#"{"name": "set_reminder", "arguments": {"text": "x", "time": ""#;
-    assert_eq!(accepted_prefix(&g, &format!("{head}23:59\"}}}}")), head.len() + 8);
+    assert_eq!(
+        accepted_prefix(&g, &format!("{head}23:59\"}}}}")),
+        head.len() + 8
+    );
     assert_eq!(accepted_prefix(&g, &format!("{head}24")), head.len() + 1);
     assert_eq!(accepted_prefix(&g, &format!("{head}9:30")), head.len());
-    assert_eq!(accepted_prefix(&g, &format!("{head}12:3\"")), head.len() + 4);
+    assert_eq!(
+        accepted_prefix(&g, &format!("{head}12:3\"")),
+        head.len() + 4
+    );
 }
 
 #[test]
@@ -259,7 +302,10 @@ fn digit_matcher_respects_ranges() {
     assert!(ended > 50, "{ended}");
     let head = r#"{"name": "f", "arguments": {"a": "#;
     assert_eq!(accepted_prefix(&g, &format!("{head}-51")), head.len() + 2);
-    assert_eq!(accepted_prefix(&g, &format!("{head}1000001")), head.len() + 6);
+    assert_eq!(
+        accepted_prefix(&g, &format!("{head}1000001")),
+        head.len() + 6
+    );
     assert_eq!(accepted_prefix(&g, &format!("{head}007")), head.len() + 1);
     let head = r#"{"name": "f", "arguments": {"b": "#;
     assert_eq!(accepted_prefix(&g, &format!("{head}0, ")), head.len() + 1);
@@ -279,7 +325,9 @@ fn response_format_json_schema_walks_validate() {
         "meta": {}
     }, "required": ["answer", "score"], "additionalProperties": false});
     let rf = json!({"type": "json_schema", "json_schema": {"name": "r", "schema": schema.clone()}});
-    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf)).unwrap().unwrap();
+    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf))
+        .unwrap()
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     let mut ended = 0;
     for _ in 0..150 {
@@ -295,12 +343,15 @@ fn response_format_json_schema_walks_validate() {
     assert!(ended > 50, "{ended}");
     // json_object: any object
     let rf = json!({"type": "json_object"});
-    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf)).unwrap().unwrap();
+    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf))
+        .unwrap()
+        .unwrap();
     for _ in 0..50 {
         let mut c = Constraint::new(spec.clone(), v.clone());
         let (text, done) = walk(&mut c, &v, &mut rng, 0.5, 300);
         if done {
-            let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let value: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert!(value.is_object());
         }
     }
@@ -334,12 +385,23 @@ fn mask_agrees_with_advance() {
 
 #[test]
 fn bad_schemas_are_named() {
-    let e = Grammar::for_tools(&[("f".into(), Some(json!({"type": "object", "properties": {"a": {"type": "strin"}}})))])
-        .unwrap_err();
-    assert!(e.to_string().contains("tool \"f\"") && e.to_string().contains("strin"), "{e}");
+    let e = Grammar::for_tools(&[(
+        "f".into(),
+        Some(json!({"type": "object", "properties": {"a": {"type": "strin"}}})),
+    )])
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("tool \"f\"") && e.to_string().contains("strin"),
+        "{e}"
+    );
     let e = Grammar::for_json(&json!({"type": "string", "pattern": "(a"})).unwrap_err();
     assert!(e.to_string().contains("pattern"), "{e}");
-    let e = spec_for(&catalogue(), &ToolChoice::Function("nope".into()), None, None).unwrap_err();
+    let e = spec_for(
+        &catalogue(),
+        &ToolChoice::Function("nope".into()),
+        None,
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
 }
-

@@ -13,9 +13,9 @@ use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
 use super::sampler::Sampler;
 use super::EngineError;
-use crate::constrain::{ConstrainError, Constraint, MaskStats, Spec, Vocab};
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
+use crate::constrain::{ConstrainError, Constraint, MaskStats, Spec, Vocab};
 
 /// Decoding parameters of one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +124,10 @@ impl Generation {
     }
     /// Mask work so far (zero when unconstrained).
     pub fn mask_stats(&self) -> MaskStats {
-        self.constraint.as_ref().map(|c| c.stats).unwrap_or_default()
+        self.constraint
+            .as_ref()
+            .map(|c| c.stats)
+            .unwrap_or_default()
     }
 }
 
@@ -165,9 +168,7 @@ impl Engine {
     /// The vocabulary as bytes with its trie (built once).
     pub fn constrain_vocab(&self) -> Result<Arc<Vocab>, ConstrainError> {
         self.vocab
-            .get_or_init(|| {
-                Vocab::from_tokenizer(&self.tokenizer, &self.special.eos).map(Arc::new)
-            })
+            .get_or_init(|| Vocab::from_tokenizer(&self.tokenizer, &self.special.eos).map(Arc::new))
             .clone()
     }
 
