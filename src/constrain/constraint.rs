@@ -8,7 +8,6 @@
 //! auto (text, fallback or calls), required / a named function (a call or the
 //! fallback marker first; the named one is the only name), none (no call).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::grammar::Grammar;
@@ -16,7 +15,7 @@ use super::matcher::Matcher;
 use super::vocab::{Mask, Vocab};
 use super::ConstrainError;
 
-/// Masks cached per generation before the cache is emptied.
+/// Masks cached per grammar before the cache is emptied.
 const CACHE_LIMIT: usize = 2048;
 
 /// What the request allows: the part of a request a constraint is built from.
@@ -90,7 +89,6 @@ pub struct Constraint {
     phase: Phase,
     matcher: Matcher,
     text: Matcher,
-    cache: HashMap<Matcher, Mask>,
     mask: Mask,
     use_cache: bool,
     pub stats: MaskStats,
@@ -98,12 +96,17 @@ pub struct Constraint {
 
 /// An empty grammar for the text-only outlines (the matcher is never used).
 fn no_grammar() -> Arc<Grammar> {
-    Arc::new(Grammar {
-        nodes: Vec::new(),
-        tries: Vec::new(),
-        patterns: Vec::new(),
-        top: super::grammar::Top::Json { root: 0 },
+    static G: std::sync::OnceLock<Arc<Grammar>> = std::sync::OnceLock::new();
+    G.get_or_init(|| {
+        Arc::new(Grammar {
+            nodes: Vec::new(),
+            tries: Vec::new(),
+            patterns: Vec::new(),
+            masks: Default::default(),
+            top: super::grammar::Top::Json { root: 0 },
+        })
     })
+    .clone()
 }
 
 impl Constraint {
@@ -124,7 +127,6 @@ impl Constraint {
             phase,
             matcher,
             text: Matcher::text(),
-            cache: HashMap::new(),
             mask: Mask::new(n),
             use_cache: true,
             stats: MaskStats::default(),
@@ -158,7 +160,6 @@ impl Constraint {
     /// Turns the per-generation mask cache on or off (benchmarks measure both).
     pub fn set_cache(&mut self, on: bool) {
         self.use_cache = on;
-        self.cache.clear();
     }
 
     /// The answer is complete (end of turn chosen).
@@ -214,20 +215,30 @@ impl Constraint {
             Phase::Done => eos(&mut mask),
         }
         if let Some(m) = bytes_from {
-            let key = m.cache_key(&g, self.vocab.longest_token());
-            if let Some(cached) = self.cache.get(&key).filter(|_| self.use_cache) {
+            let key = (
+                Arc::as_ptr(&self.vocab) as usize,
+                m.cache_key(&g, self.vocab.longest_token()),
+            );
+            let hit = if self.use_cache {
+                g.masks.lock().ok().and_then(|c| c.get(&key).cloned())
+            } else {
+                None
+            };
+            if let Some(cached) = hit {
                 self.stats.cache_hits += 1;
-                mask.or(cached);
+                mask.or(&cached);
             } else {
                 let mut bytes = Mask::new(self.vocab.len());
                 self.vocab
                     .walk(&m, &|s: &mut Matcher, b| s.feed(&g, b), &mut bytes);
                 mask.or(&bytes);
                 if self.use_cache {
-                    if self.cache.len() >= CACHE_LIMIT {
-                        self.cache.clear();
+                    if let Ok(mut c) = g.masks.lock() {
+                        if c.len() >= CACHE_LIMIT {
+                            c.clear();
+                        }
+                        c.insert(key, bytes);
                     }
-                    self.cache.insert(key, bytes);
                 }
             }
         }

@@ -151,12 +151,17 @@ pub enum Top {
     Json { root: NodeId },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Grammar {
     pub nodes: Vec<Node>,
     pub tries: Vec<LitTrie>,
     pub patterns: Vec<Nfa>,
     pub top: Top,
+    /// Byte-token masks by (vocabulary, matcher state), shared by every
+    /// generation using this grammar (bounded: emptied when full).
+    pub masks: std::sync::Mutex<
+        std::collections::HashMap<(usize, super::matcher::Matcher), super::vocab::Mask>,
+    >,
 }
 
 /// The JSON spelling of a string (json.dumps with ensure_ascii=False escapes
@@ -666,6 +671,7 @@ impl Grammar {
             nodes: c.nodes,
             tries: c.tries,
             patterns: c.patterns,
+            masks: Default::default(),
             top: Top::Tools {
                 names,
                 tool_names: tools.iter().map(|(n, _)| n.clone()).collect(),
@@ -686,6 +692,7 @@ impl Grammar {
             nodes: c.nodes,
             tries: c.tries,
             patterns: c.patterns,
+            masks: Default::default(),
             top: Top::Json { root },
         })
     }
