@@ -6,6 +6,7 @@
 //! - `bundle`    manifest, file checks; `bundle::import` turns HF checkpoints into bundles
 //! - `runtime`   trait `Backend` + own `Tensor`; tract and ort backends
 //! - `openai`    chat-completions wire types, errors in OpenAI's shape, SSE
+//! - `constrain` schema-constrained decoding: schema → automaton → token masks
 //! - `engine`    step runner, KV cache, router, sampler, generation, tool-call parsing
 //! - `experts`   expert store (memmap), residency cache (budget, policies), kernels, dispatch
 //! - `wire`      remote-expert frame codec and MQTT topic builders (pure, synchronous)
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod bundle;
 pub mod cascade;
 pub mod config;
+pub mod constrain;
 pub mod engine;
 pub mod experts;
 pub mod host;

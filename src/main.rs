@@ -131,6 +131,17 @@ enum BenchMode {
         #[arg(long, default_value_t = 16)]
         max_tokens: u64,
     },
+    /// Constrained decoding: mask time per token against the decode step (test-split prompts).
+    Constrain {
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        data: PathBuf,
+        /// The tool catalogue the constraint uses (tool_choice auto).
+        #[arg(long, default_value = "models/assist-moe/tools.json")]
+        tools: PathBuf,
+        /// The first N prompts.
+        #[arg(long, default_value_t = 100)]
+        prompts: usize,
+    },
     /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
     Cache {
         /// Requests whose routing statistics make the plan (for plan-pinned).
@@ -261,6 +272,15 @@ struct EvalArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Constrain decoding to the tool catalogue's schemas (tool_choice auto).
+    #[arg(long)]
+    constrain: bool,
+    /// Run free and constrained, print the per-tool comparison table.
+    #[arg(long, conflicts_with = "constrain")]
+    compare: bool,
+    /// The tool catalogue the constraint uses.
+    #[arg(long, default_value = "models/assist-moe/tools.json")]
+    tools: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -407,7 +427,7 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
 }
 
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
-    use moe_edge::engine::eval::{evaluate, read_examples};
+    use moe_edge::engine::eval::{comparison_markdown, evaluate, read_examples};
     let board = Board::load(&a.board)?;
     let engine = Engine::load(&a.bundle, &board, Verify::Full)
         .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
@@ -415,8 +435,13 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(n) = a.limit {
         ex.truncate(n);
     }
+    let spec = if a.constrain || a.compare {
+        Some(catalogue_spec(&a.tools)?)
+    } else {
+        None
+    };
     let t = std::time::Instant::now();
-    let report = evaluate(&engine, &ex)?;
+    let report = evaluate(&engine, &ex, if a.compare { None } else { spec.as_ref() })?;
     println!("{}", report.to_markdown());
     println!(
         "{} examples in {:.1} s, {} generated tokens",
@@ -424,10 +449,38 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64(),
         report.generated_tokens
     );
+    if a.compare {
+        let t = std::time::Instant::now();
+        let constrained = evaluate(&engine, &ex, spec.as_ref())?;
+        println!(
+            "constrained: {} examples in {:.1} s\n",
+            ex.len(),
+            t.elapsed().as_secs_f64()
+        );
+        println!("{}", comparison_markdown(&report, &constrained));
+        if let Some(p) = &a.json {
+            let both = serde_json::json!({"free": report, "constrained": constrained});
+            std::fs::write(p, serde_json::to_string_pretty(&both)?)?;
+        }
+        return Ok(());
+    }
     if let Some(p) = a.json {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// Tool-call constraint (tool_choice auto) for a catalogue file (`{"tools": [...]}`).
+fn catalogue_spec(path: &std::path::Path) -> anyhow::Result<moe_edge::constrain::Spec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let tools: Vec<moe_edge::openai::Tool> = serde_json::from_value(v["tools"].clone())
+        .with_context(|| format!("{}: field tools", path.display()))?;
+    moe_edge::constrain::request::spec_for(&tools, &moe_edge::openai::ToolChoice::Auto, None, None)
+        .with_context(|| format!("{}: tools", path.display()))?
+        .context("no tools in the catalogue")
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -481,6 +534,22 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 runs,
             };
             let r = bench::engine::run(&engine, &board.name, &opts)?;
+            println!("{}", r.table());
+            if let Some(p) = &a.json {
+                std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
+            }
+        }
+        BenchMode::Constrain {
+            data,
+            tools,
+            prompts,
+        } => {
+            let engine = Engine::load(&a.bundle, &board, Verify::Sizes)
+                .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+            let spec = catalogue_spec(&tools)?;
+            let mut ex = moe_edge::engine::eval::read_examples(&data)?;
+            ex.truncate(prompts);
+            let r = bench::constrain::run(&engine, &spec, &ex)?;
             println!("{}", r.table());
             if let Some(p) = &a.json {
                 std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

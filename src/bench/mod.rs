@@ -4,6 +4,7 @@
 
 pub mod bandwidth;
 pub mod cache;
+pub mod constrain;
 pub mod engine;
 pub mod llama;
 pub mod offload;

@@ -9,6 +9,8 @@ use std::time::Instant;
 use super::generate::{Engine, FinishReason as GenFinish, Finished, GenParams, Generation};
 use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
 use super::EngineError;
+use crate::constrain::request::spec_for;
+use crate::constrain::Spec;
 use crate::openai::{
     ApiError, ChatCompletion, EdgeInfo, ErrorCode, ExpertStats, FinishReason, ServedBy, Timings,
     Usage, ValidRequest,
@@ -62,7 +64,27 @@ impl Engine {
             top_p: req.top_p.unwrap_or(1.0) as f32,
             seed: req.seed.map(|s| s as u64),
             stop: req.stop.clone(),
+            constraint: None,
         }
+    }
+
+    /// The decoding constraint of a request: its tools' schemas and
+    /// tool_choice, or its JSON `response_format` (`None`: unconstrained).
+    pub fn constraint_spec(&self, req: &ValidRequest) -> Result<Option<Spec>, ApiError> {
+        spec_for(
+            req.tools(),
+            &req.tool_choice,
+            req.parallel_tool_calls,
+            req.response_format.as_ref(),
+        )
+        .map_err(|e| {
+            let param = if req.tools().is_empty() {
+                "response_format"
+            } else {
+                "tools"
+            };
+            ApiError::new(ErrorCode::InvalidRequest, e.to_string()).with_param(param)
+        })
     }
 
     /// Render the prompt and start generating. Errors are the app's (context too long, ...).
@@ -79,7 +101,8 @@ impl Engine {
             self.bundle.manifest.chat_template.as_deref(),
         )
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
-        let params = self.gen_params(&request, max_tokens_cap);
+        let mut params = self.gen_params(&request, max_tokens_cap);
+        params.constraint = self.constraint_spec(&request)?;
         let gen = self.begin(&prompt, params).map_err(|e| api_error(&e))?;
         Ok(ChatJob {
             id,

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::generate::{Engine, GenParams};
 use super::EngineError;
+use crate::constrain::Spec;
 use crate::openai::{ChatRequest, Message};
 
 /// One labelled example.
@@ -122,6 +123,9 @@ pub struct EvalReport {
     pub fallback_fn: usize,
     pub generated_tokens: usize,
     pub decode_ms: f64,
+    /// Time computing constraint masks, and how many (0 unconstrained).
+    pub mask_ms: f64,
+    pub masks: u64,
     /// (index, expected, output) of the first failures.
     pub failures: Vec<(usize, Option<Value>, String)>,
 }
@@ -197,6 +201,8 @@ impl EvalReport {
         self.fallback_fn += o.fallback_fn;
         self.generated_tokens += o.generated_tokens;
         self.decode_ms += o.decode_ms;
+        self.mask_ms += o.mask_ms;
+        self.masks += o.masks;
         self.failures.extend(o.failures);
         self.failures.truncate(50);
     }
@@ -227,8 +233,13 @@ impl EvalReport {
     }
 }
 
-/// Greedy-decode every example (max 64 new tokens) and score it.
-pub fn evaluate(engine: &Engine, examples: &[(usize, Example)]) -> Result<EvalReport, EngineError> {
+/// Greedy-decode every example (max 64 new tokens) and score it; with
+/// `constraint`, decoding is constrained (e.g. to the catalogue's tools, auto).
+pub fn evaluate(
+    engine: &Engine,
+    examples: &[(usize, Example)],
+    constraint: Option<&Spec>,
+) -> Result<EvalReport, EngineError> {
     let mut report = EvalReport::default();
     for (i, ex) in examples {
         let req = ChatRequest {
@@ -244,15 +255,65 @@ pub fn evaluate(engine: &Engine, examples: &[(usize, Example)]) -> Result<EvalRe
             &prompt,
             GenParams {
                 max_tokens: 64,
+                constraint: constraint.cloned(),
                 ..GenParams::default()
             },
         )?;
         let f = engine.run(&mut g, |_| {})?;
         report.generated_tokens += f.completion_tokens;
         report.decode_ms += f.timings.decode_ms + f.timings.prefill_ms;
+        report.mask_ms += f.timings.mask_ms;
+        report.masks += f.timings.masks;
         report.record(*i, ex, &f.text);
     }
     Ok(report)
+}
+
+/// Per tool (and overall): exact match and invalid outputs without and with
+/// the constraint, as a Markdown table.
+pub fn comparison_markdown(free: &EvalReport, constrained: &EvalReport) -> String {
+    let mut s = String::from(
+        "| tool | n | exact match, free | exact match, constrained |\n|---|---|---|---|\n",
+    );
+    let row = |name: &str, a: &Tally, b: &Tally| {
+        format!(
+            "| {name} | {} | {:.1} % ({}) | {:.1} % ({}) |\n",
+            a.total,
+            a.pct(),
+            a.correct,
+            b.pct(),
+            b.correct
+        )
+    };
+    for (k, a) in &free.by_tool {
+        let b = constrained.by_tool.get(k).cloned().unwrap_or_default();
+        s += &row(k, a, &b);
+    }
+    for (k, a) in &free.by_lang {
+        let b = constrained.by_lang.get(k).cloned().unwrap_or_default();
+        s += &row(&format!("**lang {k}**"), a, &b);
+    }
+    s += &row("**all**", &free.overall, &constrained.overall);
+    s += &format!(
+        "\ninvalid outputs (neither one call nor the fallback marker): free {}, constrained {}; \
+         fallback precision/recall: free {:.1} %/{:.1} %, constrained {:.1} %/{:.1} %\n",
+        free.invalid,
+        constrained.invalid,
+        free.fallback_precision(),
+        free.fallback_recall(),
+        constrained.fallback_precision(),
+        constrained.fallback_recall()
+    );
+    if constrained.masks > 0 {
+        s += &format!(
+            "mask cost: {:.1} us per token ({} masks, {:.0} ms of {:.0} ms decoding)\n",
+            constrained.mask_ms * 1e3 / constrained.masks as f64,
+            constrained.masks,
+            constrained.mask_ms,
+            constrained.decode_ms
+        );
+    }
+    s
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! steps across requests (token-level interleaving in `serve`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokenizers::Tokenizer;
@@ -14,6 +15,7 @@ use super::sampler::Sampler;
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
+use crate::constrain::{ConstrainError, Constraint, MaskStats, Spec, Vocab};
 
 /// Decoding parameters of one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ pub struct GenParams {
     pub top_p: f32,
     pub seed: Option<u64>,
     pub stop: Vec<String>,
+    /// Constrained decoding (tool schemas, tool_choice, response_format); `None`: free.
+    pub constraint: Option<Spec>,
 }
 
 impl Default for GenParams {
@@ -34,6 +38,7 @@ impl Default for GenParams {
             top_p: 1.0,
             seed: None,
             stop: Vec::new(),
+            constraint: None,
         }
     }
 }
@@ -56,6 +61,10 @@ pub struct Timings {
     pub graphs_ms: f64,
     pub experts_ms: f64,
     pub remote_wait_ms: f64,
+    /// Time spent computing constraint masks (0 when unconstrained).
+    pub mask_ms: f64,
+    /// Masks computed (one per generated token when constrained).
+    pub masks: u64,
 }
 
 /// The end of a generation.
@@ -91,6 +100,7 @@ pub struct Generation {
     generated: Vec<u32>,
     next: Option<u32>,
     sampler: Sampler,
+    constraint: Option<Constraint>,
     params: GenParams,
     phase: Phase,
     emitted: usize,
@@ -112,6 +122,13 @@ impl Generation {
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
+    /// Mask work so far (zero when unconstrained).
+    pub fn mask_stats(&self) -> MaskStats {
+        self.constraint
+            .as_ref()
+            .map(|c| c.stats)
+            .unwrap_or_default()
+    }
 }
 
 pub struct Engine {
@@ -119,6 +136,8 @@ pub struct Engine {
     pub tokenizer: Tokenizer,
     pub special: SpecialTokens,
     pub bundle: Bundle,
+    /// The tokenizer as bytes for constrained decoding, built on first use.
+    vocab: std::sync::OnceLock<Result<Arc<Vocab>, ConstrainError>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,7 +161,15 @@ impl Engine {
             model,
             tokenizer,
             bundle,
+            vocab: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The vocabulary as bytes with its trie (built once).
+    pub fn constrain_vocab(&self) -> Result<Arc<Vocab>, ConstrainError> {
+        self.vocab
+            .get_or_init(|| Vocab::from_tokenizer(&self.tokenizer, &self.special.eos).map(Arc::new))
+            .clone()
     }
 
     pub fn model_id(&self) -> &str {
@@ -185,7 +212,16 @@ impl Engine {
                 limit,
             });
         }
+        let constraint = match &params.constraint {
+            Some(spec) => Some(Constraint::new(
+                spec.clone(),
+                self.constrain_vocab()
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Generation {
+            constraint,
             kv: self.model.new_kv(),
             sampler: Sampler::new(params.temperature, params.top_p, params.seed),
             prompt: ids,
@@ -236,7 +272,23 @@ impl Engine {
             }
         };
         let logits = logits.as_f32().unwrap_or(&[]);
-        let tok = g.sampler.sample(logits, None);
+        let tok = match g.constraint.as_mut() {
+            None => g.sampler.sample(logits, None),
+            Some(c) => {
+                let mask = c.mask();
+                let tok = if mask.is_empty() {
+                    // cannot happen with a compiled grammar; end the turn rather than loop
+                    log::warn!("constraint allows no token; ending the generation");
+                    self.special.eos.first().copied().unwrap_or(0)
+                } else {
+                    g.sampler.sample(logits, Some(&|t| mask.get(t)))
+                };
+                if let Err(e) = c.advance(tok) {
+                    log::warn!("constraint: {e}");
+                }
+                tok
+            }
+        };
         if g.ttft.is_none() {
             g.ttft = Some(g.started.elapsed());
         }
@@ -296,6 +348,8 @@ impl Engine {
                 graphs_ms: g.times.graphs_us as f64 / 1e3,
                 experts_ms: g.times.experts_us as f64 / 1e3,
                 remote_wait_ms: g.times.remote_wait_us as f64 / 1e3,
+                mask_ms: g.mask_stats().nanos as f64 / 1e6,
+                masks: g.mask_stats().masks,
             },
         }))
     }

@@ -543,7 +543,7 @@ pub struct Pattern {
 }
 
 #[derive(Debug, Clone)]
-enum Node {
+pub(crate) enum Node {
     Char(char),
     Any,
     Class(Vec<ClassItem>, bool),
@@ -555,7 +555,7 @@ enum Node {
 }
 
 #[derive(Debug, Clone)]
-enum ClassItem {
+pub(crate) enum ClassItem {
     Range(char, char),
     Digit(bool),
     Word(bool),
@@ -563,7 +563,7 @@ enum ClassItem {
 }
 
 impl ClassItem {
-    fn matches(&self, c: char) -> bool {
+    pub(crate) fn matches(&self, c: char) -> bool {
         match *self {
             ClassItem::Range(a, b) => a <= c && c <= b,
             ClassItem::Digit(neg) => c.is_ascii_digit() != neg,
@@ -591,6 +591,11 @@ impl Pattern {
             return Err(PatternError::Invalid(format!("unmatched ')' at {}", p.pos)));
         }
         Ok(Pattern { node })
+    }
+
+    /// The parsed expression (for `constrain`, which compiles it to an NFA).
+    pub(crate) fn root(&self) -> &Node {
+        &self.node
     }
 
     /// Whether the pattern matches anywhere in `s`.
