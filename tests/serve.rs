@@ -1458,3 +1458,22 @@ async fn cloud_stream_passes_through_to_the_mqtt_app() {
     app.assert_quiet(Duration::from_millis(200)).await;
     d.stop().await;
 }
+
+/// QoS 1 may deliver a request twice (a broker restart, a retransmission):
+/// the same reply topic and correlation data within the dedup window get one
+/// answer; another correlation is a new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_request_is_answered_once() {
+    let d = Daemon::embedded(board(4, 32, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let body = chat("turn on the lights", 4);
+    app.send(&d.device, &body, "once").await;
+    app.send(&d.device, &body, "once").await;
+    app.send(&d.device, &body, "twice").await;
+    let by = app.collect_finals(2).await;
+    assert_eq!(by["once"].len(), 1, "{by:?}");
+    assert_eq!(by["twice"].len(), 1, "{by:?}");
+    app.assert_quiet(Duration::from_millis(500)).await;
+    assert_eq!(log_lines(&d.device, "duplicate request dropped").len(), 1);
+    d.stop().await;
+}

@@ -165,8 +165,14 @@ fn device_bundles(
         let slots = ((f * total as f64).round() as usize).max(a.num_layers * a.top_k);
         let sel = crate::plan::select(&stats, slots, a.top_k);
         let path = dir.join(format!("dev{}", (f * 100.0).round() as u32));
-        crate::plan::device_bundle::write_device_bundle(&full.bundle, &sel.per_layer, None, &path, true)
-            .map_err(other)?;
+        crate::plan::device_bundle::write_device_bundle(
+            &full.bundle,
+            &sel.per_layer,
+            None,
+            &path,
+            true,
+        )
+        .map_err(other)?;
         out.push((f, path));
     }
     Ok(out)

@@ -11,9 +11,7 @@ pub mod quant;
 
 use std::path::{Path, PathBuf};
 
-pub use manifest::{
-    ArchKind, Architecture, Dtype, ExpertDtype, Manifest, QkNorm, SpecialTokens,
-};
+pub use manifest::{ArchKind, Architecture, Dtype, ExpertDtype, Manifest, QkNorm, SpecialTokens};
 
 /// The bundle every subcommand uses when `--bundle` is not given.
 pub const DEFAULT_BUNDLE: &str = "models/assist-moe/bundle";

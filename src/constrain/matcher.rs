@@ -609,7 +609,7 @@ impl Matcher {
                 neg,
                 idig: idig + 1,
                 fdig,
-                mant: mant * 10 + u64::from(b - b'0'),
+                mant: mant.saturating_mul(10).saturating_add(u64::from(b - b'0')),
             }),
             (2, b'.') if !integer => Some(Frame::Num {
                 node,
@@ -625,7 +625,7 @@ impl Matcher {
                 neg,
                 idig,
                 fdig: fdig + 1,
-                mant: mant * 10 + u64::from(b - b'0'),
+                mant: mant.saturating_mul(10).saturating_add(u64::from(b - b'0')),
             }),
             _ => None,
         };

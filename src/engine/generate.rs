@@ -212,13 +212,25 @@ impl Engine {
                 limit,
             });
         }
-        let constraint = match &params.constraint {
-            Some(spec) => Some(Constraint::new(
-                spec.clone(),
-                self.constrain_vocab()
-                    .map_err(|e| EngineError::Invalid(e.to_string()))?,
-            )),
-            None => None,
+        // A tokenizer without the tool-call markers as single tokens (a model
+        // not trained for this call format) cannot be constrained: it decodes
+        // freely and its output is still parsed and validated as usual.
+        let constraint = match (
+            &params.constraint,
+            params.constraint.as_ref().map(|_| self.constrain_vocab()),
+        ) {
+            (Some(spec), Some(Ok(vocab))) => Some(Constraint::new(spec.clone(), vocab)),
+            (Some(_), Some(Err(e))) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    log::warn!(
+                        "constraint unavailable, decoding unconstrained model={} reason=\"{e}\"",
+                        self.model_id()
+                    )
+                });
+                None
+            }
+            _ => None,
         };
         Ok(Generation {
             constraint,

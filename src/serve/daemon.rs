@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::admission::{Admission, RateLimiter, Rejected};
+use super::dedup::Dedup;
 use super::escalate::Escalate;
 use super::reply::{Reply, ReplyTo, StreamState};
 use super::status::{State, StatusBase};
@@ -32,6 +33,9 @@ const OUT_CAPACITY: usize = 1024;
 /// Escalations waiting for a cascade slot, and cascade calls at once.
 const ESCALATION_CAPACITY: usize = 64;
 const ESCALATIONS_IN_FLIGHT: usize = 16;
+/// Request identities remembered against QoS 1 redelivery (see `dedup`).
+const DEDUP_ENTRIES: usize = 4096;
+const DEDUP_TTL: Duration = Duration::from_secs(600);
 /// Clients remembered by the rate limiter.
 const RATE_CLIENTS: usize = 4096;
 /// Longest log excerpt of a message.
@@ -171,6 +175,7 @@ pub(super) async fn run(
             ..RequestLimits::default()
         },
         rate: RateLimiter::new(limits.requests_per_client_per_sec, RATE_CLIENTS),
+        dedup: Dedup::new(DEDUP_ENTRIES, DEDUP_TTL),
         model_aliases: std::mem::take(&mut config.model_aliases),
         next_id: 0,
         id_prefix: format!("{:08x}", rand::random::<u32>()),
@@ -269,6 +274,7 @@ struct Intake {
     out: mpsc::Sender<Outgoing>,
     limits: RequestLimits,
     rate: RateLimiter,
+    dedup: Dedup,
     model_aliases: Vec<String>,
     next_id: u64,
     id_prefix: String,
@@ -363,6 +369,20 @@ impl Intake {
             Ok(r) => r,
             Err(e) => return self.reject(Some(to), e, client).await,
         };
+        if let Some(key) = Dedup::key(
+            &to.topic,
+            to.correlation.as_deref(),
+            to.request_id.as_deref(),
+        ) {
+            if !self.dedup.first_seen(key, arrived) {
+                log::warn!(
+                    "serve duplicate request dropped device={} reply_topic={}",
+                    self.device,
+                    to.topic,
+                );
+                return;
+            }
+        }
         let client_key = to.client_key(client).to_string();
         if !self.rate.allow(&client_key, arrived) {
             let e = ApiError::new(

@@ -21,6 +21,7 @@
 pub mod admission;
 pub mod ask;
 mod daemon;
+pub mod dedup;
 pub mod escalate;
 pub mod reply;
 pub mod status;
