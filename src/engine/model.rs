@@ -13,7 +13,7 @@ use crate::bundle::{Bundle, Manifest};
 use crate::config::{Board, OnMiss};
 use crate::experts::dispatch::{self, Pairs, RemoteExperts};
 use crate::experts::kernels::expert_ffn_batch;
-use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
+use crate::experts::{Access, CacheStats, ExpertStore, ExpertWeights, ResidencyCache};
 use crate::runtime::{self, Graph, Tensor, TensorView};
 
 /// Where the experts of one request ran.
@@ -471,23 +471,8 @@ impl Model {
                 continue;
             }
             counts.low_precision += work.len() as u64;
-            work.sort_unstable_by_key(|&(ti, _)| ti);
             let w = store.get(l, e).expect("low-precision expert present");
-            let xs: Vec<&[f32]> = work
-                .iter()
-                .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
-                .collect();
-            let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
-            act.resize(inter * xs.len(), 0.0);
-            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
-            let mut want = work.iter().map(|&(ti, _)| ti).peekable();
-            for (ti, row) in out.chunks_mut(h).enumerate() {
-                if want.peek() == Some(&ti) {
-                    rows.push(row);
-                    want.next();
-                }
-            }
-            expert_ffn_batch(w, h, &xs, &scales, &mut act, &mut rows);
+            ffn_for_tokens(w, h, inter, x, work, &mut act, out);
             work.clear();
         }
     }
@@ -521,24 +506,8 @@ impl Model {
                 }
                 Access::Transient => counts.paged += work.len() as u64,
             }
-            work.sort_unstable_by_key(|&(ti, _)| ti);
             let w = self.store.get(l, e).expect("local expert present in store");
-            let xs: Vec<&[f32]> = work
-                .iter()
-                .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
-                .collect();
-            let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
-            act.resize(inter * xs.len(), 0.0);
-            // Tokens are distinct per expert and sorted: borrow their rows once.
-            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
-            let mut want = work.iter().map(|&(ti, _)| ti).peekable();
-            for (ti, row) in out.chunks_mut(h).enumerate() {
-                if want.peek() == Some(&ti) {
-                    rows.push(row);
-                    want.next();
-                }
-            }
-            expert_ffn_batch(w, h, &xs, &scales, &mut act, &mut rows);
+            ffn_for_tokens(w, h, inter, x, work, &mut act, out);
             if matches!(access, Access::Transient) {
                 self.store.release(l, e);
             }
@@ -566,4 +535,34 @@ pub fn rope_tables(head_dim: usize, theta: f64, positions: usize) -> (Vec<f32>, 
         }
     }
     (cos, sin)
+}
+
+/// Runs one expert over the tokens in `work` (token index, router weight),
+/// adding into those tokens' rows of `out`. Sorts `work` by token.
+fn ffn_for_tokens(
+    w: ExpertWeights<'_>,
+    h: usize,
+    inter: usize,
+    x: &[f32],
+    work: &mut [(usize, f32)],
+    act: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    work.sort_unstable_by_key(|&(ti, _)| ti);
+    let xs: Vec<&[f32]> = work
+        .iter()
+        .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
+        .collect();
+    let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
+    act.resize(inter * xs.len(), 0.0);
+    // Tokens are distinct per expert and sorted: borrow their rows once.
+    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
+    let mut want = work.iter().map(|&(ti, _)| ti).peekable();
+    for (ti, row) in out.chunks_mut(h).enumerate() {
+        if want.peek() == Some(&ti) {
+            rows.push(row);
+            want.next();
+        }
+    }
+    expert_ffn_batch(w, h, &xs, &scales, act, &mut rows);
 }
