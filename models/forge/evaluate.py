@@ -284,9 +284,12 @@ def main():
              f"(moe_intermediate_size {cfg.moe_intermediate_size}, norm_topk_prob {str(cfg.norm_topk_prob).lower()}), "
              f"vocab {cfg.vocab_size}, {nparam / 1e6:.2f} M parameters (f32).")
     if train_log:
-        L.append(f"- Training: {train_log.get('steps')} steps in {train_log.get('seconds')} s on 2 CPU threads, "
+        ta = train_log.get("args", {})
+        L.append(f"- Training: {train_log.get('steps')} steps of batch {ta.get('batch')} in {train_log.get('seconds')} s "
+                 f"on {ta.get('threads', 2)} CPU thread(s), peak lr {ta.get('lr')}, "
                  f"{train_log.get('train_examples')} training examples, final valid CE {train_log.get('valid_ce', 0):.4f} "
-                 f"(router aux loss coef {cfg.router_aux_loss_coef}).")
+                 f"(answer tokens; request-token LM loss weight {ta.get('prompt_loss', 0.0)}, "
+                 f"router aux loss coef {cfg.router_aux_loss_coef}).")
     how = (f"teacher-forced check of all {n}, then greedy decoding of the {decoded} whose reference answer is not the "
            f"argmax path (`--teacher-forced`, same result as decoding all)" if args.teacher_forced else "greedy, batched")
     if args.teacher_forced and args.decode_failures >= 0:

@@ -60,36 +60,42 @@ class Layer(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, self.nh * self.D))
 
-    def moe(self, x):
+    def moe(self, x, valid=None):
+        """Routed experts over the tokens in `valid` (all if None; padding is skipped, its output is 0).
+        Tokens are grouped by expert and each expert runs one matmul per projection over exactly its
+        tokens (no capacity padding: a skewed router costs no extra compute)."""
         B, T, H = x.shape
         xf = x.reshape(-1, H)
         N = xf.shape[0]
         logits = self.gate(xf)
-        probs = F.softmax(logits, dim=-1, dtype=torch.float)
+        idx = torch.arange(N) if valid is None else valid.reshape(-1).nonzero().squeeze(1)
+        probs = F.softmax(logits[idx], dim=-1, dtype=torch.float)
         w, e = torch.topk(probs, self.K, dim=-1)
         if self.norm_topk:
             w = w / w.sum(-1, keepdim=True)
         w = w.to(x.dtype)
         ef = e.reshape(-1)
-        tok = torch.arange(N).repeat_interleave(self.K)
+        tok = idx.repeat_interleave(self.K)
         wf = w.reshape(-1)
         order = torch.argsort(ef, stable=True)
         es, ts, ws = ef[order], tok[order], wf[order]
-        counts = torch.bincount(es, minlength=self.E)
-        offsets = torch.cumsum(counts, 0) - counts
-        pos = torch.arange(es.numel()) - offsets[es]
-        C = int(counts.max())
-        buf = xf.new_zeros(self.E, C, H)
-        buf = buf.index_put((es, pos), xf[ts])
-        h = F.silu(torch.bmm(buf, self.w_gate.transpose(1, 2))) * torch.bmm(buf, self.w_up.transpose(1, 2))
-        out = torch.bmm(h, self.w_down.transpose(1, 2))  # [E, C, H]
-        y = out[es, pos] * ws[:, None]
+        counts = torch.bincount(es, minlength=self.E).tolist()
+        xs = xf[ts]
+        outs, start = [], 0
+        for j, c in enumerate(counts):
+            if c == 0:
+                continue
+            seg = xs[start:start + c]
+            h = F.silu(seg @ self.w_gate[j].t()) * (seg @ self.w_up[j].t())
+            outs.append(h @ self.w_down[j].t())
+            start += c
+        y = torch.cat(outs, 0) * ws[:, None]
         final = xf.new_zeros(N, H).index_add(0, ts, y)
         return final.view(B, T, H), logits
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, valid=None):
         x = x + self.attn(self.input_layernorm(x), cos, sin)
-        m, logits = self.moe(self.post_attention_layernorm(x))
+        m, logits = self.moe(self.post_attention_layernorm(x), valid)
         return x + m, logits
 
 
@@ -111,7 +117,9 @@ class FastQwen3Moe(nn.Module):
         inv = 1.0 / (c.rope_theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
         self.register_buffer("inv_freq", inv, persistent=False)
 
-    def hidden(self, ids):
+    def hidden(self, ids, valid=None):
+        """Final-norm hidden states and per-layer router logits. `valid` [B, T] bool marks real tokens
+        (right padding only: causal attention keeps padding out of every real position)."""
         B, T = ids.shape
         x = self.embed_tokens(ids)
         pos = torch.arange(T).float()
@@ -120,7 +128,7 @@ class FastQwen3Moe(nn.Module):
         cos, sin = emb.cos()[None, None], emb.sin()[None, None]
         logits = []
         for l in self.layers:
-            x, lg = l(x, cos, sin)
+            x, lg = l(x, cos, sin, valid)
             logits.append(lg)
         return self.norm(x), logits
 

@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build_tokenizer, render_prompt, save_checkpoint, write_tokenizer  # noqa: E402
 from gen_corpus import MODEL_DIR, target_text  # noqa: E402
 
-torch.set_num_threads(2)
 
 
 def load_jsonl(p):
@@ -66,6 +65,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=40)
     ap.add_argument("--const-frac", type=float, default=0.0,
                     help="fraction of the budget at constant lr before the cosine decay")
+    ap.add_argument("--tie", action="store_true",
+                    help="train with the output head tied to the embedding (exported as an equal lm_head copy)")
+    ap.add_argument("--out-dir", default=None, help="checkpoint dir (default models/assist-moe/hf)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-loss", type=float, default=0.0,
+                    help="weight of an auxiliary next-token loss on the request tokens (0: answer only)")
+    ap.add_argument("--eval-test", type=int, default=0,
+                    help="at each checkpoint, teacher-forced exact match on the first N test requests")
     args = ap.parse_args()
     if args.deadline_utc:
         import datetime
@@ -77,7 +84,8 @@ def main():
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     data_dir = os.path.join(MODEL_DIR, "data")
-    out_dir = os.path.join(MODEL_DIR, "hf")
+    out_dir = args.out_dir or os.path.join(MODEL_DIR, "hf")
+    torch.set_num_threads(args.threads)
     train = load_jsonl(os.path.join(data_dir, "train.jsonl"))
     valid = load_jsonl(os.path.join(data_dir, "valid.jsonl"))
 
@@ -90,7 +98,7 @@ def main():
             os.makedirs(out_dir, exist_ok=True)
             for fn in ("tokenizer.json", "tokenizer_config.json"):
                 shutil.copy(os.path.join(args.resume, fn), os.path.join(out_dir, fn))
-        lp = os.path.join(MODEL_DIR, "train_log.json")
+        lp = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json")
         if os.path.exists(lp):
             prior = json.load(open(lp))
     else:
@@ -104,6 +112,10 @@ def main():
 
     enc_train = [encode(tok, ex) for ex in train]
     enc_valid = [encode(tok, ex) for ex in valid]
+    enc_test = []
+    if args.eval_test:
+        test = load_jsonl(os.path.join(data_dir, "test.jsonl"))[:args.eval_test]
+        enc_test = [encode(tok, ex) for ex in test]
     lens = [len(p) + len(t) for p, t in enc_train]
     print(f"train {len(train)} seqs, mean len {sum(lens) / len(lens):.1f}, max {max(lens)}", flush=True)
 
@@ -140,6 +152,8 @@ def main():
     else:
         cfg = make_config(V, eos, pad, args)
         fast = FastQwen3Moe(cfg)  # same math as Qwen3MoeForCausalLM, batched experts (CPU speed)
+    if args.tie:
+        fast.lm_head.weight = fast.embed_tokens.weight
     gen_cfg = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False, max_new_tokens=64, bos_token_id=None)
 
     def export(final=False):
@@ -166,7 +180,7 @@ def main():
             log["resumed"] = {"from_steps": prior.get("steps"), "from_seconds": prior.get("seconds"),
                               "from_valid_ce": prior.get("valid_ce"), "from_args": prior.get("args"),
                               "this_run_steps": step, "this_run_seconds": round(time.time() - t0)}
-        with open(os.path.join(MODEL_DIR, "train_log.json"), "w") as f:
+        with open(os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json"), "w") as f:
             json.dump(log, f, indent=2)
 
     nparam = sum(p.numel() for p in fast.parameters())
@@ -230,13 +244,20 @@ def main():
             ids, lab, att = batchify([enc_train[i] for i in b])
             fast.train()
             # logits only where the loss is taken (answer tokens): the lm_head dominates otherwise
-            hid, router_logits = fast.hidden(ids)
+            hid, router_logits = fast.hidden(ids, att.bool())
             tgt = lab[:, 1:]
             sel = tgt != -100
             h = hid[:, :-1][sel]
             ce_t = torch.nn.functional.cross_entropy(fast.lm_head(h).float(), tgt[sel])
+            if args.prompt_loss > 0:
+                nxt = ids[:, 1:]
+                psel = (lab[:, 1:] == -100) & att[:, 1:].bool()
+                ce_p = torch.nn.functional.cross_entropy(fast.lm_head(hid[:, :-1][psel]).float(), nxt[psel])
+                ce_t_total = ce_t + args.prompt_loss * ce_p
+            else:
+                ce_t_total = ce_t
             aux_t = aux_loss(router_logits, cfg.num_experts, cfg.num_experts_per_tok, att.reshape(-1).bool())
-            loss = ce_t + cfg.router_aux_loss_coef * aux_t
+            loss = ce_t_total + cfg.router_aux_loss_coef * aux_t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(fast.parameters(), 1.0)
@@ -249,15 +270,34 @@ def main():
             if time.time() - last_ckpt > args.ckpt_every:
                 vl = valid_loss(fast, enc_valid, batchify)
                 print(f"  checkpoint step {step}: valid ce {vl:.4f}", flush=True)
+                if args.eval_test:
+                    print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify, pad):.4f}", flush=True)
                 export()
                 if args.resume:
                     write_log(vl)
                 last_ckpt = time.time()
     vl = valid_loss(fast, enc_valid, batchify)
     print(f"final step {step} {time.time() - t0:.0f}s valid ce {vl:.4f}", flush=True)
+    if args.eval_test:
+        print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify, pad):.4f}", flush=True)
     export(final=True)
     write_log(vl)
     print("saved", out_dir, flush=True)
+
+
+@torch.no_grad()
+def tf_exact(fast, enc, batchify, pad):
+    """Share of requests whose every answer token is the argmax (greedy decoding reproduces them)."""
+    fast.eval()
+    ok = 0
+    for i in range(0, len(enc), 64):
+        ids, lab, att = batchify(enc[i:i + 64])
+        hid, _ = fast.hidden(ids, att.bool())
+        pred = fast.lm_head(hid[:, :-1]).argmax(-1)
+        tgt = lab[:, 1:]
+        ok += ((pred == tgt) | (tgt == -100)).all(-1).sum().item()
+    fast.train()
+    return ok / len(enc)
 
 
 @torch.no_grad()
@@ -266,7 +306,7 @@ def valid_loss(fast, enc, batchify):
     tot, n = 0.0, 0
     for i in range(0, len(enc), 64):
         ids, lab, att = batchify(enc[i:i + 64])
-        hid, _ = fast.hidden(ids)
+        hid, _ = fast.hidden(ids, att.bool())
         tgt = lab[:, 1:]
         sel = tgt != -100
         tot += torch.nn.functional.cross_entropy(fast.lm_head(hid[:, :-1][sel]), tgt[sel], reduction="sum").item()
