@@ -144,8 +144,12 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
             assert!(d < tol, "prompt {pi}: max |Δlogit| = {d}");
             for l in 0..a.num_layers {
                 let want = &g.hidden[(l + 1) * t * a.hidden_size..(l + 2) * t * a.hidden_size];
+                // The residual stream of a trained model reaches a few hundred (the first
+                // token's "massive activations"), where one f32 ulp is already ~3e-5: the
+                // bound is relative there (4e-6 of the layer's largest value).
+                let bound = tol.max(4e-6 * want.iter().fold(0f32, |m, x| m.max(x.abs())));
                 let d = max_diff(&rec.hidden[l], want);
-                assert!(d < tol, "prompt {pi} layer {l}: max |Δhidden| = {d}");
+                assert!(d < bound, "prompt {pi} layer {l}: max |Δhidden| = {d} (bound {bound})");
             }
             for l in 0..a.num_layers {
                 let want: Vec<u16> = g.router_ids[l * t * a.top_k..(l + 1) * t * a.top_k]

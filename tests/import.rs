@@ -667,8 +667,11 @@ fn check_against(what: &str, r: &Runner, out: &StepOut, g: &GoldenPrompt, f32_ex
     if f32_exact {
         for l in 0..=a.num_layers {
             let want = &g.hidden[l * t * h..(l + 1) * t * h];
+            // relative where the residual stream is large (a trained model's first token
+            // reaches a few hundred, where one f32 ulp is ~3e-5): 4e-6 of the largest value
+            let bound = 1e-4f32.max(4e-6 * want.iter().fold(0f32, |m, x| m.max(x.abs())));
             let dd = max_diff(&out.hidden[l], want);
-            assert!(dd < 1e-4, "{what}: hidden[{l}] differs by {dd}");
+            assert!(dd < bound, "{what}: hidden[{l}] differs by {dd} (bound {bound})");
         }
         let dd = max_diff(&out.logits, &g.logits);
         assert!(dd < 1e-4, "{what}: logits differ by {dd}");

@@ -1,6 +1,6 @@
 """Train the tokenizer and the tiny Qwen3-MoE demo model.
 
-  python models/forge/train.py [--minutes 20]
+  python models/forge/train.py [--minutes 20] [--threads 2]
 
 Writes models/assist-moe/hf/ (config.json, model.safetensors f32, tokenizer.json,
 tokenizer_config.json, generation_config.json), checkpointing periodically so that a
@@ -48,7 +48,7 @@ def make_config(vocab, eos, pad, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=36.0)
+    ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--max-steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -69,7 +69,7 @@ def main():
                     help="train with the output head tied to the embedding (exported as an equal lm_head copy)")
     ap.add_argument("--out-dir", default=None, help="checkpoint dir (default models/assist-moe/hf)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prompt-loss", type=float, default=0.0,
+    ap.add_argument("--prompt-loss", type=float, default=0.3,
                     help="weight of an auxiliary next-token loss on the request tokens (0: answer only)")
     ap.add_argument("--eval-test", type=int, default=0,
                     help="at each checkpoint, teacher-forced exact match on the first N test requests")
