@@ -162,6 +162,29 @@ impl Constraint {
         self.use_cache = on;
     }
 
+    /// The token to write instead of what the mask would pick, if any. Under
+    /// `tool_choice: none` a model that wants to open a call (`<tool_call>` is
+    /// the argmax of `logits` at the first position) gets the fallback marker: a
+    /// device model trained to call tools has no text answer for such a request,
+    /// and the marker sends it up the cascade instead of decoding noise until
+    /// `max_tokens`. Everything else: `None`.
+    pub fn divert(&self, logits: &[f32]) -> Option<u32> {
+        if self.phase != Phase::Start || !matches!(self.spec, Spec::NoCalls) {
+            return None;
+        }
+        let sp = &self.vocab.specials;
+        let best = logits
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+            .0;
+        if best == sp.call_open as usize {
+            sp.fallback
+        } else {
+            None
+        }
+    }
+
     /// The answer is complete (end of turn chosen).
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done

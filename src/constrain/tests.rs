@@ -160,6 +160,16 @@ fn tool_choice_outlines() {
     // none: never a call, and text may not spell one
     let mut c = Constraint::new(tools_spec(&tools, &ToolChoice::None), v.clone());
     assert!(!c.mask().get(sp.call_open));
+    // ... and a model that wants to call gets the fallback marker instead
+    let mut logits = vec![0.0f32; v.len()];
+    logits[sp.call_open as usize] = 5.0;
+    assert_eq!(c.divert(&logits), sp.fallback);
+    logits[sp.call_open as usize] = -5.0;
+    assert_eq!(c.divert(&logits), None, "text the model prefers is left to the mask");
+    let mut auto = Constraint::new(tools_spec(&tools, &ToolChoice::Auto), v.clone());
+    logits[sp.call_open as usize] = 5.0;
+    assert_eq!(auto.divert(&logits), None, "calls allowed: nothing to divert");
+    let _ = auto.mask();
     let mut rng = StdRng::seed_from_u64(3);
     for _ in 0..50 {
         let mut c = Constraint::new(Spec::NoCalls, v.clone());
