@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--moe-inter", type=int, default=128)
     ap.add_argument("--aux-coef", type=float, default=0.02)
-    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=float, default=420.0, help="seconds")
     ap.add_argument("--resume", default=None, help="hf checkpoint dir to continue from (keeps its tokenizer/config)")
