@@ -149,7 +149,10 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
                 // bound is relative there (4e-6 of the layer's largest value).
                 let bound = tol.max(4e-6 * want.iter().fold(0f32, |m, x| m.max(x.abs())));
                 let d = max_diff(&rec.hidden[l], want);
-                assert!(d < bound, "prompt {pi} layer {l}: max |Δhidden| = {d} (bound {bound})");
+                assert!(
+                    d < bound,
+                    "prompt {pi} layer {l}: max |Δhidden| = {d} (bound {bound})"
+                );
             }
             for l in 0..a.num_layers {
                 let want: Vec<u16> = g.router_ids[l * t * a.top_k..(l + 1) * t * a.top_k]

@@ -671,7 +671,10 @@ fn check_against(what: &str, r: &Runner, out: &StepOut, g: &GoldenPrompt, f32_ex
             // reaches a few hundred, where one f32 ulp is ~3e-5): 4e-6 of the largest value
             let bound = 1e-4f32.max(4e-6 * want.iter().fold(0f32, |m, x| m.max(x.abs())));
             let dd = max_diff(&out.hidden[l], want);
-            assert!(dd < bound, "{what}: hidden[{l}] differs by {dd} (bound {bound})");
+            assert!(
+                dd < bound,
+                "{what}: hidden[{l}] differs by {dd} (bound {bound})"
+            );
         }
         let dd = max_diff(&out.logits, &g.logits);
         assert!(dd < 1e-4, "{what}: logits differ by {dd}");

@@ -173,12 +173,8 @@ impl Constraint {
             return None;
         }
         let sp = &self.vocab.specials;
-        let best = logits
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
-            .0;
-        if best == sp.call_open as usize {
+        let best = crate::engine::sampler::argmax(logits);
+        if best == sp.call_open {
             sp.fallback
         } else {
             None

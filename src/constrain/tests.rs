@@ -165,11 +165,18 @@ fn tool_choice_outlines() {
     logits[sp.call_open as usize] = 5.0;
     assert_eq!(c.divert(&logits), sp.fallback);
     logits[sp.call_open as usize] = -5.0;
-    assert_eq!(c.divert(&logits), None, "text the model prefers is left to the mask");
-    let mut auto = Constraint::new(tools_spec(&tools, &ToolChoice::Auto), v.clone());
+    assert_eq!(
+        c.divert(&logits),
+        None,
+        "text the model prefers is left to the mask"
+    );
+    let auto = Constraint::new(tools_spec(&tools, &ToolChoice::Auto), v.clone());
     logits[sp.call_open as usize] = 5.0;
-    assert_eq!(auto.divert(&logits), None, "calls allowed: nothing to divert");
-    let _ = auto.mask();
+    assert_eq!(
+        auto.divert(&logits),
+        None,
+        "calls allowed: nothing to divert"
+    );
     let mut rng = StdRng::seed_from_u64(3);
     for _ in 0..50 {
         let mut c = Constraint::new(Spec::NoCalls, v.clone());

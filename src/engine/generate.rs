@@ -287,17 +287,20 @@ impl Engine {
         let tok = match g.constraint.as_mut() {
             None => g.sampler.sample(logits, None),
             Some(c) => {
-                let diverted = c.divert(logits);
-                let mask = c.mask();
-                let tok = if let Some(t) = diverted {
-                    log::debug!("constraint: call under tool_choice none diverted to the fallback marker");
+                let tok = if let Some(t) = c.divert(logits) {
+                    log::debug!(
+                        "constraint: call under tool_choice none diverted to the fallback marker"
+                    );
                     t
-                } else if mask.is_empty() {
-                    // cannot happen with a compiled grammar; end the turn rather than loop
-                    log::warn!("constraint allows no token; ending the generation");
-                    self.special.eos.first().copied().unwrap_or(0)
                 } else {
-                    g.sampler.sample(logits, Some(&|t| mask.get(t)))
+                    let mask = c.mask();
+                    if mask.is_empty() {
+                        // cannot happen with a compiled grammar; end the turn rather than loop
+                        log::warn!("constraint allows no token; ending the generation");
+                        self.special.eos.first().copied().unwrap_or(0)
+                    } else {
+                        g.sampler.sample(logits, Some(&|t| mask.get(t)))
+                    }
                 };
                 if let Err(e) = c.advance(tok) {
                     log::warn!("constraint: {e}");
