@@ -21,7 +21,6 @@ from common import build_tokenizer, render_prompt, save_checkpoint, write_tokeni
 from gen_corpus import MODEL_DIR, target_text  # noqa: E402
 
 
-
 def load_jsonl(p):
     with open(p, encoding="utf-8") as f:
         return [json.loads(l) for l in f]
@@ -85,6 +84,7 @@ def main():
     torch.manual_seed(args.seed)
     data_dir = os.path.join(MODEL_DIR, "data")
     out_dir = args.out_dir or os.path.join(MODEL_DIR, "hf")
+    log_path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json")
     torch.set_num_threads(args.threads)
     train = load_jsonl(os.path.join(data_dir, "train.jsonl"))
     valid = load_jsonl(os.path.join(data_dir, "valid.jsonl"))
@@ -98,9 +98,8 @@ def main():
             os.makedirs(out_dir, exist_ok=True)
             for fn in ("tokenizer.json", "tokenizer_config.json"):
                 shutil.copy(os.path.join(args.resume, fn), os.path.join(out_dir, fn))
-        lp = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json")
-        if os.path.exists(lp):
-            prior = json.load(open(lp))
+        if os.path.exists(log_path):
+            prior = json.load(open(log_path))
     else:
         texts = [render_prompt(ex["messages"]) + target_text(ex["expected"]) for ex in train]
         tok = build_tokenizer(texts, args.vocab)
@@ -180,7 +179,7 @@ def main():
             log["resumed"] = {"from_steps": prior.get("steps"), "from_seconds": prior.get("seconds"),
                               "from_valid_ce": prior.get("valid_ce"), "from_args": prior.get("args"),
                               "this_run_steps": step, "this_run_seconds": round(time.time() - t0)}
-        with open(os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json"), "w") as f:
+        with open(log_path, "w") as f:
             json.dump(log, f, indent=2)
 
     nparam = sum(p.numel() for p in fast.parameters())
@@ -271,7 +270,7 @@ def main():
                 vl = valid_loss(fast, enc_valid, batchify)
                 print(f"  checkpoint step {step}: valid ce {vl:.4f}", flush=True)
                 if args.eval_test:
-                    print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify, pad):.4f}", flush=True)
+                    print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify):.4f}", flush=True)
                 export()
                 if args.resume:
                     write_log(vl)
@@ -279,14 +278,14 @@ def main():
     vl = valid_loss(fast, enc_valid, batchify)
     print(f"final step {step} {time.time() - t0:.0f}s valid ce {vl:.4f}", flush=True)
     if args.eval_test:
-        print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify, pad):.4f}", flush=True)
+        print(f"  test exact (teacher-forced) {tf_exact(fast, enc_test, batchify):.4f}", flush=True)
     export(final=True)
     write_log(vl)
     print("saved", out_dir, flush=True)
 
 
 @torch.no_grad()
-def tf_exact(fast, enc, batchify, pad):
+def tf_exact(fast, enc, batchify):
     """Share of requests whose every answer token is the argmax (greedy decoding reproduces them)."""
     fast.eval()
     ok = 0
