@@ -12,8 +12,8 @@ use super::EngineError;
 use crate::bundle::{Bundle, Manifest};
 use crate::config::{Board, OnMiss};
 use crate::experts::dispatch::{self, Pairs, RemoteExperts};
-use crate::experts::kernels::expert_ffn_batch;
-use crate::experts::{Access, CacheStats, ExpertStore, ExpertWeights, ResidencyCache};
+use crate::experts::kernels::expert_ffn_tokens;
+use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
 use crate::runtime::{self, Graph, Tensor, TensorView};
 
 /// Where the experts of one request ran.
@@ -464,7 +464,7 @@ impl Model {
     ) {
         let Some(store) = &self.lowp else { return };
         let a = &self.manifest.architecture;
-        let (h, inter) = (a.hidden_size, a.expert_intermediate_size);
+        let h = a.hidden_size;
         let mut act = Vec::new();
         for (e, work) in work.iter_mut().enumerate() {
             if work.is_empty() {
@@ -472,7 +472,7 @@ impl Model {
             }
             counts.low_precision += work.len() as u64;
             let w = store.get(l, e).expect("low-precision expert present");
-            ffn_for_tokens(w, h, inter, x, work, &mut act, out);
+            expert_ffn_tokens(w, h, x, work, &mut act, out);
             work.clear();
         }
     }
@@ -486,7 +486,7 @@ impl Model {
         counts: &mut ExpertCounts,
     ) {
         let a = &self.manifest.architecture;
-        let (h, inter) = (a.hidden_size, a.expert_intermediate_size);
+        let h = a.hidden_size;
         let mut act = Vec::new();
         for (e, work) in local.iter_mut().enumerate() {
             if work.is_empty() {
@@ -507,7 +507,7 @@ impl Model {
                 Access::Transient => counts.paged += work.len() as u64,
             }
             let w = self.store.get(l, e).expect("local expert present in store");
-            ffn_for_tokens(w, h, inter, x, work, &mut act, out);
+            expert_ffn_tokens(w, h, x, work, &mut act, out);
             if matches!(access, Access::Transient) {
                 self.store.release(l, e);
             }
@@ -535,34 +535,4 @@ pub fn rope_tables(head_dim: usize, theta: f64, positions: usize) -> (Vec<f32>, 
         }
     }
     (cos, sin)
-}
-
-/// Runs one expert over the tokens in `work` (token index, router weight),
-/// adding into those tokens' rows of `out`. Sorts `work` by token.
-fn ffn_for_tokens(
-    w: ExpertWeights<'_>,
-    h: usize,
-    inter: usize,
-    x: &[f32],
-    work: &mut [(usize, f32)],
-    act: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    work.sort_unstable_by_key(|&(ti, _)| ti);
-    let xs: Vec<&[f32]> = work
-        .iter()
-        .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
-        .collect();
-    let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
-    act.resize(inter * xs.len(), 0.0);
-    // Tokens are distinct per expert and sorted: borrow their rows once.
-    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
-    let mut want = work.iter().map(|&(ti, _)| ti).peekable();
-    for (ti, row) in out.chunks_mut(h).enumerate() {
-        if want.peek() == Some(&ti) {
-            rows.push(row);
-            want.next();
-        }
-    }
-    expert_ffn_batch(w, h, &xs, &scales, act, &mut rows);
 }

@@ -29,6 +29,37 @@ pub fn expert_ffn(
 /// threads: one thread cannot saturate DRAM read bandwidth.
 pub const PARALLEL_ABOVE_BYTES: usize = 1 << 20;
 
+/// Runs one expert over the tokens in `work` (token index into `x`'s rows,
+/// router weight), adding into those tokens' rows of `out`. Sorts `work` by
+/// token; its tokens must be distinct. `act` is resized as scratch.
+pub fn expert_ffn_tokens(
+    w: ExpertWeights<'_>,
+    hidden: usize,
+    x: &[f32],
+    work: &mut [(usize, f32)],
+    act: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    work.sort_unstable_by_key(|&(ti, _)| ti);
+    let h = hidden;
+    let xs: Vec<&[f32]> = work
+        .iter()
+        .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
+        .collect();
+    let scales: Vec<f32> = work.iter().map(|&(_, wt)| wt).collect();
+    act.resize(w.inter(h) * xs.len(), 0.0);
+    // Tokens are distinct and sorted: borrow their rows once.
+    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(work.len());
+    let mut want = work.iter().map(|&(ti, _)| ti).peekable();
+    for (ti, row) in out.chunks_mut(h).enumerate() {
+        if want.peek() == Some(&ti) {
+            rows.push(row);
+            want.next();
+        }
+    }
+    expert_ffn_batch(w, h, &xs, &scales, act, &mut rows);
+}
+
 /// The same for several tokens routed to one expert: each weight row is read
 /// once and applied to every token while it is in cache.
 /// `act` is scratch of length `I * xs.len()`.

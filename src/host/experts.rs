@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bundle::{Bundle, Verify};
-use crate::experts::kernels::expert_ffn_batch;
+use crate::experts::kernels::expert_ffn_tokens;
 use crate::experts::ExpertStore;
 use crate::transport::{self, Message, MqttConfig, MqttHandle, PublishOptions, QoS};
 use crate::wire::frame::{self, Dtype, ErrorCode, FrameError, Limits, ReplyHeader, RequestView};
@@ -124,7 +124,6 @@ struct Model {
     store: ExpertStore,
     limits: Limits,
     hidden: usize,
-    inter: usize,
     experts: usize,
 }
 
@@ -174,30 +173,16 @@ impl Model {
             }
             // One token may name an expert twice: run such duplicates as separate batches.
             work.sort_by_key(|&(ti, _)| ti);
-            let mut rest: &[(usize, f32)] = work;
+            let mut rest: &mut [(usize, f32)] = work;
             while !rest.is_empty() {
                 let mut n = 1;
                 while n < rest.len() && rest[n].0 != rest[n - 1].0 {
                     n += 1;
                 }
-                let (batch, tail) = rest.split_at(n);
+                let (batch, tail) = std::mem::take(&mut rest).split_at_mut(n);
                 rest = tail;
                 let wts = self.store.get(l, e).expect("checked by check_experts");
-                let xs: Vec<&[f32]> = batch
-                    .iter()
-                    .map(|&(ti, _)| &x[ti * h..(ti + 1) * h])
-                    .collect();
-                let scales: Vec<f32> = batch.iter().map(|&(_, w)| w).collect();
-                scratch.act.resize(self.inter * xs.len(), 0.0);
-                let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.len());
-                let mut want = batch.iter().map(|&(ti, _)| ti).peekable();
-                for (ti, row) in out.chunks_mut(h).enumerate() {
-                    if want.peek() == Some(&ti) {
-                        rows.push(row);
-                        want.next();
-                    }
-                }
-                expert_ffn_batch(wts, h, &xs, &scales, &mut scratch.act, &mut rows);
+                expert_ffn_tokens(wts, h, x, batch, &mut scratch.act, &mut out);
             }
         }
         out
@@ -297,7 +282,6 @@ impl ExpertServer {
             store,
             limits,
             hidden: a.hidden_size,
-            inter: a.expert_intermediate_size,
             experts: a.num_experts,
         };
         Ok(ExpertServer {
