@@ -59,6 +59,55 @@ HAND = [
     ("ja", "元気が出る言葉をちょうだい", None),
 ]
 
+# A second hand-written set, written on 2026-11-24 after grammar.py and before any model trained on grammar.py
+# had been evaluated; phrasings chosen to differ from the generator's where it was easy.
+HAND2 = [
+    ("en", "Could you bump the fan up to six?", {"name": "set_fan_speed", "arguments": {"level": 6}}),
+    ("en", "My seat's freezing, turn on the seat warmer", {"name": "set_seat_heater", "arguments": {"seat": "driver", "level": 2}}),
+    ("en", "Lower the back right window halfway", {"name": "set_window", "arguments": {"window": "rear_right", "percent": 50}}),
+    ("en", "Put the car in sport mode", {"name": "set_drive_mode", "arguments": {"mode": "sport"}}),
+    ("en", "Switch the headlights to automatic", {"name": "set_lights", "arguments": {"state": "auto"}}),
+    ("en", "Any parking garages around here?", {"name": "find_nearby", "arguments": {"category": "parking"}}),
+    ("en", "Take me to 221 Baker Street", {"name": "navigate_to", "arguments": {"destination": "221 Baker Street", "mode": "drive"}}),
+    ("en", "Put on some Miles Davis", {"name": "play_media", "arguments": {"query": "Miles Davis", "kind": "artist"}}),
+    ("en", "Pause the podcast", {"name": "media_control", "arguments": {"action": "pause"}}),
+    ("en", "Turn the volume down to 15", {"name": "set_volume", "arguments": {"level": 15}}),
+    ("en", "Ring my sister", {"name": "call_contact", "arguments": {"name": "my sister"}}),
+    ("en", "Tell Priya I'll be ten minutes late", {"name": "send_message", "arguments": {"contact": "Priya", "text": "I'll be ten minutes late"}}),
+    ("en", "Is it going to rain in Osaka today?", {"name": "get_weather", "arguments": {"location": "Osaka", "day": "today"}}),
+    ("en", "Set a 45 minute timer", {"name": "set_timer", "arguments": {"minutes": 45}}),
+    ("en", "Remind me at 7 am to take out the trash", {"name": "set_reminder", "arguments": {"text": "take out the trash", "time": "07:00"}}),
+    ("en", "How do I say \"thank you\" in French?", {"name": "translate", "arguments": {"text": "thank you", "target_language": "fr"}}),
+    ("en", "Snap a photo", {"name": "capture", "arguments": {"kind": "photo"}}),
+    ("en", "Any new notifications from Gmail?", {"name": "read_notifications", "arguments": {"app": "Gmail", "count": 5}}),
+    ("en", "Turn the screen brightness up to 80 percent", {"name": "set_display_brightness", "arguments": {"percent": 80}}),
+    ("en", "Can you explain how vaccines work?", None),
+    ("en", "What's the best pizza topping?", None),
+    ("en", "Write a birthday message for my dad", None),
+    ("ja", "風量を3にして", {"name": "set_fan_speed", "arguments": {"level": 3}}),
+    ("ja", "助手席のシートヒーターを切って", {"name": "set_seat_heater", "arguments": {"seat": "passenger", "level": 0}}),
+    ("ja", "運転席の窓をちょっとだけ開けて", {"name": "set_window", "arguments": {"window": "driver", "percent": 20}}),
+    ("ja", "エコモードでお願い", {"name": "set_drive_mode", "arguments": {"mode": "eco"}}),
+    ("ja", "ヘッドライトをつけて", {"name": "set_lights", "arguments": {"state": "on"}}),
+    ("ja", "この辺にコンビニある？", {"name": "find_nearby", "arguments": {"category": "convenience_store"}}),
+    ("ja", "大阪城公園までナビして", {"name": "navigate_to", "arguments": {"destination": "大阪城公園", "mode": "drive"}}),
+    ("ja", "米津玄師の曲をかけて", {"name": "play_media", "arguments": {"query": "米津玄師", "kind": "artist"}}),
+    ("ja", "音楽を止めて", {"name": "media_control", "arguments": {"action": "pause"}}),
+    ("ja", "ボリュームを五十にして", {"name": "set_volume", "arguments": {"level": 50}}),
+    ("ja", "佐々木さんに電話かけて", {"name": "call_contact", "arguments": {"name": "佐々木"}}),
+    ("ja", "田村さんに「少し遅れます」って送っておいて", {"name": "send_message", "arguments": {"contact": "田村", "text": "少し遅れます"}}),
+    ("ja", "今日の札幌の天気を教えて", {"name": "get_weather", "arguments": {"location": "札幌", "day": "today"}}),
+    ("ja", "三分のタイマーをかけて", {"name": "set_timer", "arguments": {"minutes": 3}}),
+    ("ja", "朝8時に薬を飲むってリマインドして", {"name": "set_reminder", "arguments": {"text": "薬を飲む", "time": "08:00"}}),
+    ("ja", "「おやすみなさい」を英語で何て言う？", {"name": "translate", "arguments": {"text": "おやすみなさい", "target_language": "en"}}),
+    ("ja", "動画を撮って", {"name": "capture", "arguments": {"kind": "video"}}),
+    ("ja", "LINEの通知を読んで", {"name": "read_notifications", "arguments": {"app": "LINE", "count": 5}}),
+    ("ja", "画面の明るさを70%にして", {"name": "set_display_brightness", "arguments": {"percent": 70}}),
+    ("ja", "相対性理論を簡単に説明して", None),
+    ("ja", "週末どこに遊びに行こうかな", None),
+    ("ja", "母の日のプレゼントに何がいいと思う？", None),
+]
+
 GOLDEN_PROMPTS = [
     [{"role": "user", "content": "Set the driver side to 22 degrees"}],
     [{"role": "user", "content": "Text Alice that I'm running late"}],
@@ -194,6 +243,7 @@ def pct(a, b):
 
 
 def main():
+    global HF
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--no-golden", action="store_true")
@@ -204,7 +254,10 @@ def main():
     ap.add_argument("--decode-failures", type=int, default=-1,
                     help="with --teacher-forced: greedy-decode at most N of the rows that fail the check (-1: all); "
                          "the others count as wrong, fallback vs call is read from the first argmax token")
+    ap.add_argument("--hf", default=HF, help="checkpoint to evaluate (default: the committed one)")
+    ap.add_argument("--out", default=os.path.join(MODEL_DIR, "EVAL.md"), help="report path")
     args = ap.parse_args()
+    HF = args.hf
     tools = load_tools()
     tok, model = load()
     rows = [json.loads(l) for l in open(os.path.join(MODEL_DIR, "data", "test.jsonl"), encoding="utf-8")]
@@ -264,7 +317,7 @@ def main():
         if not ok and o != UNDECODED:
             failures.append((r, o))
 
-    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND])
+    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND + HAND2])
     stats = routing_stats(model, tok, rows)
 
     n = len(rows)
@@ -272,7 +325,7 @@ def main():
     cfg = model.config
     nparam = sum(p.numel() for p in model.parameters())
     train_log = {}
-    p = os.path.join(MODEL_DIR, "train_log.json")
+    p = os.path.join(os.path.dirname(os.path.abspath(HF)), "train_log.json")
     if os.path.exists(p):
         train_log = json.load(open(p))
     L = []
@@ -322,17 +375,23 @@ def main():
         for r, o in failures[:25]:
             L.append(f"| {r['messages'][-1]['content']} | `{target_text(r['expected']).replace('<|im_end|>', '')}` | `{o.replace('<|im_end|>', '')}` |")
     L.append("\n## Hand-written requests (not generated)\n")
-    L.append("Written by hand for this report; names, places and texts mostly outside the generator pools.\n")
-    L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")
-    hand_ok = collections.Counter()
-    for (lg, t, exp), o in zip(HAND, hand_out):
-        kind, obj = parse(o)
-        ok = correct(exp, kind, obj)
-        hand_ok[lg] += ok
-        want = target_text(exp).replace("<|im_end|>", "")
-        L.append(f"| {lg} | {t} | `{want}` | `{o.replace('<|im_end|>', '')}` | {'yes' if ok else 'NO'} |")
-    for lg in ("en", "ja"):
-        L.append(f"\n{lg}: {hand_ok[lg]}/{sum(1 for x in HAND if x[0] == lg)} correct.")
+    sets = [("Set 1, written by hand for this report; names, places and texts mostly outside the generator pools.",
+             HAND, hand_out[:len(HAND)]),
+            ("Set 2, written after `grammar.py` and before any model trained on it was evaluated; phrasings chosen "
+             "to differ from the generator's where it was easy.", HAND2, hand_out[len(HAND):])]
+    for title, hand, outs in sets:
+        L.append(title + "\n")
+        L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")
+        hand_ok = collections.Counter()
+        for (lg, t, exp), o in zip(hand, outs):
+            kind, obj = parse(o)
+            ok = correct(exp, kind, obj)
+            hand_ok[lg] += ok
+            want = target_text(exp).replace("<|im_end|>", "")
+            L.append(f"| {lg} | {t} | `{want}` | `{o.replace('<|im_end|>', '')}` | {'yes' if ok else 'NO'} |")
+        for lg in ("en", "ja"):
+            L.append(f"\n{lg}: {hand_ok[lg]}/{sum(1 for x in hand if x[0] == lg)} correct.")
+        L.append("")
     L.append("\n## Expert routing\n")
     L.append("Share (%) of top-2 routing slots per expert, per layer, over the prompt tokens of up to 150 test requests "
              "per scenario (cockpit = tools of the car, glasses = glasses-only tools, ood = fallback requests).\n")
@@ -346,7 +405,7 @@ def main():
                 L.append(f"| {g} | " + " | ".join(f"{v:.0f}" for v in stats[g][l]) + " |")
         L.append("")
     L.append("(Scenario labels come from the catalogue's x-scenarios; tools in both scenarios are labelled by a random draw.)\n")
-    with open(os.path.join(MODEL_DIR, "EVAL.md"), "w", encoding="utf-8") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(L) + "\n")
     print("\n".join(L[:40]))
 

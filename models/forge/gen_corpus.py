@@ -18,6 +18,7 @@ import random
 import re
 
 import values as V
+import grammar as G
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -1141,9 +1142,33 @@ def cap(r, s, lang, allow_upper=True):
 ENUM_KEYS = {"zone", "seat", "window", "mode", "state", "category", "kind", "action", "day", "target_language", "time"}
 
 
+GRAMMAR_P = 0.5  # share of training requests drawn from grammar.py's composed phrasings
+
+
+def _grammar_pool(lang):
+    """grammar.py's frames per tool, minus any pattern that is a held-out (test) template."""
+    src, g = (EN, G.EN_G) if lang == "en" else (JA, G.JA_G)
+    out = {}
+    for tool, frames in g.items():
+        held = {p for p, _, _ in split_templates(src[tool], "test")}
+        out[tool] = [t for t in frames if t[0] not in held]
+    return out
+
+
+GRAMMAR = {"en": _grammar_pool("en"), "ja": _grammar_pool("ja")}
+
+
+def system_prompt(ctx, scenario):
+    if ctx.split == "train" and ctx.rng.random() < GRAMMAR_P:
+        return ctx.rng.choice(G.SYSTEMS_G[ctx.lang][scenario])
+    return ctx.rng.choice(SYSTEMS[ctx.lang][scenario])
+
+
 def gen_tool_example(ctx, tools, tool):
     r = ctx.rng
     tpls = split_templates((EN if ctx.lang == "en" else JA)[tool], ctx.split)
+    if ctx.split == "train" and r.random() < GRAMMAR_P:
+        tpls = GRAMMAR[ctx.lang][tool]
     pattern, fixed, kind = r.choice(tpls)
     core, args = fill(ctx, tool, pattern, fixed)
     if ctx.lang == "en":
@@ -1164,7 +1189,7 @@ def gen_tool_example(ctx, tools, tool):
     scenario = r.choice(scen_opts)
     messages = []
     if r.random() < 0.2:
-        messages.append({"role": "system", "content": r.choice(SYSTEMS[ctx.lang][scenario])})
+        messages.append({"role": "system", "content": system_prompt(ctx, scenario)})
     if args.pop("_mode_default", False) and messages and scenario == "glasses":
         args["mode"] = "walk"
     messages.append({"role": "user", "content": text})
@@ -1177,7 +1202,13 @@ def gen_ood_example(ctx):
     r = ctx.rng
     en = ctx.lang == "en"
     topics = split_pool(EN_OOD_TOPICS if en else JA_OOD_TOPICS, ctx.split)
-    if r.random() < 0.45:
+    if ctx.split == "train" and r.random() < GRAMMAR_P:
+        topics = topics + (G.EN_OOD_TOPICS_G if en else G.JA_OOD_TOPICS_G)
+        a, b = r.sample(topics, 2)
+        t = r.choice(G.EN_OOD_G if en else G.JA_OOD_G)
+        text = t.replace("{topic}", a).replace("{topic2}", b)
+        text = text.replace("{a}", str(r.randint(2, 999))).replace("{b}", str(r.randint(2, 99)))
+    elif r.random() < 0.45:
         t = r.choice(split_templates(EN_OOD_T if en else JA_OOD_T, ctx.split))
         a, b = r.sample(topics, 2)
         text = t.replace("{topic}", a).replace("{topic2}", b)
@@ -1190,7 +1221,7 @@ def gen_ood_example(ctx):
     messages = []
     scenario = "ood"
     if r.random() < 0.2:
-        messages.append({"role": "system", "content": r.choice(SYSTEMS[ctx.lang][r.choice(["cockpit", "glasses"])])})
+        messages.append({"role": "system", "content": system_prompt(ctx, r.choice(["cockpit", "glasses"]))})
     messages.append({"role": "user", "content": text})
     return {"messages": messages, "expected": None, "lang": ctx.lang, "scenario": scenario}
 

@@ -68,6 +68,7 @@ def main():
                     help="train with the output head tied to the embedding (exported as an equal lm_head copy)")
     ap.add_argument("--out-dir", default=None, help="checkpoint dir (default models/assist-moe/hf)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-dir", default=None, help="corpus dir (default models/assist-moe/data)")
     ap.add_argument("--prompt-loss", type=float, default=0.3,
                     help="weight of an auxiliary next-token loss on the request tokens (0: answer only)")
     ap.add_argument("--eval-test", type=int, default=0,
@@ -82,7 +83,7 @@ def main():
         print(f"budget {args.minutes:.1f} min (until {args.deadline_utc} UTC)", flush=True)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    data_dir = os.path.join(MODEL_DIR, "data")
+    data_dir = args.data_dir or os.path.join(MODEL_DIR, "data")
     out_dir = args.out_dir or os.path.join(MODEL_DIR, "hf")
     log_path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "train_log.json")
     torch.set_num_threads(args.threads)

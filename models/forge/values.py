@@ -522,9 +522,37 @@ GEN = {
 }
 
 
+# A share of the training values is noise: random words or characters that no pattern could predict, so
+# the only way to get them right is to copy them from the request (a model otherwise learns to write a
+# plausible pool value: "thank you" -> "thank you very much", "4512" -> "4245").
+NOISE_P = 0.2
+NOISE_EN = ADJ_EN + NOUN_EN + [w for o in OBJ_EN for w in o.split()] + CITIES_EN + PLACE_NOUN
+NOISE_JA = SURNAME_A + SURNAME_B + GIVEN_A + PLACE_A + PLACE_B + HIRA + KATA + JA_WORDS
+
+
+def noise_en(rng):
+    words = []
+    for _ in range(rng.randint(1, 6)):
+        x = rng.random()
+        words.append(synth_word(rng) if x < 0.3 else str(rng.randint(0, 9999)) if x < 0.4 else rng.choice(NOISE_EN))
+    s = " ".join(words)
+    return s[:1].upper() + s[1:] if rng.random() < 0.5 else s
+
+
+def noise_ja(rng):
+    s = "".join(rng.choice(NOISE_JA) for _ in range(rng.randint(2, 9)))
+    if rng.random() < 0.2:
+        s += str(rng.randint(1, 999))
+    return s
+
+
 def value(rng, split, kind, lang):
+    if split == "train" and kind != "app" and rng.random() < NOISE_P:
+        return draw(rng, split, noise_en if lang == "en" else noise_ja)
     return draw(rng, split, GEN[(kind, lang)])
 
 
 def media_value(rng, split, kind, lang):
+    if split == "train" and rng.random() < NOISE_P:
+        return draw(rng, split, noise_en if lang == "en" else noise_ja)
     return draw(rng, split, lambda r: (en_media if lang == "en" else ja_media)(r, kind))
