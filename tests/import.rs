@@ -680,9 +680,31 @@ fn check_against(what: &str, r: &Runner, out: &StepOut, g: &GoldenPrompt, f32_ex
         assert!(dd < 1e-4, "{what}: logits differ by {dd}");
     }
     for tok in 0..t {
-        let got = argmax(&out.logits[tok * v..(tok + 1) * v]);
-        let want = argmax(&g.logits[tok * v..(tok + 1) * v]);
-        assert_eq!(got, want, "{what}: argmax at position {tok}");
+        let (o, w) = (
+            &out.logits[tok * v..(tok + 1) * v],
+            &g.logits[tok * v..(tok + 1) * v],
+        );
+        let (got, want) = (argmax(o), argmax(w));
+        if !f32_exact && got != want {
+            // f16 weights move a trained model's logits by a few tenths where the
+            // residual stream is large, and more where a router near-tie flips an
+            // expert (allowed below): a flip is allowed only between two logits
+            // closer in the reference than this position's own f16 error, and only
+            // to the reference's runner-up.
+            let err = max_diff(o, w);
+            let margin = w[want] - w[got];
+            let runner_up = w
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != want)
+                .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                .0;
+            assert!(
+                got == runner_up && margin < 2.0 * err && err < 1.0,
+                "{what}: argmax at position {tok}: {got} instead of {want} (reference margin {margin}, f16 error {err})"
+            );
+            eprintln!("{what}: position {tok}: near-tie flipped {want} -> {got} (reference margin {margin}, f16 error {err})");
+        }
     }
     for l in 0..a.num_layers {
         for tok in 0..t {
