@@ -3,11 +3,13 @@
 //! Mosquitto tests print a notice and pass if `mosquitto` is not installed
 //! (the test script installs it; CI runs that script).
 
+mod common;
+
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::mosquitto::Mosquitto;
 
 use moe_edge::transport::{
     self, connect, Broker, BrokerConfig, ConnState, Inbox, Message, MqttConfig, MqttHandle,
@@ -18,136 +20,6 @@ use tokio::sync::oneshot;
 const WAIT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------ helpers
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto_bin() -> Option<PathBuf> {
-    let candidates = [
-        "/usr/sbin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-    ];
-    if let Some(p) = candidates.iter().map(PathBuf::from).find(|p| p.exists()) {
-        return Some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.exists())
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_port(port: u16, up: bool) {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        let ok = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
-        if ok == up {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "port {port} did not become {}",
-        if up { "open" } else { "closed" }
-    );
-}
-
-/// A Mosquitto process with its own config; killed on drop.
-struct Mosquitto {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    /// `None` (after printing a notice) when mosquitto is not installed.
-    fn start(test: &str) -> Option<Mosquitto> {
-        Mosquitto::start_with(test, |_| String::new())
-    }
-
-    /// Like `start`; `extra` writes files into the config dir and returns
-    /// config lines for the listener.
-    fn start_with(test: &str, extra: impl FnOnce(&std::path::Path) -> String) -> Option<Mosquitto> {
-        let Some(bin) = mosquitto_bin() else {
-            eprintln!("SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut conf = format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-             log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n\
-             listener {port} 127.0.0.1\n{}",
-            dir.path().join("mosquitto.log").display(),
-            extra(dir.path())
-        );
-        if running_as_root() {
-            // Started as root, Mosquitto would drop to user `mosquitto`.
-            conf.push_str("user root\n");
-        }
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let mut m = Mosquitto {
-            bin,
-            dir,
-            port,
-            child: None,
-        };
-        m.spawn();
-        Some(m)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        self.child = Some(child);
-        wait_port(self.port, true);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        wait_port(self.port, false);
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn embedded_broker() -> Broker {
     Broker::start(BrokerConfig::new("127.0.0.1:0".parse().unwrap())).expect("start rumqttd")

@@ -12,13 +12,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::mosquitto::{find_bin, Mosquitto};
 use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::{Dtype, Verify};
 use moe_edge::config::Board;
@@ -298,97 +298,6 @@ fn log_lines(device: &DeviceId, needle: &str) -> Vec<String> {
 }
 
 // ------------------------------------------------------------------ external tools
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("port {port} not up");
-}
-
-fn find_bin(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A Mosquitto of its own: config file in a temp dir, free port.
-struct Mosquitto {
-    _dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Mosquitto {
-    fn start(test: &str) -> Option<Mosquitto> {
-        let Some(bin) = find_bin("mosquitto") else {
-            eprintln!("SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut conf = format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-             log_dest file {}\nmax_packet_size 1048576\nlistener {port} 127.0.0.1\n",
-            dir.path().join("mosquitto.log").display()
-        );
-        if running_as_root() {
-            conf.push_str("user root\n");
-        }
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(dir.path().join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        wait_port(port);
-        Some(Mosquitto {
-            _dir: dir,
-            port,
-            child,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `mosquitto_sub` collecting messages (`-v`: topic and payload per line) into a file.
 struct Sub {

@@ -2,6 +2,7 @@
 //! real servers and real subprocesses, nothing faked. Each binary uses a part.
 #![allow(dead_code)]
 
+pub mod mosquitto;
 pub mod secure_broker;
 
 use std::path::{Path, PathBuf};

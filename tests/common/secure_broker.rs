@@ -5,12 +5,12 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use moe_edge::transport::{MqttConfig, TlsConfig};
+
+use super::mosquitto::{find_bin, free_port, Mosquitto};
 
 /// The users of `deploy/mosquitto/acl`.
 pub const DEVICE: &str = "edge-1";
@@ -27,60 +27,10 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn find_bin(name: &str) -> Option<PathBuf> {
-    for d in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
-        let p = Path::new(d).join(name);
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_port(port: u16, up: bool) {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let ok = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
-        if ok == up {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "port {port} did not become {}",
-        if up { "open" } else { "closed" }
-    );
-}
-
-/// Mosquitto with TLS, passwords and the ACL; killed on drop.
+/// Mosquitto with TLS, passwords and the ACL (the deployed files); killed on drop.
 pub struct SecureBroker {
-    bin: PathBuf,
-    pub dir: tempfile::TempDir,
+    m: Mosquitto,
     pub port: u16,
-    child: Option<Child>,
 }
 
 impl SecureBroker {
@@ -119,52 +69,20 @@ impl SecureBroker {
             )
             .replace("listener 8883", &format!("listener {port} 127.0.0.1"));
         assert!(conf.contains(&format!("listener {port}")), "{conf}");
-        let mut conf = format!(
-            "log_dest file {}\n{conf}",
-            d.join("mosquitto.log").display()
-        );
-        if running_as_root() {
-            // Started as root, Mosquitto would drop to user `mosquitto`.
-            conf.push_str("user root\n");
-        }
-        std::fs::write(d.join("mosquitto.conf"), conf).unwrap();
-        let mut b = SecureBroker {
-            bin,
-            dir,
+        Some(SecureBroker {
+            m: Mosquitto::launch(bin, dir, port, &conf),
             port,
-            child: None,
-        };
-        b.spawn();
-        Some(b)
+        })
     }
 
     pub fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        self.child = Some(child);
-        wait_port(self.port, true);
+        self.m.spawn();
     }
 
     /// SIGKILL (no chance to save: persistence comes from the autosave and
     /// the save on a clean stop) or, with `graceful`, SIGTERM.
     pub fn stop(&mut self, graceful: bool) {
-        if let Some(mut c) = self.child.take() {
-            if graceful {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &c.id().to_string()])
-                    .status();
-            } else {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-        wait_port(self.port, false);
+        self.m.stop(graceful);
     }
 
     pub fn url(&self) -> String {
@@ -172,7 +90,7 @@ impl SecureBroker {
     }
 
     pub fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
+        self.m.dir.path().join("ca.pem")
     }
 
     /// TLS trusting the test CA, logged in as `user` with `password`.
@@ -193,15 +111,6 @@ impl SecureBroker {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for SecureBroker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.m.log()
     }
 }
