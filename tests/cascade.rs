@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::mosquitto::free_port;
 use common::sse;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -1094,14 +1095,6 @@ async fn openai_python_client_talks_to_host() {
             "{out}"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `moe-edge serve --http` (the device daemon, embedded broker) with a host

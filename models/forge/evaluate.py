@@ -119,11 +119,11 @@ GOLDEN_PROMPTS = [
 ]
 
 
-def load(attn="sdpa"):
+def load(hf, attn="sdpa"):
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
-    tok = Tokenizer.from_file(os.path.join(HF, "tokenizer.json"))
-    model = AutoModelForCausalLM.from_pretrained(HF, attn_implementation=attn, dtype=torch.float32)
+    tok = Tokenizer.from_file(os.path.join(hf, "tokenizer.json"))
+    model = AutoModelForCausalLM.from_pretrained(hf, attn_implementation=attn, dtype=torch.float32)
     model.eval()
     return tok, model
 
@@ -243,7 +243,6 @@ def pct(a, b):
 
 
 def main():
-    global HF
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--no-golden", action="store_true")
@@ -257,9 +256,8 @@ def main():
     ap.add_argument("--hf", default=HF, help="checkpoint to evaluate (default: the committed one)")
     ap.add_argument("--out", default=os.path.join(MODEL_DIR, "EVAL.md"), help="report path")
     args = ap.parse_args()
-    HF = args.hf
     tools = load_tools()
-    tok, model = load()
+    tok, model = load(args.hf)
     rows = [json.loads(l) for l in open(os.path.join(MODEL_DIR, "data", "test.jsonl"), encoding="utf-8")]
     if args.limit:
         rows = rows[:args.limit]
@@ -325,7 +323,7 @@ def main():
     cfg = model.config
     nparam = sum(p.numel() for p in model.parameters())
     train_log = {}
-    p = os.path.join(os.path.dirname(os.path.abspath(HF)), "train_log.json")
+    p = os.path.join(os.path.dirname(os.path.abspath(args.hf)), "train_log.json")
     if os.path.exists(p):
         train_log = json.load(open(p))
     L = []
@@ -410,11 +408,11 @@ def main():
     print("\n".join(L[:40]))
 
     if not args.no_golden:
-        make_golden(tok)
+        make_golden(tok, args.hf)
 
 
-def make_golden(tok):
-    _, model = load(attn="eager")
+def make_golden(tok, hf):
+    _, model = load(hf, attn="eager")
     eos = tok.token_to_id("<|im_end|>")
     prompts = []
     for msgs in GOLDEN_PROMPTS:
