@@ -689,11 +689,10 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
 
 // ------------------------------------------------------------ serve and ask
 
+/// How to authenticate to an MQTT broker: TLS files and credentials (serve,
+/// host and ask take the same flags).
 #[derive(clap::Args)]
-struct BrokerArgs {
-    /// MQTT broker: mqtt://[user[:pass]@]host[:port] or mqtts://...
-    #[arg(long)]
-    broker: Option<String>,
+struct BrokerAuthArgs {
     /// PEM CA certificates for mqtts:// (default: the webpki roots).
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -706,6 +705,28 @@ struct BrokerArgs {
     username: Option<String>,
     #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+}
+
+impl BrokerAuthArgs {
+    fn config(&self, url: &str) -> anyhow::Result<moe_edge::transport::MqttConfig> {
+        Ok(moe_edge::serve::broker_config(
+            url,
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+            self.username.as_deref(),
+            self.password.as_deref(),
+        )?)
+    }
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// MQTT broker: mqtt://[user[:pass]@]host[:port] or mqtts://...
+    #[arg(long)]
+    broker: Option<String>,
+    #[command(flatten)]
+    auth: BrokerAuthArgs,
     /// Persistent MQTT session: the broker keeps subscriptions and queued QoS 1 requests this
     /// many seconds across a disconnect or broker restart (0 = a clean session each connect).
     #[arg(long, default_value_t = 0)]
@@ -714,14 +735,7 @@ struct BrokerArgs {
 
 impl BrokerArgs {
     fn config(&self, url: &str) -> anyhow::Result<moe_edge::transport::MqttConfig> {
-        let mut c = moe_edge::serve::broker_config(
-            url,
-            self.ca.as_deref(),
-            self.cert.as_deref(),
-            self.key.as_deref(),
-            self.username.as_deref(),
-            self.password.as_deref(),
-        )?;
+        let mut c = self.auth.config(url)?;
         if self.session_expiry_s > 0 {
             c.clean_start = false;
             c.session_expiry = std::time::Duration::from_secs(self.session_expiry_s);
@@ -770,16 +784,8 @@ struct AskArgs {
     text: String,
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     broker: String,
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    #[arg(long)]
-    key: Option<PathBuf>,
-    #[arg(long)]
-    username: Option<String>,
-    #[arg(long, env = "MOE_EDGE_MQTT_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    #[command(flatten)]
+    auth: BrokerAuthArgs,
     /// The daemon's device id (default: this host's name, sanitised).
     #[arg(long)]
     device_id: Option<String>,
@@ -1093,14 +1099,7 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
     use moe_edge::openai::{ChatRequest, Message, PriorityField};
     use moe_edge::serve::ask::{ask, AskOptions};
     use std::io::Write;
-    let mqtt = moe_edge::serve::broker_config(
-        &a.broker,
-        a.ca.as_deref(),
-        a.cert.as_deref(),
-        a.key.as_deref(),
-        a.username.as_deref(),
-        a.password.as_deref(),
-    )?;
+    let mqtt = a.auth.config(&a.broker)?;
     let mut messages = Vec::new();
     if let Some(s) = a.system {
         messages.push(Message::system(s));
