@@ -18,6 +18,7 @@
 //! - `bench`     the `bench` subcommand
 
 pub mod bench;
+pub mod breaker;
 pub mod bundle;
 pub mod cascade;
 pub mod config;

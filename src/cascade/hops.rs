@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::breaker::{Admit, Breaker, State};
 use super::client::{ApiKey, Client, ClientConfig, RetryPolicy};
 use super::policy::{gate, judge, served_info, HopKind};
 use super::CascadeError;
+use crate::breaker::{Admit, Breaker, State};
 use crate::config::CascadeConfig;
 use crate::openai::{
     ApiError, ChatCompletion, ChatCompletionChunk, ChunkAccumulator, ErrorCode, ServedBy,

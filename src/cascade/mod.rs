@@ -1,20 +1,19 @@
 //! The cascade: device → host (full model) → cloud.
 //!
 //! Owns: the OpenAI-compatible client for upstream hops (`client`), a circuit
-//! breaker per hop (`breaker`), the policy deciding what leaves the device and
+//! breaker per hop (the state machine is `crate::breaker`), the policy deciding what leaves the device and
 //! what a failure means (`policy`), and the walk over the hops with streaming
 //! pass-through (`hops`: [`Cascade::escalate`] is what `serve` and the HTTP
 //! endpoint call).
 //! Does not own: running the local model (`engine`), the HTTP server
 //! (`host::http`), MQTT (`serve`, `transport`), or the wire types (`openai`).
 
-pub mod breaker;
 pub mod client;
 pub mod hops;
 pub mod policy;
 mod serve_seam;
 
-pub use breaker::{Admit, Breaker, State as BreakerState};
+pub use crate::breaker::{Admit, Breaker, State as BreakerState};
 pub use client::{ApiKey, ChunkStream, Client, ClientConfig, RetryPolicy};
 pub use hops::{Cascade, ChunkSink, Hop, Tier};
 pub use policy::{Escalation, HopKind};

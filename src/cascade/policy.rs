@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::breaker::Admit;
 use super::CascadeError;
+use crate::breaker::Admit;
 use crate::engine::toolcall::FallbackReason;
 use crate::openai::{ApiError, EdgeInfo, ErrorCode, ServedBy, ToolChoice, ValidRequest};
 

@@ -4,9 +4,10 @@
 //! Owns: encoding a layer step's missing (expert, weight) pairs and hidden
 //! states into one frame, the call with its deadline (`offload.timeout`),
 //! decoding and checking the reply, the counters (calls, timeouts, errors,
-//! bytes, round-trip times, which host served), a small breaker (after
-//! `breaker_failures` failed calls in a row the remote is skipped for
-//! `breaker_cooldown`, then one call probes it again) and the avoidance rule
+//! bytes, round-trip times, which host served), when to skip the host (a
+//! `crate::breaker::Breaker`: after `breaker_failures` failed calls in a row
+//! the remote is skipped for `breaker_cooldown`, then one call probes it
+//! again) and the avoidance rule
 //! (`skip_below`: when every token's missing router weight is below it, the
 //! round trip is not worth it and the engine substitutes).
 //! Does not own: what happens on a failure (the engine's `on_miss` policy),
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{Pairs, Pending, RemoteExperts};
 use super::ExpertError;
+use crate::breaker::{Breaker, State};
 use crate::transport::{self, MqttConfig, MqttHandle, PublishOptions, Rpc, RpcConfig, RpcError};
 use crate::wire::frame::{self, Dtype, Limits, Pair, RequestHeader, Response, Values};
 use crate::wire::topics::{self, DeviceId, ModelId};
@@ -132,13 +134,6 @@ pub struct RemoteStats {
     pub hosts: BTreeMap<String, u64>,
 }
 
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-    probing: bool,
-}
-
 struct Inner {
     rt: tokio::runtime::Handle,
     rpc: Rpc,
@@ -183,6 +178,10 @@ impl MqttRemote {
             max_experts: config.experts as u16,
             max_layers: config.layers as u16,
         };
+        let breaker = Mutex::new(Breaker::new(
+            config.breaker_failures,
+            config.breaker_cooldown,
+        ));
         Ok(MqttRemote {
             inner: Arc::new(Inner {
                 rt: tokio::runtime::Handle::current(),
@@ -194,7 +193,7 @@ impl MqttRemote {
                 counters: Counters::default(),
                 rtts: Mutex::new((Vec::with_capacity(RTT_SAMPLES), 0)),
                 hosts: Mutex::new(BTreeMap::new()),
-                breaker: Mutex::new(Breaker::default()),
+                breaker,
             }),
         })
     }
@@ -238,7 +237,7 @@ impl MqttRemote {
 
     /// Closes the breaker (e.g. after a probe found a host again).
     pub fn reset_breaker(&self) {
-        *self.inner.breaker.lock().unwrap() = Breaker::default();
+        self.inner.breaker.lock().unwrap().record_success();
     }
 
     pub fn stats(&self) -> RemoteStats {
@@ -318,15 +317,18 @@ impl MqttRemote {
                 )));
             }
         }
-        if !probe {
-            let mut b = inner.breaker.lock().unwrap();
-            if let Some(until) = b.open_until {
-                if Instant::now() < until || b.probing {
-                    inner.counters.fast_fail.fetch_add(1, Ordering::Relaxed);
-                    return Err(unreachable.clone()());
-                }
-                b.probing = true; // half-open: this call tries the host again
-            }
+        // An explicit probe (`probe()`) bypasses the breaker; a call the
+        // half-open breaker admits is its probe.
+        if !probe
+            && !inner
+                .breaker
+                .lock()
+                .unwrap()
+                .allow(Instant::now())
+                .is_allowed()
+        {
+            inner.counters.fast_fail.fetch_add(1, Ordering::Relaxed);
+            return Err(unreachable.clone()());
         }
         let k = pairs.iter().map(Vec::len).max().unwrap_or(0);
         if k == 0 || k > 255 || tokens > u16::MAX as usize {
@@ -463,27 +465,23 @@ impl MqttRemote {
     fn settle(&self, ok: bool, probe: bool) {
         let cfg = &self.inner.config;
         let mut b = self.inner.breaker.lock().unwrap();
+        let now = Instant::now();
         if ok {
-            if b.open_until.is_some() {
+            if b.state(now) != State::Closed {
                 log::info!("remote experts reachable again");
             }
-            *b = Breaker::default();
+            b.record_success();
             return;
         }
         if probe {
             return;
         }
-        b.failures += 1;
-        b.probing = false;
-        if b.failures >= cfg.breaker_failures {
-            if b.open_until.is_none() {
-                log::warn!(
-                    "remote experts unreachable failures={} cooldown_ms={}",
-                    b.failures,
-                    cfg.breaker_cooldown.as_millis()
-                );
-            }
-            b.open_until = Some(Instant::now() + cfg.breaker_cooldown);
+        if b.record_failure(now) {
+            log::warn!(
+                "remote experts unreachable failures={} cooldown_ms={}",
+                b.failures(),
+                cfg.breaker_cooldown.as_millis()
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
-//! A circuit breaker for one hop of the cascade: pure state, no I/O, no
-//! clock of its own (every call is given `now`), so it is tested with a fake
-//! clock and used under a plain mutex.
+//! A circuit breaker for one remote dependency (a hop of the cascade, the
+//! host serving remote experts): pure state, no I/O, no clock of its own
+//! (every call is given `now`), so it is tested with a fake clock and used
+//! under a plain mutex.
 //!
 //! Closed (calls go through) → open after `failures` consecutive failures
 //! (calls are refused at once, costing nothing) → half-open once `cooldown`
@@ -8,7 +9,8 @@
 //! breaker, its failure opens it again for another cooldown. A probe whose
 //! outcome is never reported (its task was dropped) is given up after one more
 //! cooldown, so a lost probe cannot wedge the breaker half-open.
-//! Not here: what counts as a failure (the cascade decides) or timeouts.
+//! Not here: what counts as a failure (the cascade, `experts::remote`
+//! decide) or timeouts.
 
 use std::time::{Duration, Instant};
 
