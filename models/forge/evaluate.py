@@ -255,10 +255,11 @@ def main():
                          "the others count as wrong, fallback vs call is read from the first argmax token")
     ap.add_argument("--hf", default=HF, help="checkpoint to evaluate (default: the committed one)")
     ap.add_argument("--out", default=os.path.join(MODEL_DIR, "EVAL.md"), help="report path")
+    ap.add_argument("--data-dir", default=os.path.join(MODEL_DIR, "data"), help="corpus dir holding test.jsonl")
     args = ap.parse_args()
     tools = load_tools()
     tok, model = load(args.hf)
-    rows = [json.loads(l) for l in open(os.path.join(MODEL_DIR, "data", "test.jsonl"), encoding="utf-8")]
+    rows = [json.loads(l) for l in open(os.path.join(args.data_dir, "test.jsonl"), encoding="utf-8")]
     if args.limit:
         rows = rows[:args.limit]
     t0 = time.time()
