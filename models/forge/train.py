@@ -35,8 +35,8 @@ def encode(tok, ex):
 def make_config(vocab, eos, pad, args):
     from transformers import Qwen3MoeConfig
     return Qwen3MoeConfig(
-        vocab_size=vocab, hidden_size=args.hidden, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, intermediate_size=args.hidden * 4,
+        vocab_size=vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        num_key_value_heads=args.heads // 2, head_dim=args.hidden // args.heads, intermediate_size=args.hidden * 4,
         moe_intermediate_size=args.moe_inter, num_experts=16, num_experts_per_tok=2, norm_topk_prob=True,
         decoder_sparse_step=1, mlp_only_layers=[], max_position_embeddings=512, rope_theta=10000.0,
         rms_norm_eps=1e-6, tie_word_embeddings=False, output_router_logits=True,
@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--moe-inter", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4, help="attention heads (key/value heads: half; head_dim hidden/heads)")
     ap.add_argument("--aux-coef", type=float, default=0.02)
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
