@@ -28,7 +28,7 @@ use moe_edge::bundle::{Dtype, Verify};
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
 use moe_edge::serve::{self, BrokerChoice, ServeConfig};
-use moe_edge::transport::{connect, PublishOptions, QoS};
+use moe_edge::transport::{connect, Message, PublishOptions, QoS};
 use moe_edge::wire::{topics, DeviceId};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -57,6 +57,13 @@ fn is_final(v: &Value) -> bool {
     v.get("error").is_some()
         || v["object"] == "chat.completion"
         || v["object"] == "chat.completion.done"
+}
+
+fn correlation(m: &Message) -> String {
+    m.correlation_data
+        .as_ref()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default()
 }
 
 /// Restarts the broker `restarts` times while `n` requests go out, one
@@ -148,13 +155,9 @@ async fn run_under_restarts(
         let Ok(Some(m)) = inbox.recv_timeout(left).await else {
             break;
         };
-        let corr = m
-            .correlation_data
-            .map(|c| String::from_utf8_lossy(&c).into_owned())
-            .unwrap_or_default();
         let v: Value = serde_json::from_slice(&m.payload).expect("reply is JSON");
         if is_final(&v) {
-            finals.entry(corr).or_default().push(m.payload.clone());
+            finals.entry(correlation(&m)).or_default().push(m.payload);
             if let Some(code) = v["error"]["code"].as_str() {
                 *errors.entry(code.to_string()).or_default() += 1;
             }
@@ -165,11 +168,7 @@ async fn run_under_restarts(
     while let Ok(Some(m)) = inbox.recv_timeout(Duration::from_secs(2)).await {
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
         if is_final(&v) {
-            let corr = m
-                .correlation_data
-                .map(|c| String::from_utf8_lossy(&c).into_owned())
-                .unwrap_or_default();
-            finals.entry(corr).or_default().push(m.payload.clone());
+            finals.entry(correlation(&m)).or_default().push(m.payload);
         }
     }
     let b = restarter.await.unwrap();

@@ -76,6 +76,8 @@ def main():
     ap.add_argument("--eval-test", type=int, default=0,
                     help="at each checkpoint, teacher-forced exact match on the first N test requests")
     args = ap.parse_args()
+    if args.heads % 2 or args.hidden % args.heads:
+        ap.error(f"--heads {args.heads}: must be even and divide --hidden {args.hidden}")
     if args.deadline_utc:
         import datetime
         now = datetime.datetime.now(datetime.timezone.utc)

@@ -1,10 +1,10 @@
 //! The cascade: device → host (full model) → cloud.
 //!
 //! Owns: the OpenAI-compatible client for upstream hops (`client`), a circuit
-//! breaker per hop (the state machine is `crate::breaker`), the policy deciding what leaves the device and
-//! what a failure means (`policy`), and the walk over the hops with streaming
-//! pass-through (`hops`: [`Cascade::escalate`] is what `serve` and the HTTP
-//! endpoint call).
+//! breaker per hop (the state machine is `crate::breaker`), the policy
+//! deciding what leaves the device and what a failure means (`policy`), and
+//! the walk over the hops with streaming pass-through (`hops`:
+//! [`Cascade::escalate`] is what `serve` and the HTTP endpoint call).
 //! Does not own: running the local model (`engine`), the HTTP server
 //! (`host::http`), MQTT (`serve`, `transport`), or the wire types (`openai`).
 

@@ -317,8 +317,15 @@ impl MqttRemote {
                 )));
             }
         }
-        // An explicit probe (`probe()`) bypasses the breaker; a call the
-        // half-open breaker admits is its probe.
+        let k = pairs.iter().map(Vec::len).max().unwrap_or(0);
+        if k == 0 || k > 255 || tokens > u16::MAX as usize {
+            return Err(ExpertError::Remote(format!(
+                "bad call: {tokens} tokens with up to {k} experts"
+            )));
+        }
+        // Last check before sending: a call the half-open breaker admits is
+        // its probe and must reach `settle`. An explicit probe (`probe()`)
+        // bypasses the breaker.
         if !probe
             && !inner
                 .breaker
@@ -329,12 +336,6 @@ impl MqttRemote {
         {
             inner.counters.fast_fail.fetch_add(1, Ordering::Relaxed);
             return Err(unreachable.clone()());
-        }
-        let k = pairs.iter().map(Vec::len).max().unwrap_or(0);
-        if k == 0 || k > 255 || tokens > u16::MAX as usize {
-            return Err(ExpertError::Remote(format!(
-                "bad call: {tokens} tokens with up to {k} experts"
-            )));
         }
         let mut flat = Vec::with_capacity(tokens * k);
         for p in pairs {
