@@ -281,6 +281,10 @@ struct EvalArgs {
     /// The tool catalogue the constraint uses.
     #[arg(long, default_value = "models/assist-moe/tools.json")]
     tools: PathBuf,
+    /// With --constrain/--compare: mark the catalogue's free-text strings
+    /// `x-grounded` (copied from the request), as an app would.
+    #[arg(long)]
+    grounded: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -435,8 +439,22 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(n) = a.limit {
         ex.truncate(n);
     }
+    if a.grounded && !(a.constrain || a.compare) {
+        anyhow::bail!("--grounded needs --constrain or --compare");
+    }
     let spec = if a.constrain || a.compare {
-        Some(catalogue_spec(&a.tools)?)
+        let mut tools = catalogue_tools(&a.tools)?;
+        if a.grounded {
+            let n = moe_edge::constrain::request::ground_free_strings(&mut tools);
+            println!(
+                "{n} free-text strings of {} marked x-grounded",
+                a.tools.display()
+            );
+        }
+        Some(
+            moe_edge::engine::eval::CatalogueConstraint::new(tools)
+                .with_context(|| format!("{}: tools", a.tools.display()))?,
+        )
     } else {
         None
     };
@@ -470,17 +488,28 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tool-call constraint (tool_choice auto) for a catalogue file (`{"tools": [...]}`).
-fn catalogue_spec(path: &std::path::Path) -> anyhow::Result<moe_edge::constrain::Spec> {
+/// The tools of a catalogue file (`{"tools": [...]}`).
+fn catalogue_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::openai::Tool>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let tools: Vec<moe_edge::openai::Tool> = serde_json::from_value(v["tools"].clone())
-        .with_context(|| format!("{}: field tools", path.display()))?;
-    moe_edge::constrain::request::spec_for(&tools, &moe_edge::openai::ToolChoice::Auto, None, None)
-        .with_context(|| format!("{}: tools", path.display()))?
-        .context("no tools in the catalogue")
+    serde_json::from_value(v["tools"].clone())
+        .with_context(|| format!("{}: field tools", path.display()))
+}
+
+/// Tool-call constraint (tool_choice auto) for a catalogue file.
+fn catalogue_spec(path: &std::path::Path) -> anyhow::Result<moe_edge::constrain::Spec> {
+    let tools = catalogue_tools(path)?;
+    moe_edge::constrain::request::spec_for(
+        &tools,
+        &moe_edge::openai::ToolChoice::Auto,
+        None,
+        None,
+        None,
+    )
+    .with_context(|| format!("{}: tools", path.display()))?
+    .context("no tools in the catalogue")
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {

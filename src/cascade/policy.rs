@@ -28,6 +28,8 @@ pub enum Escalation {
     InvalidToolCall(String),
     /// The model said nothing usable.
     EmptyReply,
+    /// A valid call the model was not sure of (the board's confidence gate).
+    LowConfidence(String),
     /// The prompt does not fit the model's context.
     ContextTooLong(String),
     /// The request's deadline cannot be met here.
@@ -44,6 +46,7 @@ impl std::fmt::Display for Escalation {
             Escalation::FallbackMarker => f.write_str("fallback marker"),
             Escalation::InvalidToolCall(m) => write!(f, "invalid tool call: {m}"),
             Escalation::EmptyReply => f.write_str("empty reply"),
+            Escalation::LowConfidence(m) => f.write_str(m),
             Escalation::ContextTooLong(m) => write!(f, "prompt beyond the context: {m}"),
             Escalation::Deadline(m) => write!(f, "deadline cannot be met: {m}"),
             Escalation::ExpertsUnreachable(m) => write!(f, "experts unreachable: {m}"),
@@ -60,6 +63,7 @@ impl Escalation {
             FallbackReason::Malformed(m) => Escalation::InvalidToolCall(format!("malformed: {m}")),
             FallbackReason::InvalidCall(m) => Escalation::InvalidToolCall(m.clone()),
             FallbackReason::Empty => Escalation::EmptyReply,
+            FallbackReason::LowConfidence { .. } => Escalation::LowConfidence(r.to_string()),
         }
     }
 

@@ -93,6 +93,9 @@ pub struct CascadeConfig {
     pub retries: u32,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// A local tool call whose least likely token the model gave a lower
+    /// probability than this is handed up (0: the gate is off).
+    pub min_confidence: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +287,14 @@ impl Board {
                 "timeouts must be > 0 ms".into(),
             ));
         }
+        if let Some(p) = c.min_confidence {
+            if !(0.0..1.0).contains(&p) {
+                return Err(field(
+                    "cascade.min_confidence",
+                    format!("is {p}, expected a probability in 0..1 (0: off)"),
+                ));
+            }
+        }
         if c.retries.is_some_and(|r| r > 10) {
             return Err(field("cascade.retries", "must be <= 10".into()));
         }
@@ -332,6 +343,7 @@ impl Board {
                 retries: c.retries.unwrap_or(2),
                 breaker_failures: c.breaker_failures.unwrap_or(3),
                 breaker_cooldown: Duration::from_millis(c.breaker_cooldown_ms.unwrap_or(5_000)),
+                min_confidence: c.min_confidence.unwrap_or(0.0),
             },
         })
     }

@@ -253,7 +253,11 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
     });
 
     let c = &board.cascade;
-    let mut cascade = vec!["device".to_string()];
+    let mut cascade = vec![if c.min_confidence > 0.0 {
+        format!("device (calls below p={} go up)", c.min_confidence)
+    } else {
+        "device".to_string()
+    }];
     if let Some(h) = &c.host_url {
         cascade.push(format!(
             "host {h}{}",

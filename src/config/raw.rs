@@ -86,6 +86,9 @@ pub struct RawCascade {
     pub retries: Option<u32>,
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown_ms: Option<u64>,
+    /// Confidence gate: a local tool call whose least likely token had a
+    /// probability below this goes up the cascade (0 or absent: off).
+    pub min_confidence: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -104,6 +104,7 @@ fn no_grammar() -> Arc<Grammar> {
             patterns: Vec::new(),
             masks: Default::default(),
             top: super::grammar::Top::Json { root: 0 },
+            reference: Vec::new(),
         })
     })
     .clone()

@@ -26,6 +26,8 @@ pub const MAX_ENUMERATED: usize = 2048;
 pub const MAX_FREE_DEPTH: u32 = 3;
 /// Most properties of one object (a bit each in the matcher state).
 pub const MAX_PROPERTIES: usize = 64;
+/// Longest reference text for grounded strings (its last bytes are kept).
+pub const MAX_REFERENCE: usize = 8192;
 
 pub type NodeId = u16;
 
@@ -95,6 +97,9 @@ pub enum Node {
         min: u32,
         max: u32,
         pattern: Option<u32>,
+        /// `x-grounded: true`: the value is copied from the grammar's
+        /// [`Grammar::reference`] (a substring of it, byte for byte).
+        grounded: bool,
     },
     Number {
         integer: bool,
@@ -157,6 +162,10 @@ pub struct Grammar {
     pub tries: Vec<LitTrie>,
     pub patterns: Vec<Nfa>,
     pub top: Top,
+    /// What grounded strings are copied from (the request's last user
+    /// message; at most [`MAX_REFERENCE`] bytes). Empty: a grounded string
+    /// can only be `""`.
+    pub reference: Vec<u8>,
     /// Byte-token masks by (vocabulary, matcher state), shared by every
     /// generation using this grammar (bounded: emptied when full).
     pub masks: std::sync::Mutex<
@@ -325,7 +334,26 @@ impl Compiler {
                         }
                     },
                 };
-                self.add(Node::String { min, max, pattern })
+                let grounded = match s.get("x-grounded") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(ConstrainError::Schema(format!(
+                            "x-grounded must be true or false, not {other}"
+                        )))
+                    }
+                };
+                if grounded && s.contains_key("pattern") {
+                    return Err(ConstrainError::Schema(
+                        "x-grounded cannot be combined with pattern".into(),
+                    ));
+                }
+                self.add(Node::String {
+                    min,
+                    max,
+                    pattern,
+                    grounded,
+                })
             }
             "integer" | "number" => {
                 let integer = t == "integer";
@@ -465,6 +493,7 @@ impl Compiler {
             min: 0,
             max: DEFAULT_MAX_STRING,
             pattern: None,
+            grounded: false,
         })?;
         let number = self.add(Node::Number {
             integer: false,
@@ -638,6 +667,24 @@ fn enumerate(
 }
 
 impl Grammar {
+    /// Some string of the grammar is `x-grounded`.
+    pub fn has_grounded(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| matches!(n, Node::String { grounded: true, .. }))
+    }
+
+    /// Sets what grounded strings are copied from: `text`, or its last
+    /// [`MAX_REFERENCE`] bytes (cut at a character boundary).
+    pub fn with_reference(mut self, text: &str) -> Grammar {
+        let mut from = text.len().saturating_sub(MAX_REFERENCE);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        self.reference = text.as_bytes()[from..].to_vec();
+        self
+    }
+
     /// The grammar of tool calls to any of `tools` (name, parameters schema).
     pub fn for_tools(tools: &[(String, Option<Value>)]) -> Result<Grammar, ConstrainError> {
         if tools.is_empty() {
@@ -677,6 +724,7 @@ impl Grammar {
                 tool_names: tools.iter().map(|(n, _)| n.clone()).collect(),
                 args,
             },
+            reference: Vec::new(),
         })
     }
 
@@ -694,6 +742,7 @@ impl Grammar {
             patterns: c.patterns,
             masks: Default::default(),
             top: Top::Json { root },
+            reference: Vec::new(),
         })
     }
 }

@@ -194,8 +194,9 @@ impl Matcher {
                 ..
             } = f
             {
-                let (min, max, pattern) = str_bounds(g, *node);
+                let (min, max, pattern, grounded) = str_bounds(g, *node);
                 if pattern.is_none()
+                    && !grounded
                     && u32::from(*len) >= min
                     && max.saturating_sub(u32::from(*len)) as usize > longest_token
                 {
@@ -431,9 +432,18 @@ impl Matcher {
         else {
             return Outcome::Refused;
         };
-        let (min, max, pattern) = str_bounds(g, node);
+        let (min, max, pattern, grounded) = str_bounds(g, node);
         let nfa = pattern.map(|p| &g.patterns[p as usize]);
         let mut ch: Option<u32> = None;
+        // A grounded string takes its raw bytes one by one from the
+        // reference; an escape when it is complete (one ASCII byte).
+        let ground = |state: u64, b: u8| ground_step(&g.reference, state, b);
+        if grounded && esc == 0 && b != b'"' && b != b'\\' {
+            match ground(pat, b) {
+                Some(s) => pat = s,
+                None => return Outcome::Refused,
+            }
+        }
         if need > 0 {
             if b & 0xC0 != 0x80 {
                 return Outcome::Refused;
@@ -465,7 +475,9 @@ impl Matcher {
                 b'r' => '\r',
                 b't' => '\t',
                 // \uXXXX only where no pattern must be tracked through it
-                b'u' if nfa.is_none() => {
+                // (and not in grounded strings: json.dumps spells only
+                // control characters that way)
+                b'u' if nfa.is_none() && !grounded => {
                     esc = 2;
                     cp = 0;
                     '\0'
@@ -475,6 +487,12 @@ impl Matcher {
             if esc == 1 {
                 esc = 0;
                 ch = Some(c as u32);
+                if grounded {
+                    match ground(pat, c as u8) {
+                        Some(s) => pat = s,
+                        None => return Outcome::Refused,
+                    }
+                }
             }
         } else if esc >= 2 {
             let d = match (b as char).to_digit(16) {
@@ -505,6 +523,13 @@ impl Matcher {
                 }
                 b'\\' => {
                     // only if some escaped character can follow
+                    if grounded
+                        && !b"\"\\/\x08\x0c\n\r\t"
+                            .iter()
+                            .any(|&c| ground(pat, c).is_some())
+                    {
+                        return Outcome::Refused;
+                    }
                     if let Some(n) = nfa {
                         let ok = ['"', '\\', '/', '\u{8}', '\u{c}', '\n', '\r', '\t']
                             .iter()
@@ -781,14 +806,31 @@ enum Outcome {
     Again,
 }
 
-fn str_bounds(g: &Grammar, node: NodeId) -> (u32, u32, Option<u32>) {
+/// (minLength, maxLength, pattern, grounded) of a string node.
+fn str_bounds(g: &Grammar, node: NodeId) -> (u32, u32, Option<u32>, bool) {
     if node == FREE_KEY {
-        return (0, FREE_KEY_MAX, None);
+        return (0, FREE_KEY_MAX, None, false);
     }
     match g.nodes[node as usize] {
-        Node::String { min, max, pattern } => (min, max, pattern),
-        _ => (0, 0, None),
+        Node::String {
+            min,
+            max,
+            pattern,
+            grounded,
+        } => (min, max, pattern, grounded),
+        _ => (0, 0, None, false),
     }
+}
+
+/// A grounded string's state (in `Frame::Str::pat`): the value so far is
+/// `reference[start..start + n]`, at its first occurrence. One more byte
+/// `b`: the first occurrence of value + `b`, if the reference has one.
+fn ground_step(reference: &[u8], state: u64, b: u8) -> Option<u64> {
+    let (start, n) = ((state & 0xFFFF_FFFF) as usize, (state >> 32) as usize);
+    let value = reference.get(start..start + n)?;
+    (start..reference.len().saturating_sub(n))
+        .find(|&s| reference[s + n] == b && &reference[s..s + n] == value)
+        .map(|s| s as u64 | ((n as u64 + 1) << 32))
 }
 
 /// The number so far, as a magnitude.

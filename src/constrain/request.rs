@@ -12,13 +12,22 @@ use super::ConstrainError;
 use crate::openai::{Tool, ToolChoice};
 
 /// The spec of a request's tools; `None` when nothing is to be constrained
-/// (no tools and no JSON response format).
+/// (no tools and no JSON response format). `reference` is what `x-grounded`
+/// strings are copied from (the request's last user message).
 pub fn spec_for(
     tools: &[Tool],
     choice: &ToolChoice,
     parallel_tool_calls: Option<bool>,
     response_format: Option<&Value>,
+    reference: Option<&str>,
 ) -> Result<Option<Spec>, ConstrainError> {
+    let ground = |g: Grammar| {
+        if g.has_grounded() {
+            g.with_reference(reference.unwrap_or(""))
+        } else {
+            g
+        }
+    };
     let parallel = parallel_tool_calls.unwrap_or(true);
     let offered = |only: Option<&str>| -> Vec<(String, Option<Value>)> {
         tools
@@ -30,7 +39,7 @@ pub fn spec_for(
     if !tools.is_empty() {
         match choice {
             ToolChoice::Auto | ToolChoice::Required => {
-                let g = Grammar::for_tools(&offered(None))?;
+                let g = ground(Grammar::for_tools(&offered(None))?);
                 return Ok(Some(Spec::Tools {
                     grammar: Arc::new(g),
                     must_call: *choice == ToolChoice::Required,
@@ -44,7 +53,7 @@ pub fn spec_for(
                         "tool_choice names {name:?}, which is not among the tools"
                     )));
                 }
-                let g = Grammar::for_tools(&list)?;
+                let g = ground(Grammar::for_tools(&list)?);
                 return Ok(Some(Spec::Tools {
                     grammar: Arc::new(g),
                     must_call: true,
@@ -56,7 +65,7 @@ pub fn spec_for(
     }
     if let Some(schema) = json_format_schema(response_format)? {
         return Ok(Some(Spec::Json {
-            grammar: Arc::new(Grammar::for_json(&schema)?),
+            grammar: Arc::new(ground(Grammar::for_json(&schema)?)),
         }));
     }
     if !tools.is_empty() {
@@ -86,4 +95,40 @@ pub fn json_format_schema(rf: Option<&Value>) -> Result<Option<Value>, Constrain
         }
         _ => Ok(None),
     }
+}
+
+/// Marks every free-text string of the tools' parameters `x-grounded` (a
+/// `type: string` with no `enum`, `const`, `pattern` or `format`, at any
+/// depth of `properties`), unless the schema already says. Returns how many.
+/// For catalogues whose free strings are all copied from the request, as the
+/// demo model's are (`moe-edge eval --grounded`).
+pub fn ground_free_strings(tools: &mut [Tool]) -> usize {
+    fn walk(schema: &mut Value) -> usize {
+        let Some(obj) = schema.as_object_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+            for p in props.values_mut() {
+                n += walk(p);
+            }
+        }
+        if let Some(items) = obj.get_mut("items") {
+            n += walk(items);
+        }
+        let free = obj.get("type").and_then(Value::as_str) == Some("string")
+            && !["enum", "const", "pattern", "format", "x-grounded"]
+                .iter()
+                .any(|k| obj.contains_key(*k));
+        if free {
+            obj.insert("x-grounded".into(), Value::Bool(true));
+            n += 1;
+        }
+        n
+    }
+    tools
+        .iter_mut()
+        .filter_map(|t| t.function.parameters.as_mut())
+        .map(walk)
+        .sum()
 }

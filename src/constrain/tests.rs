@@ -74,7 +74,7 @@ fn walk(
 }
 
 fn tools_spec(tools: &[Tool], choice: &ToolChoice) -> Spec {
-    spec_for(tools, choice, None, None).unwrap().unwrap()
+    spec_for(tools, choice, None, None, None).unwrap().unwrap()
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn tool_choice_outlines() {
         "{text}"
     );
     // parallel_tool_calls false: after one call only the end of turn
-    let spec = spec_for(&tools, &ToolChoice::Required, Some(false), None)
+    let spec = spec_for(&tools, &ToolChoice::Required, Some(false), None, None)
         .unwrap()
         .unwrap();
     let mut c = Constraint::new(spec, v.clone());
@@ -342,7 +342,7 @@ fn response_format_json_schema_walks_validate() {
         "meta": {}
     }, "required": ["answer", "score"], "additionalProperties": false});
     let rf = json!({"type": "json_schema", "json_schema": {"name": "r", "schema": schema.clone()}});
-    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf))
+    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf), None)
         .unwrap()
         .unwrap();
     let mut rng = StdRng::seed_from_u64(9);
@@ -360,7 +360,7 @@ fn response_format_json_schema_walks_validate() {
     assert!(ended > 50, "{ended}");
     // json_object: any object
     let rf = json!({"type": "json_object"});
-    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf))
+    let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf), None)
         .unwrap()
         .unwrap();
     for _ in 0..50 {
@@ -416,6 +416,7 @@ fn bad_schemas_are_named() {
     let e = spec_for(
         &catalogue(),
         &ToolChoice::Function("nope".into()),
+        None,
         None,
         None,
     )

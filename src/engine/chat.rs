@@ -27,6 +27,8 @@ pub struct ChatJob {
     pub splitter: StreamSplitter,
     pub accepted: Instant,
     pub started: Instant,
+    /// The confidence gate (the board's `cascade.min_confidence`; 0: off).
+    pub min_confidence: f32,
 }
 
 /// The device's answer, and whether it should go up the cascade instead.
@@ -71,11 +73,18 @@ impl Engine {
     /// The decoding constraint of a request: its tools' schemas and
     /// tool_choice, or its JSON `response_format` (`None`: unconstrained).
     pub fn constraint_spec(&self, req: &ValidRequest) -> Result<Option<Spec>, ApiError> {
+        let last_user = req
+            .text_messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.role == crate::openai::Role::User)
+            .map(|m| m.content);
         spec_for(
             req.tools(),
             &req.tool_choice,
             req.parallel_tool_calls,
             req.response_format.as_ref(),
+            last_user.as_deref(),
         )
         .map_err(|e| {
             let param = if req.tools().is_empty() {
@@ -112,13 +121,23 @@ impl Engine {
             splitter: StreamSplitter::new(),
             accepted,
             started: Instant::now(),
+            min_confidence: 0.0,
         })
     }
 
     /// Turn finished text into the app's reply.
     pub fn chat_outcome(&self, job: &ChatJob, f: &Finished) -> ChatOutcome {
         let parsed = parse_and_check(&f.text, job.request.tools(), &job.request.tool_choice);
-        let fallback = parsed.needs_fallback();
+        let fallback = parsed.needs_fallback().or_else(|| {
+            // Only calls are gated: the device acts on them, and a long text
+            // answer has some unlikely token almost surely.
+            (!parsed.calls.is_empty() && f.min_token_p < job.min_confidence).then_some(
+                FallbackReason::LowConfidence {
+                    p: f.min_token_p,
+                    floor: job.min_confidence,
+                },
+            )
+        });
         let (message, mut finish) = parsed.to_message(&job.id);
         if f.finish_reason == GenFinish::Length && finish == FinishReason::Stop {
             finish = FinishReason::Length;
@@ -147,6 +166,7 @@ impl Engine {
             },
             fallback_reason: fallback.as_ref().map(|r| r.to_string()),
             tried: Vec::new(),
+            confidence: Some(f64::from(f.min_token_p)),
         };
         let completion = ChatCompletion::new(
             job.id.clone(),

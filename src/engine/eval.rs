@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use super::generate::{Engine, GenParams};
 use super::EngineError;
-use crate::constrain::Spec;
-use crate::openai::{ChatRequest, Message};
+use crate::constrain::request::spec_for;
+use crate::constrain::{ConstrainError, Spec};
+use crate::openai::{ChatRequest, Message, Role, Tool, ToolChoice};
 
 /// One labelled example.
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +129,93 @@ pub struct EvalReport {
     pub masks: u64,
     /// (index, expected, output) of the first failures.
     pub failures: Vec<(usize, Option<Value>, String)>,
+    /// Every example, for the confidence gate.
+    #[serde(skip)]
+    pub scored: Vec<Scored>,
+}
+
+/// One example as the confidence gate sees it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Scored {
+    pub correct: bool,
+    /// The model answered with a call (what the gate may hand up).
+    pub call: bool,
+    /// The right answer was the fallback marker.
+    pub expected_fallback: bool,
+    /// The lowest probability the model gave a token it wrote.
+    pub min_token_p: f32,
+}
+
+/// What a confidence gate at `floor` (`cascade.min_confidence`) would have
+/// done on a split: calls below it go up the cascade.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GatePoint {
+    pub floor: f32,
+    /// Calls handed up, and how many of them were right / should have been the fallback.
+    pub handed_up: usize,
+    pub handed_up_right: usize,
+    pub handed_up_out_of_domain: usize,
+    /// Calls the device still makes, and how many of them are wrong.
+    pub calls_kept: usize,
+    pub calls_kept_wrong: usize,
+    /// Exact match on the device when a handed-up call counts as the
+    /// fallback marker (right for out-of-domain requests, wrong otherwise).
+    pub device_exact_match: f64,
+}
+
+/// The gate's effect at each floor (floor 0: no gate).
+pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
+    floors
+        .iter()
+        .map(|&floor| {
+            let up = |s: &&Scored| s.call && s.min_token_p < floor;
+            let handed: Vec<&Scored> = scored.iter().filter(up).collect();
+            let kept: Vec<&Scored> = scored.iter().filter(|s| s.call && !up(s)).collect();
+            let right = scored.iter().filter(|s| !up(s) && s.correct).count()
+                + handed.iter().filter(|s| s.expected_fallback).count();
+            GatePoint {
+                floor,
+                handed_up: handed.len(),
+                handed_up_right: handed.iter().filter(|s| s.correct).count(),
+                handed_up_out_of_domain: handed.iter().filter(|s| s.expected_fallback).count(),
+                calls_kept: kept.len(),
+                calls_kept_wrong: kept.iter().filter(|s| !s.correct).count(),
+                device_exact_match: if scored.is_empty() {
+                    0.0
+                } else {
+                    100.0 * right as f64 / scored.len() as f64
+                },
+            }
+        })
+        .collect()
+}
+
+/// The floors `moe-edge eval` reports.
+pub const GATE_FLOORS: [f32; 6] = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7];
+
+/// The gate table in Markdown.
+pub fn gate_markdown(points: &[GatePoint]) -> String {
+    let mut s = String::from(
+        "| min_confidence | calls handed up (of them right / out-of-domain) | calls kept | wrong among kept | device exact match (handed up = fallback) |\n|---|---|---|---|---|\n",
+    );
+    for p in points {
+        s += &format!(
+            "| {} | {} ({} / {}) | {} | {:.1} % ({}) | {:.2} % |\n",
+            p.floor,
+            p.handed_up,
+            p.handed_up_right,
+            p.handed_up_out_of_domain,
+            p.calls_kept,
+            if p.calls_kept == 0 {
+                0.0
+            } else {
+                100.0 * p.calls_kept_wrong as f64 / p.calls_kept as f64
+            },
+            p.calls_kept_wrong,
+            p.device_exact_match
+        );
+    }
+    s
 }
 
 impl EvalReport {
@@ -148,9 +236,15 @@ impl EvalReport {
         }
     }
 
-    pub fn record(&mut self, i: usize, ex: &Example, text: &str) {
+    pub fn record(&mut self, i: usize, ex: &Example, text: &str, min_token_p: f32) {
         let answer = classify(text);
         let ok = is_correct(&ex.expected, &answer);
+        self.scored.push(Scored {
+            correct: ok,
+            call: matches!(answer, Answer::Call(_)),
+            expected_fallback: ex.expected.is_none(),
+            min_token_p,
+        });
         let tool = ex
             .expected
             .as_ref()
@@ -205,6 +299,7 @@ impl EvalReport {
         self.masks += o.masks;
         self.failures.extend(o.failures);
         self.failures.truncate(50);
+        self.scored.extend(o.scored);
     }
 
     /// A Markdown table for people.
@@ -229,16 +324,67 @@ impl EvalReport {
         for (k, v) in &self.by_tool {
             s += &format!("| {k} | {:.2} % | {} |\n", v.pct(), v.total);
         }
+        s += "\nConfidence gate (`cascade.min_confidence`): calls whose least likely token is below the floor go up the cascade.\n\n";
+        s += &gate_markdown(&gate_points(&self.scored, &GATE_FLOORS));
         s
     }
 }
 
+/// Decoding constrained to a catalogue's tools (tool_choice auto), as a
+/// request offering them would be. With `x-grounded` strings each example
+/// gets its own grammar (grounded on its last user message); otherwise all
+/// share one, and its mask cache.
+#[derive(Debug)]
+pub struct CatalogueConstraint {
+    tools: Vec<Tool>,
+    shared: Option<Spec>,
+}
+
+impl CatalogueConstraint {
+    pub fn new(tools: Vec<Tool>) -> Result<CatalogueConstraint, ConstrainError> {
+        let spec = spec_for(&tools, &ToolChoice::Auto, None, None, None)?
+            .ok_or_else(|| ConstrainError::Schema("no tools in the catalogue".into()))?;
+        let shared = match &spec {
+            Spec::Tools { grammar, .. } if grammar.has_grounded() => None,
+            _ => Some(spec),
+        };
+        Ok(CatalogueConstraint { tools, shared })
+    }
+
+    /// Some string is copied from the request (`x-grounded`).
+    pub fn is_grounded(&self) -> bool {
+        self.shared.is_none()
+    }
+
+    /// The spec for one request's messages.
+    pub fn spec(&self, req: &ChatRequest) -> Result<Spec, EngineError> {
+        if let Some(s) = &self.shared {
+            return Ok(s.clone());
+        }
+        let last_user = req
+            .text_messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content);
+        spec_for(
+            &self.tools,
+            &ToolChoice::Auto,
+            None,
+            None,
+            last_user.as_deref(),
+        )
+        .map_err(|e| EngineError::Invalid(e.to_string()))?
+        .ok_or_else(|| EngineError::Invalid("no tools in the catalogue".into()))
+    }
+}
+
 /// Greedy-decode every example (max 64 new tokens) and score it; with
-/// `constraint`, decoding is constrained (e.g. to the catalogue's tools, auto).
+/// `constraint`, decoding is constrained to the catalogue's tools.
 pub fn evaluate(
     engine: &Engine,
     examples: &[(usize, Example)],
-    constraint: Option<&Spec>,
+    constraint: Option<&CatalogueConstraint>,
 ) -> Result<EvalReport, EngineError> {
     let mut report = EvalReport::default();
     for (i, ex) in examples {
@@ -246,6 +392,7 @@ pub fn evaluate(
             messages: ex.messages.clone(),
             ..ChatRequest::default()
         };
+        let spec = constraint.map(|c| c.spec(&req)).transpose()?;
         let prompt = super::template::render_chat(
             &req.text_messages(),
             engine.bundle.manifest.chat_template.as_deref(),
@@ -255,7 +402,7 @@ pub fn evaluate(
             &prompt,
             GenParams {
                 max_tokens: 64,
-                constraint: constraint.cloned(),
+                constraint: spec,
                 ..GenParams::default()
             },
         )?;
@@ -264,7 +411,7 @@ pub fn evaluate(
         report.decode_ms += f.timings.decode_ms + f.timings.prefill_ms;
         report.mask_ms += f.timings.mask_ms;
         report.masks += f.timings.masks;
-        report.record(*i, ex, &f.text);
+        report.record(*i, ex, &f.text, f.min_token_p);
     }
     Ok(report)
 }
@@ -332,5 +479,40 @@ mod tests {
         assert!(matches!(classify("hello"), Answer::Invalid(_)));
         let exp = Some(json!({"name": "call_contact", "arguments": {"name": "Ann"}}));
         assert!(is_correct(&exp, &classify("<tool_call>{\"name\": \"call_contact\", \"arguments\": {\"name\": \" Ann \"}}</tool_call>")));
+    }
+
+    #[test]
+    fn gate_hands_up_unsure_calls_and_counts_them_as_the_fallback() {
+        let s = |correct, call, expected_fallback, min_token_p| Scored {
+            correct,
+            call,
+            expected_fallback,
+            min_token_p,
+        };
+        let scored = [
+            s(true, true, false, 0.9),   // right call, sure
+            s(true, true, false, 0.4),   // right call, unsure: lost by a gate at 0.5
+            s(false, true, false, 0.2),  // wrong call, unsure: handed up
+            s(false, true, true, 0.3),   // out-of-domain answered with a call: handed up, now right
+            s(true, false, true, 0.1),   // the fallback marker: never gated
+            s(false, true, false, 0.95), // wrong call, sure: kept
+        ];
+        let p = gate_points(&scored, &[0.0, 0.5]);
+        assert_eq!(p[0].handed_up, 0);
+        assert_eq!(p[0].calls_kept, 5);
+        assert_eq!(p[0].calls_kept_wrong, 3);
+        assert!((p[0].device_exact_match - 50.0).abs() < 1e-9);
+        assert_eq!(
+            (
+                p[1].handed_up,
+                p[1].handed_up_right,
+                p[1].handed_up_out_of_domain
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!((p[1].calls_kept, p[1].calls_kept_wrong), (2, 1));
+        // right: the sure call, the marker, the out-of-domain call handed up
+        assert!((p[1].device_exact_match - 50.0).abs() < 1e-9);
+        assert!(gate_markdown(&p).contains("| 0.5 | 3 (1 / 1) | 2 | 50.0 % (1) | 50.00 % |"));
     }
 }

@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
-use super::sampler::Sampler;
+use super::sampler::{probability, Sampler};
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
@@ -71,6 +71,10 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub text: String,
+    /// The lowest probability the model gave a token it wrote (softmax over
+    /// the tokens the constraint allowed, temperature 1); 1.0 when nothing
+    /// was generated. The cascade's confidence gate reads it.
+    pub min_token_p: f32,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -98,6 +102,7 @@ pub struct Generation {
     kv: KvCache,
     prompt: Vec<u32>,
     generated: Vec<u32>,
+    min_p: f32,
     next: Option<u32>,
     sampler: Sampler,
     constraint: Option<Constraint>,
@@ -238,6 +243,7 @@ impl Engine {
             sampler: Sampler::new(params.temperature, params.top_p, params.seed),
             prompt: ids,
             generated: Vec::new(),
+            min_p: 1.0,
             next: None,
             params,
             phase: Phase::Prefill,
@@ -285,7 +291,11 @@ impl Engine {
         };
         let logits = logits.as_f32().unwrap_or(&[]);
         let tok = match g.constraint.as_mut() {
-            None => g.sampler.sample(logits, None),
+            None => {
+                let tok = g.sampler.sample(logits, None);
+                g.min_p = g.min_p.min(probability(logits, tok, None));
+                tok
+            }
             Some(c) => {
                 let tok = if let Some(t) = c.divert(logits) {
                     log::debug!(
@@ -299,7 +309,10 @@ impl Engine {
                         log::warn!("constraint allows no token; ending the generation");
                         self.special.eos.first().copied().unwrap_or(0)
                     } else {
-                        g.sampler.sample(logits, Some(&|t| mask.get(t)))
+                        let allowed = |t| mask.get(t);
+                        let tok = g.sampler.sample(logits, Some(&allowed));
+                        g.min_p = g.min_p.min(probability(logits, tok, Some(&allowed)));
+                        tok
                     }
                 };
                 if let Err(e) = c.advance(tok) {
@@ -356,6 +369,7 @@ impl Engine {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         Ok(Step::Done(Finished {
             text,
+            min_token_p: g.min_p,
             finish_reason: reason,
             prompt_tokens: g.prompt.len(),
             completion_tokens: g.generated.len(),

@@ -77,6 +77,32 @@ impl Sampler {
     }
 }
 
+/// The probability the model gave `tok`: softmax at temperature 1 over the
+/// tokens `allowed` lets through (all when `None`). What the daemon calls the
+/// model's confidence in a token, whatever the sampler then did.
+pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> f32 {
+    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
+    let Some(&chosen) = logits.get(tok as usize) else {
+        return 0.0;
+    };
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| ok(i) && l.is_finite())
+        .map(|(_, &l)| l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !chosen.is_finite() || !max.is_finite() {
+        return 0.0;
+    }
+    let sum: f32 = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| ok(i) && l.is_finite())
+        .map(|(_, &l)| (l - max).exp())
+        .sum();
+    (chosen - max).exp() / sum
+}
+
 pub fn argmax(logits: &[f32]) -> u32 {
     argmax_where(logits, |_| true)
 }
@@ -113,5 +139,20 @@ mod tests {
             Sampler::new(0.0, 1.0, None).sample(&logits, Some(&only2)),
             2
         );
+    }
+
+    #[test]
+    fn probability_is_the_softmax_over_allowed_tokens() {
+        let logits = [0.0, 1.0f32.ln(), 3.0f32.ln(), f32::NEG_INFINITY];
+        // exp: 1, 1, 3, 0 -> p(2) = 3/5
+        assert!((probability(&logits, 2, None) - 0.6).abs() < 1e-6);
+        assert_eq!(probability(&logits, 3, None), 0.0);
+        // with token 0 masked out: 3/4
+        let not0 = |i: u32| i != 0;
+        assert!((probability(&logits, 2, Some(&not0)) - 0.75).abs() < 1e-6);
+        // the only allowed token is certain
+        let only1 = |i: u32| i == 1;
+        assert!((probability(&logits, 1, Some(&only1)) - 1.0).abs() < 1e-6);
+        assert_eq!(probability(&logits, 9, None), 0.0);
     }
 }

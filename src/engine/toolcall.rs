@@ -75,6 +75,10 @@ pub enum FallbackReason {
     InvalidCall(String),
     /// Nothing was said at all.
     Empty,
+    /// A well-formed, allowed call that the model was not sure of: the least
+    /// likely token it wrote had probability `p`, below the board's `floor`
+    /// (`cascade.min_confidence`).
+    LowConfidence { p: f32, floor: f32 },
 }
 
 impl std::fmt::Display for FallbackReason {
@@ -84,6 +88,9 @@ impl std::fmt::Display for FallbackReason {
             FallbackReason::Malformed(m) => write!(f, "malformed tool call: {m}"),
             FallbackReason::InvalidCall(m) => write!(f, "invalid tool call: {m}"),
             FallbackReason::Empty => f.write_str("empty reply"),
+            FallbackReason::LowConfidence { p, floor } => {
+                write!(f, "low confidence: a token at p={p:.3}, below {floor}")
+            }
         }
     }
 }

@@ -107,7 +107,12 @@ impl LocalModel {
                     }
                 };
                 let _ = ready_tx.send(Ok(engine.model_id().to_string()));
-                worker(engine, board.limits.max_tokens, rx);
+                worker(
+                    engine,
+                    board.limits.max_tokens,
+                    board.cascade.min_confidence,
+                    rx,
+                );
             })
             .map_err(|e| HostError::Model(format!("cannot start the engine thread: {e}")))?;
         let model_id = ready_rx
@@ -349,7 +354,7 @@ impl Streamer {
 }
 
 /// The engine thread: one job at a time, to its end (or its caller's departure).
-fn worker(engine: Engine, cap: usize, mut jobs: mpsc::Receiver<Job>) {
+fn worker(engine: Engine, cap: usize, min_confidence: f32, mut jobs: mpsc::Receiver<Job>) {
     let rates = Mutex::new(Rates::default());
     while let Some(job) = jobs.blocking_recv() {
         if job.events.is_closed() {
@@ -360,7 +365,10 @@ fn worker(engine: Engine, cap: usize, mut jobs: mpsc::Receiver<Job>) {
         let deadline_ms =
             deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
         let mut cj = match engine.prepare_chat(job.request, job.id, cap) {
-            Ok(cj) => cj,
+            Ok(mut cj) => {
+                cj.min_confidence = min_confidence;
+                cj
+            }
             Err(e) => {
                 let _ = events.blocking_send(Event::Failed(e));
                 continue;

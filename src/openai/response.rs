@@ -552,6 +552,10 @@ pub struct EdgeInfo {
     pub fallback_reason: Option<String>,
     /// Hops tried before the one that served, each with why it failed.
     pub tried: Vec<String>,
+    /// Device replies: the lowest probability the model gave a token it
+    /// wrote (what `cascade.min_confidence` is compared with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 #[cfg(test)]
@@ -577,6 +581,7 @@ mod tests {
             tokens_per_second: 120.5,
             fallback_reason: Some("fallback marker".into()),
             tried: vec!["device: fallback marker".into()],
+            confidence: None,
         }
     }
 

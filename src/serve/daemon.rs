@@ -152,6 +152,7 @@ pub(super) async fn run(
         policy: config.policy,
         max_concurrent: limits.max_concurrent.max(1),
         max_tokens_cap: limits.max_tokens,
+        min_confidence: config.board.cascade.min_confidence,
         device: device.to_string(),
     };
     let (engine_done_tx, engine_done_rx) = oneshot::channel::<()>();

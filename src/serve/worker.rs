@@ -130,6 +130,8 @@ pub(crate) struct Worker {
     pub policy: Policy,
     pub max_concurrent: usize,
     pub max_tokens_cap: usize,
+    /// The board's `cascade.min_confidence` (0: off).
+    pub min_confidence: f32,
     pub device: String,
 }
 
@@ -289,6 +291,7 @@ impl Worker {
             Err(e) => self.fail(reply, &id, e),
             Ok(mut job) => {
                 job.accepted = arrived;
+                job.min_confidence = self.min_confidence;
                 let stream = stream.then(|| {
                     StreamState::new(&job.id, self.engine.model_id(), job.created, include_usage)
                 });
