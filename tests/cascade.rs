@@ -1221,3 +1221,62 @@ async fn serve_http_on_the_device() {
         assert_eq!(out["tools_stream"]["names"][0], "set_fan_speed", "{out}");
     }
 }
+
+/// The confidence gate (`cascade.min_confidence`): a call the demo model
+/// writes with a token below the floor goes to the cloud, and the reply says
+/// why; the same call under the default board (gate off) is the device's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsure_calls_go_up_the_cascade() {
+    let Some(demo) = demo_bundle() else {
+        panic!("models/assist-moe/bundle is missing (moe-edge import --hf models/assist-moe/hf)");
+    };
+    let rec = Arc::new(Recorder::default());
+    let cloud = good_cloud(rec.clone(), Duration::ZERO).await;
+    let tools = json!([{"type": "function", "function": {"name": "set_fan_speed",
+        "parameters": {"type": "object", "properties": {"level": {"type": "integer", "minimum": 0, "maximum": 7}}, "required": ["level"]}}}]);
+    let req = || {
+        valid(
+            json!({"messages": [{"role": "user", "content": "the air is a bit stuffy, blow a little harder"}],
+                     "tools": tools, "max_tokens": 48}),
+        )
+    };
+    let open = device(
+        &demo,
+        &board_file(
+            "gate-off",
+            512,
+            &format!("cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\n"),
+        ),
+    );
+    let (r, _) = collect(&open, req()).await;
+    let r = r.unwrap();
+    let x = r.x_moe_edge.clone().unwrap();
+    assert_eq!(x.served_by, ServedBy::Device, "{x:?}");
+    let p = x.confidence.expect("a device reply carries its confidence");
+    assert!(p > 0.0 && p < 1.0, "p={p}");
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 0);
+
+    // a floor just above this call's confidence
+    let floor = (p + 1.0) / 2.0;
+    let gated = device(
+        &demo,
+        &board_file(
+            "gate-on",
+            512,
+            &format!("cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\nmin_confidence = {floor}\n"),
+        ),
+    );
+    let (r, _) = collect(&gated, req()).await;
+    let r = r.unwrap();
+    let x = r.x_moe_edge.clone().unwrap();
+    assert_eq!(x.served_by, ServedBy::Cloud, "{x:?}");
+    assert!(
+        x.tried[0].starts_with("device: low confidence: a token at p="),
+        "{:?}",
+        x.tried
+    );
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
+    // the cloud's answer reached the app
+    let calls = r.message().unwrap().tool_calls();
+    assert_eq!(calls[0].function.arguments, "{\"level\":3}");
+}

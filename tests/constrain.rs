@@ -212,3 +212,101 @@ fn tokenizer_specials_found() {
     assert!(v.specials.fallback.is_some());
     assert!(Path::new(&repo()).exists());
 }
+
+/// The catalogue with its free-text strings marked `x-grounded`, as an app
+/// whose arguments are always quoted from the user would send it.
+fn grounded_catalogue() -> Value {
+    let mut tools: Vec<Tool> = serde_json::from_value(catalogue()).unwrap();
+    assert_eq!(
+        moe_edge::constrain::request::ground_free_strings(&mut tools),
+        9
+    );
+    serde_json::to_value(tools).unwrap()
+}
+
+#[test]
+fn grounded_strings_are_copied_from_the_request() {
+    let e = engine();
+    let tools = grounded_catalogue();
+    // Requests of the test split where the demo model, decoding freely,
+    // misspells the value it should copy (EVAL.md, README "Grounded strings").
+    let cases = [
+        (
+            "Please set the destination to 634 Shekaihot Avenue, thank you",
+            "navigate_to",
+            "destination",
+            "634 Shekaihot Avenue",
+        ),
+        (
+            "I want to call Gretreraim Foster",
+            "call_contact",
+            "name",
+            "Gretreraim Foster",
+        ),
+        (
+            "Laylaにメッセージを送って、「練習が終わったら電話して」",
+            "send_message",
+            "contact",
+            "Layla",
+        ),
+    ];
+    for (prompt, tool, key, want) in cases {
+        let out = e
+            .complete_chat(request(prompt, json!({"tools": tools})), "g".into(), 96)
+            .unwrap();
+        assert!(out.fallback.is_none(), "{prompt}: {:?}", out.fallback);
+        let calls = out.completion.choices[0].message.tool_calls();
+        assert_eq!(calls.len(), 1, "{prompt}: {calls:?}");
+        assert_eq!(calls[0].function.name, tool, "{prompt}");
+        let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+        assert_eq!(args[key], json!(want), "{prompt}: {args}");
+    }
+}
+
+#[test]
+fn confidence_is_reported_and_gated() {
+    let e = engine();
+    let tools = catalogue();
+    let run = |floor: f32| {
+        let req = request("Set a timer for 12 minutes", json!({"tools": tools}));
+        let mut job = e.prepare_chat(req, "c".into(), 96).unwrap();
+        job.min_confidence = floor;
+        let f = e.run(&mut job.gen, |_| {}).unwrap();
+        (f.min_token_p, e.chat_outcome(&job, &f))
+    };
+    let (p, open) = run(0.0);
+    assert!(p > 0.0 && p <= 1.0, "p={p}");
+    assert!(open.fallback.is_none(), "{:?}", open.fallback);
+    let edge = open.completion.x_moe_edge.as_ref().unwrap();
+    assert_eq!(edge.confidence, Some(f64::from(p)));
+    // the same call under a floor above its confidence goes up the cascade
+    let (p2, gated) = run((p + 1.0) / 2.0);
+    assert_eq!(p2, p, "greedy decoding is deterministic");
+    match &gated.fallback {
+        Some(FallbackReason::LowConfidence { p: got, floor }) => {
+            assert_eq!(*got, p);
+            assert!(*floor > p);
+        }
+        other => panic!("expected the confidence gate, got {other:?}"),
+    }
+    let reason = gated.completion.x_moe_edge.as_ref().unwrap();
+    assert!(
+        reason
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("low confidence")),
+        "{reason:?}"
+    );
+    // the model's own fallback marker is not a call: never gated
+    let req = request(
+        "Who was the first person on the moon?",
+        json!({"tools": tools}),
+    );
+    let mut job = e.prepare_chat(req, "m".into(), 96).unwrap();
+    job.min_confidence = 0.99;
+    let f = e.run(&mut job.gen, |_| {}).unwrap();
+    assert_eq!(
+        e.chat_outcome(&job, &f).fallback,
+        Some(FallbackReason::Marker)
+    );
+}

@@ -396,6 +396,31 @@ mod tests {
     }
 
     #[test]
+    fn confidence_gate_is_a_probability() {
+        let host = BUILTIN.iter().find(|(n, _)| *n == "host-cpu").unwrap().1;
+        assert_eq!(
+            Board::parse(host, Path::new("b.toml"))
+                .unwrap()
+                .cascade
+                .min_confidence,
+            0.0,
+            "off unless a board says"
+        );
+        let with = |v: &str| host.replace("[cascade]", &format!("[cascade]\nmin_confidence = {v}"));
+        let b = Board::parse(&with("0.5"), Path::new("b.toml")).unwrap();
+        assert_eq!(b.cascade.min_confidence, 0.5);
+        for bad in ["1.0", "-0.1", "2"] {
+            let e = Board::parse(&with(bad), Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("cascade.min_confidence") && e.contains("b.toml"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_board_lists_known() {
         let e = Board::load("nope").unwrap_err().to_string();
         assert!(e.contains("host-cpu") && e.contains("nope"), "{e}");

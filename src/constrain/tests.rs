@@ -423,3 +423,123 @@ fn bad_schemas_are_named() {
     .unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+/// Feeds `text` to a fresh matcher of `g`; the bytes it took before refusing.
+fn feed_all(g: &Grammar, text: &[u8]) -> usize {
+    let mut m = Matcher::start(g);
+    text.iter().take_while(|&&b| m.feed(g, b)).count()
+}
+
+#[test]
+fn grounded_strings_are_substrings_of_the_reference() {
+    let schema = json!({"type": "string", "x-grounded": true});
+    let g = Grammar::for_json(&schema)
+        .unwrap()
+        .with_reference("Send \"hi\\there\" to 森本: 今駅");
+    let whole = |s: &str| feed_all(&g, s.as_bytes()) == s.len();
+    assert!(whole(r#""森本""#));
+    assert!(whole(r#""今駅""#));
+    assert!(whole(r#""Send \"hi""#), "an escaped quote matches a quote");
+    assert!(whole(r#""hi\\there""#), "an escaped backslash matches one");
+    assert!(whole(r#""""#), "the empty string is in every text");
+    assert!(!whole(r#""森駅""#));
+    assert!(!whole(r#""send""#), "byte for byte: case counts");
+    assert!(
+        !whole(r#""\u0053end""#),
+        "no \\u escapes in grounded strings"
+    );
+    // refused at the first byte that leaves the reference, even inside a
+    // character: 陽 (E9 99 BD) shares only its lead byte with 駅 (E9 A7 85)
+    assert_eq!(feed_all(&g, "\"今陽".as_bytes()), 1 + 3 + 1);
+    assert_eq!(feed_all(&g, "\"今日".as_bytes()), 1 + 3);
+    // a backslash only when an escapable character follows in the reference
+    assert_eq!(feed_all(&g, br#""to\"#), 3);
+    // without a reference only "" is left
+    let empty = Grammar::for_json(&schema).unwrap();
+    assert_eq!(feed_all(&empty, br#""""#), 2);
+    assert_eq!(feed_all(&empty, br#""a""#), 1);
+    // a long reference keeps its end, cut at a character boundary
+    let long = format!("{}駅", "x".repeat(grammar::MAX_REFERENCE));
+    let g = Grammar::for_json(&schema).unwrap().with_reference(&long);
+    assert!(g.reference.len() <= grammar::MAX_REFERENCE);
+    assert!(std::str::from_utf8(&g.reference).unwrap().ends_with("x駅"));
+}
+
+#[test]
+fn grounded_keyword_is_checked() {
+    let e = Grammar::for_json(&json!({"type": "string", "x-grounded": "yes"})).unwrap_err();
+    assert!(e.to_string().contains("x-grounded"), "{e}");
+    let e = Grammar::for_json(&json!({"type": "string", "x-grounded": true, "pattern": "^a$"}))
+        .unwrap_err();
+    assert!(e.to_string().contains("pattern"), "{e}");
+    let g = Grammar::for_json(&json!({"type": "string", "x-grounded": false})).unwrap();
+    assert!(!g.has_grounded());
+}
+
+#[test]
+fn ground_free_strings_marks_only_free_text() {
+    let mut tools = catalogue();
+    // destination, query, name, contact, text (message), location, text
+    // (reminder), text (translate), app; not the enums nor the time pattern
+    assert_eq!(request::ground_free_strings(&mut tools), 9);
+    let send = tools
+        .iter()
+        .find(|t| t.function.name == "send_message")
+        .unwrap();
+    let p = send.function.parameters.as_ref().unwrap();
+    assert_eq!(p["properties"]["contact"]["x-grounded"], json!(true));
+    let rem = tools
+        .iter()
+        .find(|t| t.function.name == "set_reminder")
+        .unwrap();
+    let p = rem.function.parameters.as_ref().unwrap();
+    assert!(p["properties"]["time"].get("x-grounded").is_none());
+    // idempotent: already marked strings are left alone
+    assert_eq!(request::ground_free_strings(&mut tools), 0);
+}
+
+#[test]
+fn grounded_random_walks_copy_from_the_request() {
+    let v = vocab();
+    let mut tools = catalogue();
+    request::ground_free_strings(&mut tools);
+    let said = "Send \"the door code is 4512\" to 森本さん, then navigate to Kyoto Station";
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut checked = 0;
+    for name in [
+        "send_message",
+        "navigate_to",
+        "translate",
+        "read_notifications",
+    ] {
+        let choice = ToolChoice::Function(name.into());
+        let spec = spec_for(&tools, &choice, None, None, Some(said))
+            .unwrap()
+            .unwrap();
+        for _ in 0..20 {
+            let mut c = Constraint::new(spec.clone(), v.clone());
+            let (text, done) = walk(&mut c, &v, &mut rng, 0.5, 400);
+            if !done {
+                continue;
+            }
+            let p = parse_and_check(&text, &tools, &choice);
+            assert!(
+                p.malformed.is_none() && p.invalid.is_none(),
+                "{text}\n{p:?}"
+            );
+            for call in &p.calls {
+                for (k, val) in call.arguments.as_object().unwrap() {
+                    if let Some(s) = val.as_str() {
+                        let grounded = !(k == "mode" || k == "target_language");
+                        assert!(
+                            !grounded || said.contains(s),
+                            "{name}.{k} = {s:?} is not in the request"
+                        );
+                        checked += grounded as usize;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} grounded values checked");
+}

@@ -451,6 +451,8 @@ pub fn comparison_markdown(free: &EvalReport, constrained: &EvalReport) -> Strin
         constrained.fallback_precision(),
         constrained.fallback_recall()
     );
+    s += "\nConfidence gate on the constrained run:\n\n";
+    s += &gate_markdown(&gate_points(&constrained.scored, &GATE_FLOORS));
     if constrained.masks > 0 {
         s += &format!(
             "mask cost: {:.1} us per token ({} masks, {:.0} ms of {:.0} ms decoding)\n",
