@@ -297,6 +297,22 @@ fn confidence_is_reported_and_gated() {
             .is_some_and(|r| r.starts_with("low confidence")),
         "{reason:?}"
     );
+    // a request's own floor replaces the board's, both ways
+    let with_floor = |request_floor: f64, board_floor: f32| {
+        let req = request(
+            "Set a timer for 12 minutes",
+            json!({"tools": tools, "x-min-confidence": request_floor}),
+        );
+        let mut job = e.prepare_chat(req, "r".into(), 96).unwrap();
+        job.min_confidence = board_floor;
+        let f = e.run(&mut job.gen, |_| {}).unwrap();
+        e.chat_outcome(&job, &f).fallback
+    };
+    assert!(matches!(
+        with_floor(f64::from(p + 1.0) / 2.0, 0.0),
+        Some(FallbackReason::LowConfidence { .. })
+    ));
+    assert_eq!(with_floor(0.0, (p + 1.0) / 2.0), None);
     // the model's own fallback marker is not a call: never gated
     let req = request(
         "Who was the first person on the moon?",

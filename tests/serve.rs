@@ -449,6 +449,8 @@ async fn answers_and_streams_through_the_embedded_broker() {
     assert_eq!(v["x_moe_edge"]["served_by"], "device");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
     assert!(v["x_moe_edge"]["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+    let p = v["x_moe_edge"]["confidence"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0, "{v}");
 
     // Streamed, same request (greedy): chunks in order, then the terminator.
     let mut body = chat("turn on the lights", 12);
@@ -505,6 +507,55 @@ async fn answers_and_streams_through_the_embedded_broker() {
     assert_eq!(s["queue_capacity"], 32);
     assert!(s["resident_experts"].as_u64().is_some());
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    d.stop().await;
+}
+
+/// `cascade.min_confidence` on a daemon without hops: a call below the floor
+/// still reaches the app, marked with why the device would have handed it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsure_calls_are_marked_when_there_is_no_hop() {
+    // the demo model: the fixture's tokenizer has no tool-call markers, so
+    // it cannot be constrained to a call
+    let demo = Arc::new(
+        Engine::load(
+            &repo().join("models/assist-moe/bundle"),
+            &Board::load("host-cpu").unwrap(),
+            Verify::Sizes,
+        )
+        .unwrap(),
+    );
+    let mut b = board(2, 16, 0.0);
+    b.cascade.min_confidence = 0.999;
+    let d = Daemon::start(
+        b,
+        BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+        |c| c.engine = demo,
+    )
+    .await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    // an indirect wish: the model is not sure how hard to blow
+    let mut body = chat("the air is a bit stuffy, blow a little harder", 64);
+    body["tools"] = json!([{"type": "function", "function": {"name": "set_fan_speed",
+        "parameters": {"type": "object", "properties": {"level": {"type": "integer", "minimum": 0, "maximum": 7}},
+                       "required": ["level"]}}}]);
+    body["tool_choice"] = json!("required");
+    app.send(&d.device, &body, "gate").await;
+    let (_, v, _) = app.recv().await;
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    let calls = v["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no call: {v}"));
+    assert_eq!(calls[0]["function"]["name"], "set_fan_speed", "{v}");
+    let x = &v["x_moe_edge"];
+    assert_eq!(x["served_by"], "device");
+    let p = x["confidence"].as_f64().unwrap();
+    assert!(p < 0.999, "{v}");
+    assert!(
+        x["fallback_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("low confidence: a token at p=")),
+        "{v}"
+    );
     d.stop().await;
 }
 

@@ -27,7 +27,8 @@ pub struct ChatJob {
     pub splitter: StreamSplitter,
     pub accepted: Instant,
     pub started: Instant,
-    /// The confidence gate (the board's `cascade.min_confidence`; 0: off).
+    /// The board's confidence gate (`cascade.min_confidence`; 0: off); a
+    /// request's `x-min-confidence` replaces it.
     pub min_confidence: f32,
 }
 
@@ -128,13 +129,14 @@ impl Engine {
     /// Turn finished text into the app's reply.
     pub fn chat_outcome(&self, job: &ChatJob, f: &Finished) -> ChatOutcome {
         let parsed = parse_and_check(&f.text, job.request.tools(), &job.request.tool_choice);
+        let floor = job.request.min_confidence.unwrap_or(job.min_confidence);
         let fallback = parsed.needs_fallback().or_else(|| {
             // Only calls are gated: the device acts on them, and a long text
             // answer has some unlikely token almost surely.
-            (!parsed.calls.is_empty() && f.min_token_p < job.min_confidence).then_some(
+            (!parsed.calls.is_empty() && f.min_token_p < floor).then_some(
                 FallbackReason::LowConfidence {
                     p: f.min_token_p,
-                    floor: job.min_confidence,
+                    floor,
                 },
             )
         });

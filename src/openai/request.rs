@@ -543,6 +543,14 @@ pub struct ChatRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub x_deadline_ms: Option<u64>,
+    /// moe-edge: the confidence gate for this request (replaces the board's
+    /// `cascade.min_confidence`; 0 turns it off).
+    #[serde(
+        rename = "x-min-confidence",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x_min_confidence: Option<f64>,
     /// MQTT 3.1.1 clients: where to publish the reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_topic: Option<String>,
@@ -583,6 +591,8 @@ pub struct ValidRequest {
     pub request: ChatRequest,
     pub priority: Priority,
     pub deadline_ms: Option<u64>,
+    /// `x-min-confidence`, when the request sets its own gate.
+    pub min_confidence: Option<f32>,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
     pub stop: Vec<String>,
@@ -639,7 +649,7 @@ impl ChatRequest {
 
     /// The request to forward to an OpenAI-compatible upstream (a cloud):
     /// `model` replaced, moe-edge's own fields (`x-priority`,
-    /// `x-deadline-ms`, `reply_topic`, `id`) removed, `max_tokens` sent as
+    /// `x-deadline-ms`, `x-min-confidence`, `reply_topic`, `id`) removed, `max_tokens` sent as
     /// `max_completion_tokens`; everything else (non-text parts, unknown
     /// fields) untouched.
     pub fn to_upstream(&self, model: &str) -> ChatRequest {
@@ -647,6 +657,7 @@ impl ChatRequest {
         r.model = Some(model.to_string());
         r.x_priority = None;
         r.x_deadline_ms = None;
+        r.x_min_confidence = None;
         r.reply_topic = None;
         r.id = None;
         r.max_completion_tokens = self.max_tokens();
@@ -784,6 +795,14 @@ impl ChatRequest {
                 "x-deadline-ms",
             ));
         }
+        if let Some(p) = self.x_min_confidence {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ApiError::invalid_request(
+                    "x-min-confidence must be a probability in 0..1 (0: no gate)",
+                    "x-min-confidence",
+                ));
+            }
+        }
         if let Some(t) = &self.reply_topic {
             if t.is_empty() || t.contains(['+', '#', '\0']) {
                 return Err(ApiError::invalid_request(
@@ -808,6 +827,7 @@ impl ChatRequest {
             request: self.clone(),
             priority,
             deadline_ms: self.x_deadline_ms,
+            min_confidence: self.x_min_confidence.map(|p| p as f32),
             max_tokens: self.max_tokens(),
             stop,
             stream: self.is_stream(),
@@ -1131,6 +1151,7 @@ fn check_shape(v: &Value) -> Result<(), ApiError> {
     check(g("user"), "user", Want::Str)?;
     check(g("x-priority"), "x-priority", Want::IntOrStr)?;
     check(g("x-deadline-ms"), "x-deadline-ms", Want::Count)?;
+    check(g("x-min-confidence"), "x-min-confidence", Want::Num)?;
     check(g("reply_topic"), "reply_topic", Want::Str)?;
     check(g("id"), "id", Want::Str)?;
     if let Some(Value::Array(msgs)) = g("messages") {
@@ -1272,6 +1293,7 @@ mod tests {
             "user": "u1",
             "x-priority": "safety",
             "x-deadline-ms": 1500,
+            "x-min-confidence": 0.6,
             "reply_topic": "apps/hud/replies",
             "id": "req-7",
             "enable_thinking": false,
@@ -1331,6 +1353,7 @@ mod tests {
         let v = req.validate(&RequestLimits::default()).unwrap();
         assert!(v.stream && v.include_usage && v.non_text);
         assert_eq!(v.deadline_ms, Some(1500));
+        assert_eq!(v.min_confidence, Some(0.6));
         assert_eq!(v.priority, Priority(9));
         assert_eq!(v.max_tokens, Some(32));
     }
@@ -1515,6 +1538,16 @@ mod tests {
                 "x-deadline-ms",
             ),
             (
+                json!({"messages": [user], "x-min-confidence": 1.0}),
+                ErrorCode::InvalidRequest,
+                "x-min-confidence",
+            ),
+            (
+                json!({"messages": [user], "x-min-confidence": "high"}),
+                ErrorCode::InvalidRequest,
+                "x-min-confidence",
+            ),
+            (
                 json!({"messages": [user], "reply_topic": "a/+/b"}),
                 ErrorCode::InvalidRequest,
                 "reply_topic",
@@ -1634,6 +1667,7 @@ mod tests {
         for gone in [
             "x-priority",
             "x-deadline-ms",
+            "x-min-confidence",
             "reply_topic",
             "id",
             "max_tokens",
