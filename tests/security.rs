@@ -513,8 +513,7 @@ fn a_flipped_bit_in_any_bundle_file_is_refused_naming_the_file() {
     // A corrupted manifest is caught even by the size-only check.
     let dir = corrupted_copy("manifest.json");
     let e = Engine::load(dir.path(), &board, Verify::Sizes)
-        .err()
-        .expect("manifest flip noticed")
+        .expect_err("manifest flip noticed")
         .to_string();
     assert!(e.contains("manifest.json") && e.contains("sha256"), "{e}");
 

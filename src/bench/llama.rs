@@ -29,8 +29,11 @@ pub struct LlamaBench {
     pub omp_wait_policy: Option<String>,
 }
 
+/// Decode tokens/s, its standard deviation, the model type and the build commit.
+pub type LlamaRecord = (f64, Option<f64>, Option<String>, Option<String>);
+
 /// The decode (`n_gen > 0`, `n_prompt == 0`) record of `llama-bench -o json` output.
-pub fn parse(json: &str) -> Result<(f64, Option<f64>, Option<String>, Option<String>), BenchError> {
+pub fn parse(json: &str) -> Result<LlamaRecord, BenchError> {
     let v: serde_json::Value = serde_json::from_str(json.trim())
         .map_err(|e| BenchError::Other(format!("llama-bench output is not JSON: {e}")))?;
     let recs = v

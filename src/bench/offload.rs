@@ -314,7 +314,7 @@ pub fn run(board: &Board, o: &OffloadBenchOptions) -> Result<OffloadBenchReport,
                 samples.push(t.elapsed().as_secs_f64() * 1e6);
             }
         }
-        let req_bytes = 24 + ((a.top_k * 6 + 3) / 4) * 4 + h * 4;
+        let req_bytes = 24 + (a.top_k * 6).div_ceil(4) * 4 + h * 4;
         let reply_bytes = 20 + h * 4;
         rtt.push(RttRow {
             what: "remote experts (layer step)".into(),

@@ -194,11 +194,10 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
             None => a.num_layers * a.num_experts,
         };
         let expert_bytes = man.experts.expert_bytes as u64;
-        let experts_fit = if expert_bytes == 0 {
-            experts_total
-        } else {
-            ((m.experts_bytes / expert_bytes) as usize).min(experts_total)
-        };
+        let experts_fit = m
+            .experts_bytes
+            .checked_div(expert_bytes)
+            .map_or(experts_total, |n| (n as usize).min(experts_total));
         let graph_files: Vec<&str> = std::iter::once(man.graphs.embed.as_str())
             .chain(man.graphs.layers.iter().map(|s| s.as_str()))
             .chain(std::iter::once(man.graphs.head.as_str()))
@@ -212,7 +211,7 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
         let kv_bytes_per_token = (2 * a.num_layers * a.num_kv_heads * a.head_dim * 4) as u64;
         let max_context = l.max_context.min(a.max_context);
         let per_seq = kv_bytes_per_token * max_context as u64;
-        let kv_full_sequences = if per_seq == 0 { 0 } else { (m.kv_cache_bytes / per_seq) as usize };
+        let kv_full_sequences = m.kv_cache_bytes.checked_div(per_seq).unwrap_or(0) as usize;
         if kv_full_sequences < l.max_concurrent {
             warnings.push(format!(
                 "the KV budget holds {kv_full_sequences} sequences of {max_context} tokens, fewer than max_concurrent = {}",

@@ -52,17 +52,16 @@ pub fn write_device_bundle(
             a.num_layers
         )));
     }
-    if out.exists()
+    if !force
+        && out.exists()
         && std::fs::read_dir(out)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false)
     {
-        if !force {
-            return Err(PlanError::File {
-                path: out.display().to_string(),
-                msg: "already exists and is not empty (pass --force to replace it)".into(),
-            });
-        }
+        return Err(PlanError::File {
+            path: out.display().to_string(),
+            msg: "already exists and is not empty (pass --force to replace it)".into(),
+        });
     }
     let parent = out
         .parent()
