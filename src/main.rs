@@ -141,6 +141,9 @@ enum BenchMode {
         /// The first N prompts.
         #[arg(long, default_value_t = 100)]
         prompts: usize,
+        /// Mark the catalogue's free-text strings `x-grounded` (copied from each prompt).
+        #[arg(long)]
+        grounded: bool,
     },
     /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
     Cache {
@@ -443,18 +446,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         anyhow::bail!("--grounded needs --constrain or --compare");
     }
     let spec = if a.constrain || a.compare {
-        let mut tools = catalogue_tools(&a.tools)?;
-        if a.grounded {
-            let n = moe_edge::constrain::request::ground_free_strings(&mut tools);
-            println!(
-                "{n} free-text strings of {} marked x-grounded",
-                a.tools.display()
-            );
-        }
-        Some(
-            moe_edge::engine::eval::CatalogueConstraint::new(tools)
-                .with_context(|| format!("{}: tools", a.tools.display()))?,
-        )
+        Some(catalogue_constraint(&a.tools, a.grounded)?)
     } else {
         None
     };
@@ -498,18 +490,22 @@ fn catalogue_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::opena
         .with_context(|| format!("{}: field tools", path.display()))
 }
 
-/// Tool-call constraint (tool_choice auto) for a catalogue file.
-fn catalogue_spec(path: &std::path::Path) -> anyhow::Result<moe_edge::constrain::Spec> {
-    let tools = catalogue_tools(path)?;
-    moe_edge::constrain::request::spec_for(
-        &tools,
-        &moe_edge::openai::ToolChoice::Auto,
-        None,
-        None,
-        None,
-    )
-    .with_context(|| format!("{}: tools", path.display()))?
-    .context("no tools in the catalogue")
+/// Tool-call constraint (tool_choice auto) for a catalogue file; with
+/// `grounded`, its free-text strings are marked `x-grounded`.
+fn catalogue_constraint(
+    path: &std::path::Path,
+    grounded: bool,
+) -> anyhow::Result<moe_edge::engine::eval::CatalogueConstraint> {
+    let mut tools = catalogue_tools(path)?;
+    if grounded {
+        let n = moe_edge::constrain::request::ground_free_strings(&mut tools);
+        println!(
+            "{n} free-text strings of {} marked x-grounded",
+            path.display()
+        );
+    }
+    moe_edge::engine::eval::CatalogueConstraint::new(tools)
+        .with_context(|| format!("{}: tools", path.display()))
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -572,13 +568,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
             data,
             tools,
             prompts,
+            grounded,
         } => {
             let engine = Engine::load(&a.bundle, &board, Verify::Sizes)
                 .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
-            let spec = catalogue_spec(&tools)?;
+            let constraint = catalogue_constraint(&tools, grounded)?;
             let mut ex = moe_edge::engine::eval::read_examples(&data)?;
             ex.truncate(prompts);
-            let r = bench::constrain::run(&engine, &spec, &ex)?;
+            let r = bench::constrain::run(&engine, &constraint, &ex)?;
             println!("{}", r.table());
             if let Some(p) = &a.json {
                 std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

@@ -3,21 +3,24 @@
 //! decode step time, the mask time per token as served (with the per-generation
 //! mask cache), and the uncached mask time per token (the same outputs
 //! replayed through a fresh constraint with no cache), each as a ratio of the
-//! step.
+//! step. With `x-grounded` strings (`--grounded`) every prompt has its own
+//! grammar, so its masks are cached for that prompt only.
 
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{percentile, BenchError};
-use crate::constrain::{Constraint, Spec};
-use crate::engine::eval::Example;
+use crate::constrain::Constraint;
+use crate::engine::eval::{CatalogueConstraint, Example};
 use crate::engine::{Engine, GenParams};
 use crate::openai::ChatRequest;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConstrainBenchReport {
     pub model_id: String,
+    /// The catalogue's free-text strings were `x-grounded`.
+    pub grounded: bool,
     pub prompts: usize,
     pub tokens: u64,
     pub decode_ms_per_token: f64,
@@ -34,7 +37,7 @@ pub struct ConstrainBenchReport {
 
 pub fn run(
     engine: &Engine,
-    spec: &Spec,
+    constraint: &CatalogueConstraint,
     examples: &[Example],
 ) -> Result<ConstrainBenchReport, BenchError> {
     let vocab = engine
@@ -53,6 +56,7 @@ pub fn run(
             engine.bundle.manifest.chat_template.as_deref(),
         )
         .map_err(|e| BenchError::Other(e.to_string()))?;
+        let spec = constraint.spec(&req)?;
         let mut g = engine.begin(
             &prompt,
             GenParams {
@@ -92,6 +96,7 @@ pub fn run(
     let p99 = percentile(&uncached, 99.0);
     Ok(ConstrainBenchReport {
         model_id: engine.model_id().to_string(),
+        grounded: constraint.is_grounded(),
         prompts: examples.len(),
         tokens: masks,
         decode_ms_per_token: step_ms,
@@ -108,10 +113,11 @@ pub fn run(
 impl ConstrainBenchReport {
     pub fn table(&self) -> String {
         format!(
-            "| model | prompts | tokens | decode ms/token | mask us/token (served, cache hit rate) | mask/step | uncached mask us p50 / p99 / max | uncached p99 / step |\n\
-             |---|---|---|---|---|---|---|---|\n\
-             | {} | {} | {} | {:.3} | {:.1} ({:.0} %) | {:.1} % | {:.1} / {:.1} / {:.1} | {:.1} % |",
+            "| model | strings | prompts | tokens | decode ms/token | mask us/token (served, cache hit rate) | mask/step | uncached mask us p50 / p99 / max | uncached p99 / step |\n\
+             |---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {:.3} | {:.1} ({:.0} %) | {:.1} % | {:.1} / {:.1} / {:.1} | {:.1} % |",
             self.model_id,
+            if self.grounded { "grounded" } else { "free" },
             self.prompts,
             self.tokens,
             self.decode_ms_per_token,
