@@ -5,7 +5,10 @@
 //! the way Python's `json.dumps(..., ensure_ascii=False)` spells it (`": "`
 //! after a key, `", "` between members), which is how the demo model was
 //! trained; every string, number and array has a length bound so the
-//! automaton is finite.
+//! automaton is finite. A string schema with `"x-grounded": true` must be
+//! copied from the request: the grammar carries that text
+//! ([`Grammar::reference`], the last user message), so a grammar with
+//! grounded strings belongs to one request.
 
 use serde_json::{Map, Value};
 

@@ -6,6 +6,8 @@
 //! Numbers are checked on the digits so far (a prefix survives only if some
 //! completion lies within minimum/maximum); multipleOf is checked when the
 //! number closes (bounded ranges with multipleOf are literal tries instead).
+//! A grounded string's state is where its value first occurs in the
+//! reference text, and each byte must continue that occurrence or another.
 
 use std::hash::{Hash, Hasher};
 
