@@ -333,45 +333,49 @@ pub(super) mod neon {
         vpadalq_s16(vpadalq_s16(acc, p0), p1)
     }
 
-    #[target_feature(enable = "neon")]
-    pub unsafe fn dot_q8(w: &[u8], x: &QAct) -> f32 {
+    /// 32 weights of a q8 block (after its 2-byte scale) as two int8 halves.
+    #[inline(always)]
+    unsafe fn load_q8(p: *const u8) -> (int8x16_t, int8x16_t) {
+        (vld1q_s8(p as *const i8), vld1q_s8(p.add(16) as *const i8))
+    }
+
+    /// The loop the four dot kernels share: per block, the weights' two
+    /// int8 halves (`load`, from after the scale) times the activations'
+    /// (`acc`: widening multiply-add or `sdot`), scaled into f32. Inlined
+    /// into each kernel, so it runs with that kernel's target features.
+    #[inline(always)]
+    unsafe fn dot_blocks(
+        w: &[u8],
+        x: &QAct,
+        block: usize,
+        load: impl Fn(*const u8) -> (int8x16_t, int8x16_t),
+        acc: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+    ) -> f32 {
         let nb = x.d.len();
-        assert_eq!(w.len(), nb * Q8_BLOCK);
+        assert_eq!(w.len(), nb * block);
         assert_eq!(x.qs.len(), nb * G);
-        let mut acc = vdupq_n_f32(0.0);
+        let mut sum = vdupq_n_f32(0.0);
         for b in 0..nb {
-            let p = w.as_ptr().add(b * Q8_BLOCK);
             let px = x.qs.as_ptr().add(b * G);
-            let w0 = vld1q_s8(p.add(2) as *const i8);
-            let w1 = vld1q_s8(p.add(18) as *const i8);
-            let s = mul_acc(
-                mul_acc(vdupq_n_s32(0), w0, vld1q_s8(px)),
+            let (w0, w1) = load(w.as_ptr().add(b * block + 2));
+            let s = acc(
+                acc(vdupq_n_s32(0), w0, vld1q_s8(px)),
                 w1,
                 vld1q_s8(px.add(16)),
             );
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale(&w[b * Q8_BLOCK..]) * x.d[b]);
+            sum = vfmaq_n_f32(sum, vcvtq_f32_s32(s), scale(&w[b * block..]) * x.d[b]);
         }
-        vaddvq_f32(acc)
+        vaddvq_f32(sum)
+    }
+
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_q8(w: &[u8], x: &QAct) -> f32 {
+        dot_blocks(w, x, Q8_BLOCK, |p| load_q8(p), |a, w, x| mul_acc(a, w, x))
     }
 
     #[target_feature(enable = "neon")]
     pub unsafe fn dot_q4(w: &[u8], x: &QAct) -> f32 {
-        let nb = x.d.len();
-        assert_eq!(w.len(), nb * Q4_BLOCK);
-        assert_eq!(x.qs.len(), nb * G);
-        let mut acc = vdupq_n_f32(0.0);
-        for b in 0..nb {
-            let p = w.as_ptr().add(b * Q4_BLOCK);
-            let px = x.qs.as_ptr().add(b * G);
-            let (w0, w1) = unpack_q4(p.add(2));
-            let s = mul_acc(
-                mul_acc(vdupq_n_s32(0), w0, vld1q_s8(px)),
-                w1,
-                vld1q_s8(px.add(16)),
-            );
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale(&w[b * Q4_BLOCK..]) * x.d[b]);
-        }
-        vaddvq_f32(acc)
+        dot_blocks(w, x, Q4_BLOCK, |p| unpack_q4(p), |a, w, x| mul_acc(a, w, x))
     }
 
     /// `sdot` (four int8 dot products of 4 into int32 lanes). The intrinsic
@@ -392,43 +396,12 @@ pub(super) mod neon {
 
     #[target_feature(enable = "neon,dotprod")]
     pub unsafe fn dot_q8_dotprod(w: &[u8], x: &QAct) -> f32 {
-        let nb = x.d.len();
-        assert_eq!(w.len(), nb * Q8_BLOCK);
-        assert_eq!(x.qs.len(), nb * G);
-        let mut acc = vdupq_n_f32(0.0);
-        for b in 0..nb {
-            let p = w.as_ptr().add(b * Q8_BLOCK);
-            let px = x.qs.as_ptr().add(b * G);
-            let w0 = vld1q_s8(p.add(2) as *const i8);
-            let w1 = vld1q_s8(p.add(18) as *const i8);
-            let s = sdot(
-                sdot(vdupq_n_s32(0), w0, vld1q_s8(px)),
-                w1,
-                vld1q_s8(px.add(16)),
-            );
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale(&w[b * Q8_BLOCK..]) * x.d[b]);
-        }
-        vaddvq_f32(acc)
+        dot_blocks(w, x, Q8_BLOCK, |p| load_q8(p), |a, w, x| sdot(a, w, x))
     }
 
     #[target_feature(enable = "neon,dotprod")]
     pub unsafe fn dot_q4_dotprod(w: &[u8], x: &QAct) -> f32 {
-        let nb = x.d.len();
-        assert_eq!(w.len(), nb * Q4_BLOCK);
-        assert_eq!(x.qs.len(), nb * G);
-        let mut acc = vdupq_n_f32(0.0);
-        for b in 0..nb {
-            let p = w.as_ptr().add(b * Q4_BLOCK);
-            let px = x.qs.as_ptr().add(b * G);
-            let (w0, w1) = unpack_q4(p.add(2));
-            let s = sdot(
-                sdot(vdupq_n_s32(0), w0, vld1q_s8(px)),
-                w1,
-                vld1q_s8(px.add(16)),
-            );
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), scale(&w[b * Q4_BLOCK..]) * x.d[b]);
-        }
-        vaddvq_f32(acc)
+        dot_blocks(w, x, Q4_BLOCK, |p| unpack_q4(p), |a, w, x| sdot(a, w, x))
     }
 }
 
@@ -480,6 +453,19 @@ mod tests {
                 (port as f64 - want).abs() <= tol,
                 "{dt:?} portable {port} vs {want}"
             );
+            // the selected kernel is the dotprod one where the CPU has it:
+            // the plain NEON ones are checked too
+            #[cfg(target_arch = "aarch64")]
+            {
+                let plain = match dt {
+                    ExpertDtype::Q8 => unsafe { neon::dot_q8(&bytes, &qx) },
+                    _ => unsafe { neon::dot_q4(&bytes, &qx) },
+                };
+                prop_assert!(
+                    (plain as f64 - want).abs() <= tol,
+                    "{dt:?} plain neon {plain} vs {want}"
+                );
+            }
             let mut ys = y0.to_vec();
             let mut yp = y0.to_vec();
             match dt {
