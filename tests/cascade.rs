@@ -1240,15 +1240,20 @@ async fn unsure_calls_go_up_the_cascade() {
                      "tools": tools, "max_tokens": 48}),
         )
     };
-    let open = device(
-        &demo,
-        &board_file(
-            "gate-off",
-            512,
-            &format!("cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\n"),
-        ),
-    );
-    let (r, _) = collect(&open, req()).await;
+    // the device with the cloud behind it and `extra` in its [cascade]
+    let device_with = |name: &str, extra: &str| {
+        device(
+            &demo,
+            &board_file(
+                name,
+                512,
+                &format!(
+                    "cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\n{extra}"
+                ),
+            ),
+        )
+    };
+    let (r, _) = collect(&device_with("gate-off", ""), req()).await;
     let r = r.unwrap();
     let x = r.x_moe_edge.clone().unwrap();
     assert_eq!(x.served_by, ServedBy::Device, "{x:?}");
@@ -1258,14 +1263,7 @@ async fn unsure_calls_go_up_the_cascade() {
 
     // a floor just above this call's confidence
     let floor = (p + 1.0) / 2.0;
-    let gated = device(
-        &demo,
-        &board_file(
-            "gate-on",
-            512,
-            &format!("cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\nmin_confidence = {floor}\n"),
-        ),
-    );
+    let gated = device_with("gate-on", &format!("min_confidence = {floor}"));
     let (r, _) = collect(&gated, req()).await;
     let r = r.unwrap();
     let x = r.x_moe_edge.clone().unwrap();
