@@ -543,3 +543,34 @@ fn grounded_random_walks_copy_from_the_request() {
     }
     assert!(checked >= 20, "only {checked} grounded values checked");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Any reference text (quotes, backslashes, newlines, multi-byte
+    /// characters): random token walks under the mask never reach a dead end,
+    /// and the value they end with is a substring of the reference.
+    #[test]
+    fn grounded_walks_never_dead_end_and_stay_in_the_reference(
+        picks in proptest::collection::vec(0usize..12, 0..40),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        const ALPHABET: [&str; 12] = ["a", "b", "ab", " ", "\"", "\\", "\n", "/", "é", "駅", "🙂", "x y"];
+        let reference: String = picks.iter().map(|&i| ALPHABET[i]).collect();
+        let rf = json!({"type": "json_schema", "json_schema": {"schema": {
+            "type": "object",
+            "properties": {"s": {"type": "string", "x-grounded": true, "maxLength": 12}},
+            "required": ["s"], "additionalProperties": false}}});
+        let spec = spec_for(&[], &ToolChoice::None, None, Some(&rf), Some(&reference))
+            .unwrap()
+            .unwrap();
+        let v = vocab();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut c = Constraint::new(spec, v.clone());
+        // at most 12 characters: every walk ends well within 300 tokens
+        let (text, done) = walk(&mut c, &v, &mut rng, 0.3, 300);
+        proptest::prop_assert!(done, "no end after 300 tokens: {text:?}");
+        let got: Value = serde_json::from_str(&text).unwrap();
+        let s = got["s"].as_str().unwrap();
+        proptest::prop_assert!(reference.contains(s), "{s:?} not in {reference:?}");
+    }
+}
