@@ -423,12 +423,16 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
     }
     let x = &out["x_moe_edge"];
     println!(
-        "served_by={} fallback={} experts={} timings_ms={} tokens_per_second={:.1}",
+        "served_by={} fallback={} experts={} timings_ms={} tokens_per_second={:.1}{}",
         x["served_by"].as_str().unwrap_or("?"),
         x["fallback_reason"],
         x["experts"],
         x["timings_ms"],
-        x["tokens_per_second"].as_f64().unwrap_or(0.0)
+        x["tokens_per_second"].as_f64().unwrap_or(0.0),
+        x["confidence"]
+            .as_f64()
+            .map(|p| format!(" confidence={p:.3}"))
+            .unwrap_or_default()
     );
     Ok(())
 }
@@ -1179,11 +1183,14 @@ fn ask(a: AskArgs) -> anyhow::Result<()> {
     }
     if let Some(x) = &completion.x_moe_edge {
         eprintln!(
-            "served_by={} fallback={} total_ms={:.1} tokens_per_second={:.1}",
+            "served_by={} fallback={} total_ms={:.1} tokens_per_second={:.1}{}",
             x.served_by.as_str(),
             x.fallback_reason.as_deref().unwrap_or("-"),
             x.timings_ms.total,
-            x.tokens_per_second
+            x.tokens_per_second,
+            x.confidence
+                .map(|p| format!(" confidence={p:.3}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -1256,7 +1256,12 @@ async fn ask_subcommand_prints_replies_and_fails_on_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("served_by=device"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("served_by=device"), "{err}");
+    assert!(
+        err.contains(" confidence=0.") || err.contains(" confidence=1.000"),
+        "{err}"
+    );
     // An error reply: non-zero exit, the code on stderr.
     let out = run(base(&["--max-tokens", "0", "hello"])).await.unwrap();
     assert!(!out.status.success());
