@@ -238,6 +238,16 @@ def routing_stats(model, tok, rows, per_group=150):
     return stats
 
 
+def write_hand(path):
+    """Both hand-written sets in the labelled-split format of data/*.jsonl."""
+    with open(path, "w", encoding="utf-8") as f:
+        for lang, text, expected in HAND + HAND2:
+            row = {"messages": [{"role": "user", "content": text}], "expected": expected,
+                   "lang": lang, "scenario": "hand"}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"wrote {len(HAND) + len(HAND2)} hand-written requests to {path}")
+
+
 def pct(a, b):
     return f"{100.0 * a / b:.1f} %" if b else "n/a"
 
@@ -256,7 +266,13 @@ def main():
     ap.add_argument("--hf", default=HF, help="checkpoint to evaluate (default: the committed one)")
     ap.add_argument("--out", default=os.path.join(MODEL_DIR, "EVAL.md"), help="report path")
     ap.add_argument("--data-dir", default=os.path.join(MODEL_DIR, "data"), help="corpus dir holding test.jsonl")
+    ap.add_argument("--write-hand", metavar="FILE",
+                    help="only write both hand-written sets as a labelled split (JSONL, scenario 'hand') "
+                         "for `moe-edge eval --data FILE`, then exit")
     args = ap.parse_args()
+    if args.write_hand:
+        write_hand(args.write_hand)
+        return
     tools = load_tools()
     tok, model = load(args.hf)
     rows = [json.loads(l) for l in open(os.path.join(args.data_dir, "test.jsonl"), encoding="utf-8")]
