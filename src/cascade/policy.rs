@@ -5,7 +5,8 @@
 //! of a reply served upstream ([`served_info`]).
 //!
 //! A request goes to the next hop when the local model says `<|fallback|>`,
-//! makes a tool call that is malformed or not allowed, when its prompt does
+//! makes a tool call that is malformed or not allowed, or one it was not sure
+//! of (below `cascade.min_confidence`), when its prompt does
 //! not fit the context, when the device cannot meet its deadline, when
 //! experts it needs cannot be reached, or when it carries images or audio
 //! (passed through untouched; a `moe-edge host` runs the same text model, so
