@@ -77,6 +77,12 @@ impl Sampler {
     }
 }
 
+/// Logits this far below the largest add less than e^-20 (2e-9) each to a
+/// softmax denominator: skipped. The relative error stays below 1e-5 for a
+/// vocabulary of 4 000, and most `exp` calls are saved (once, on 2 048
+/// synthetic logits with one peak: 7.2 µs a call → 1.3 µs).
+const NEGLIGIBLE: f32 = -20.0;
+
 /// The probability the model gave `tok`: softmax at temperature 1 over the
 /// tokens `allowed` lets through (all when `None`). What the daemon calls the
 /// model's confidence in a token, whatever the sampler then did.
@@ -97,7 +103,7 @@ pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> boo
     let sum: f32 = logits
         .iter()
         .enumerate()
-        .filter(|&(i, l)| ok(i) && l.is_finite())
+        .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
         .map(|(_, &l)| (l - max).exp())
         .sum();
     (chosen - max).exp() / sum
