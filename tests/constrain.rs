@@ -326,3 +326,66 @@ fn confidence_is_reported_and_gated() {
         Some(FallbackReason::Marker)
     );
 }
+
+#[test]
+fn logprobs_cover_every_generated_token() {
+    let e = engine();
+    let tools = catalogue();
+    let req = request(
+        "Set a timer for 12 minutes",
+        json!({"tools": tools, "logprobs": true, "top_logprobs": 3}),
+    );
+    let out = e.complete_chat(req, "l".into(), 96).unwrap();
+    let c = &out.completion;
+    let lp = &c.choices[0].extra["logprobs"]["content"];
+    let lp = lp.as_array().expect("logprobs.content");
+    assert_eq!(lp.len() as u64, c.usage.unwrap().completion_tokens);
+    // the tokens' bytes spell the model's raw output: the call as text
+    let raw: Vec<u8> = lp
+        .iter()
+        .flat_map(|t| {
+            t["bytes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8)
+        })
+        .collect();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        raw.starts_with("<tool_call>")
+            && raw.ends_with("</tool_call>")
+            && raw.contains("\"minutes\": 12"),
+        "{raw}"
+    );
+    for t in lp {
+        let top = t["top_logprobs"].as_array().unwrap();
+        assert!(!top.is_empty() && top.len() <= 3, "{t}");
+        // greedy: the token written is the most likely one
+        assert_eq!(top[0]["token"], t["token"], "{t}");
+        assert!(
+            (top[0]["logprob"].as_f64().unwrap() - t["logprob"].as_f64().unwrap()).abs() < 1e-6
+        );
+        assert!(t["logprob"].as_f64().unwrap() <= 0.0);
+    }
+    // the confidence is the least likely of them
+    let min = lp
+        .iter()
+        .map(|t| t["logprob"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min)
+        .exp();
+    let conf = c.x_moe_edge.as_ref().unwrap().confidence.unwrap();
+    assert!(
+        (min - conf).abs() < 1e-4 * conf.max(1e-3),
+        "{min} vs {conf}"
+    );
+    // not asked, not sent
+    let out = e
+        .complete_chat(
+            request("Set a timer for 12 minutes", json!({"tools": tools})),
+            "n".into(),
+            96,
+        )
+        .unwrap();
+    assert!(!out.completion.choices[0].extra.contains_key("logprobs"));
+}

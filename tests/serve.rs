@@ -493,6 +493,34 @@ async fn answers_and_streams_through_the_embedded_broker() {
     );
     app.assert_quiet(Duration::from_millis(200)).await;
 
+    // logprobs: one per generated token; a stream carries the same list on
+    // its finish chunk
+    let mut body = chat("turn on the lights", 12);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(2);
+    app.send(&d.device, &body, "lp").await;
+    let (_, plain, _) = app.recv().await;
+    let lp = plain["choices"][0]["logprobs"]["content"].clone();
+    assert_eq!(
+        lp.as_array().map(Vec::len),
+        plain["usage"]["completion_tokens"]
+            .as_u64()
+            .map(|n| n as usize),
+        "{plain}"
+    );
+    assert!(lp[0]["top_logprobs"].as_array().unwrap().len() <= 2, "{lp}");
+    body["stream"] = json!(true);
+    app.send(&d.device, &body, "lp-stream").await;
+    let finish = loop {
+        let (_, v, _) = app.recv().await;
+        if !v["choices"][0]["finish_reason"].is_null() {
+            break v;
+        }
+    };
+    assert_eq!(finish["choices"][0]["logprobs"]["content"], lp, "{finish}");
+    let (_, done, _) = app.recv().await;
+    assert_eq!(done["object"], "chat.completion.done", "{done}");
+
     // Retained status, online, with the live figures.
     let mut watcher = App::new(&d.ready.broker_url).await;
     watcher

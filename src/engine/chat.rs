@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use super::generate::{Engine, FinishReason as GenFinish, Finished, GenParams, Generation};
+use super::generate::{
+    Engine, FinishReason as GenFinish, Finished, GenParams, Generation, TokenLogprob,
+};
 use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
 use super::EngineError;
 use crate::constrain::request::spec_for;
@@ -68,6 +70,7 @@ impl Engine {
             seed: req.seed.map(|s| s as u64),
             stop: req.stop.clone(),
             constraint: None,
+            logprobs: req.logprobs,
         }
     }
 
@@ -170,7 +173,7 @@ impl Engine {
             tried: Vec::new(),
             confidence: Some(f64::from(f.min_token_p)),
         };
-        let completion = ChatCompletion::new(
+        let mut completion = ChatCompletion::new(
             job.id.clone(),
             self.model_id().to_string(),
             job.created,
@@ -179,10 +182,49 @@ impl Engine {
             usage,
         )
         .with_edge(info);
+        if let (Some(lp), Some(choice)) = (&f.logprobs, completion.choices.first_mut()) {
+            choice
+                .extra
+                .insert("logprobs".into(), self.logprobs_json(lp));
+        }
         ChatOutcome {
             completion,
             fallback,
         }
+    }
+
+    /// A token's text and bytes for `logprobs`: its exact bytes from the
+    /// byte-level vocabulary when there is one (a token may end inside a
+    /// UTF-8 character: `bytes` is exact, `token` lossy), else its decoded text.
+    fn token_piece(&self, id: u32) -> (String, Vec<u8>) {
+        let bytes = match self.constrain_vocab() {
+            Ok(v) if !v.is_special(id) => v.token_bytes(id).to_vec(),
+            _ => self
+                .tokenizer
+                .decode(&[id], false)
+                .unwrap_or_default()
+                .into_bytes(),
+        };
+        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+    }
+
+    /// OpenAI's `choices[].logprobs`: every generated token (tool-call markup
+    /// included: the device model writes calls as text) with its log
+    /// probability and the alternatives asked for.
+    pub fn logprobs_json(&self, lp: &[TokenLogprob]) -> serde_json::Value {
+        let entry = |id: u32, logprob: f32| {
+            let (token, bytes) = self.token_piece(id);
+            serde_json::json!({"token": token, "logprob": logprob, "bytes": bytes})
+        };
+        let content: Vec<serde_json::Value> = lp
+            .iter()
+            .map(|t| {
+                let mut e = entry(t.token, t.logprob);
+                e["top_logprobs"] = t.top.iter().map(|&(id, l)| entry(id, l)).collect();
+                e
+            })
+            .collect();
+        serde_json::json!({"content": content, "refusal": null})
     }
 
     /// Run a request to its end on the calling thread.

@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
-use super::sampler::{probability, Sampler};
+use super::sampler::{logprobs, probability, Sampler};
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
@@ -28,6 +28,8 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// Constrained decoding (tool schemas, tool_choice, response_format); `None`: free.
     pub constraint: Option<Spec>,
+    /// Record each generated token's log probability and this many alternatives.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenParams {
@@ -39,6 +41,7 @@ impl Default for GenParams {
             seed: None,
             stop: Vec::new(),
             constraint: None,
+            logprobs: None,
         }
     }
 }
@@ -67,6 +70,15 @@ pub struct Timings {
     pub masks: u64,
 }
 
+/// One generated token's log probability (log-softmax over the tokens the
+/// constraint allowed, temperature 1) and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
 /// The end of a generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -75,6 +87,8 @@ pub struct Finished {
     /// the tokens the constraint allowed, temperature 1); 1.0 when nothing
     /// was generated. The cascade's confidence gate reads it.
     pub min_token_p: f32,
+    /// Each generated token's log probability, when asked (`GenParams::logprobs`).
+    pub logprobs: Option<Vec<TokenLogprob>>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -103,6 +117,7 @@ pub struct Generation {
     prompt: Vec<u32>,
     generated: Vec<u32>,
     min_p: f32,
+    logprobs: Vec<TokenLogprob>,
     next: Option<u32>,
     sampler: Sampler,
     constraint: Option<Constraint>,
@@ -244,6 +259,7 @@ impl Engine {
             prompt: ids,
             generated: Vec::new(),
             min_p: 1.0,
+            logprobs: Vec::new(),
             next: None,
             params,
             phase: Phase::Prefill,
@@ -290,10 +306,23 @@ impl Engine {
             }
         };
         let logits = logits.as_f32().unwrap_or(&[]);
+        let want = g.params.logprobs;
+        let record = |g_min: &mut f32, tok: u32, allowed: Option<&dyn Fn(u32) -> bool>| {
+            *g_min = g_min.min(probability(logits, tok, allowed));
+            want.map(|n| {
+                let (logprob, top) = logprobs(logits, tok, allowed, n);
+                TokenLogprob {
+                    token: tok,
+                    logprob,
+                    top,
+                }
+            })
+        };
+        let mut recorded = None;
         let tok = match g.constraint.as_mut() {
             None => {
                 let tok = g.sampler.sample(logits, None);
-                g.min_p = g.min_p.min(probability(logits, tok, None));
+                recorded = record(&mut g.min_p, tok, None);
                 tok
             }
             Some(c) => {
@@ -311,7 +340,7 @@ impl Engine {
                     } else {
                         let allowed = |t| mask.get(t);
                         let tok = g.sampler.sample(logits, Some(&allowed));
-                        g.min_p = g.min_p.min(probability(logits, tok, Some(&allowed)));
+                        recorded = record(&mut g.min_p, tok, Some(&allowed));
                         tok
                     }
                 };
@@ -328,6 +357,7 @@ impl Engine {
             return self.finish(g, FinishReason::Stop, None);
         }
         g.generated.push(tok);
+        g.logprobs.extend(recorded);
         let text = self.decode(&g.generated)?;
         if let Some(cut) = find_stop(&text, &g.params.stop) {
             return self.finish(g, FinishReason::Stop, Some(text[..cut].to_string()));
@@ -370,6 +400,7 @@ impl Engine {
         Ok(Step::Done(Finished {
             text,
             min_token_p: g.min_p,
+            logprobs: g.params.logprobs.map(|_| std::mem::take(&mut g.logprobs)),
             finish_reason: reason,
             prompt_tokens: g.prompt.len(),
             completion_tokens: g.generated.len(),

@@ -109,6 +109,56 @@ pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> boo
     (chosen - max).exp() / sum
 }
 
+/// The log probability of `tok` and the `n` most likely tokens with theirs:
+/// log-softmax at temperature 1 over the tokens `allowed` lets through (the
+/// same distribution as [`probability`]), most likely first.
+pub fn logprobs(
+    logits: &[f32],
+    tok: u32,
+    allowed: Option<&dyn Fn(u32) -> bool>,
+    n: usize,
+) -> (f32, Vec<(u32, f32)>) {
+    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| ok(i) && l.is_finite())
+        .map(|(_, &l)| l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return (f32::NEG_INFINITY, Vec::new());
+    }
+    let sum: f32 = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
+        .map(|(_, &l)| (l - max).exp())
+        .sum();
+    let lse = max + sum.ln();
+    let lp = |l: f32| {
+        if l.is_finite() {
+            l - lse
+        } else {
+            f32::NEG_INFINITY
+        }
+    };
+    let chosen = logits
+        .get(tok as usize)
+        .map_or(f32::NEG_INFINITY, |&l| lp(l));
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    if n > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if !ok(i) || !l.is_finite() || (top.len() == n && l <= top[n - 1].1) {
+                continue;
+            }
+            let at = top.partition_point(|&(_, x)| x >= l);
+            top.insert(at, (i as u32, l));
+            top.truncate(n);
+        }
+    }
+    (chosen, top.into_iter().map(|(i, l)| (i, lp(l))).collect())
+}
+
 pub fn argmax(logits: &[f32]) -> u32 {
     argmax_where(logits, |_| true)
 }
@@ -160,5 +210,24 @@ mod tests {
         let only1 = |i: u32| i == 1;
         assert!((probability(&logits, 1, Some(&only1)) - 1.0).abs() < 1e-6);
         assert_eq!(probability(&logits, 9, None), 0.0);
+    }
+
+    #[test]
+    fn logprobs_agree_with_probability_and_rank() {
+        let logits = [0.0, 1.0f32.ln(), 3.0f32.ln(), f32::NEG_INFINITY, 0.5];
+        let (lp, top) = logprobs(&logits, 2, None, 3);
+        assert!((lp.exp() - probability(&logits, 2, None)).abs() < 1e-6);
+        let ids: Vec<u32> = top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [2, 4, 0]); // 0 and 1 tie at 0.0: the first seen stays first
+        assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!((top[0].1 - lp).abs() < 1e-6);
+        // masked: token 2 out, the rest renormalised; -inf never listed
+        let not2 = |i: u32| i != 2;
+        let (lp0, top) = logprobs(&logits, 0, Some(&not2), 10);
+        assert!((lp0.exp() - probability(&logits, 0, Some(&not2))).abs() < 1e-6);
+        assert_eq!(top.len(), 3);
+        assert!(top.iter().all(|t| t.0 != 2 && t.0 != 3));
+        assert!((top.iter().map(|t| t.1.exp()).sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(logprobs(&logits, 0, None, 0).1.is_empty());
     }
 }

@@ -523,6 +523,12 @@ pub struct ChatRequest {
     pub stop: Option<Stop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
+    /// Return the log probability of each generated token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: also the N (0..=20) most likely tokens at each position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -593,6 +599,8 @@ pub struct ValidRequest {
     pub deadline_ms: Option<u64>,
     /// `x-min-confidence`, when the request sets its own gate.
     pub min_confidence: Option<f32>,
+    /// `logprobs: true`: how many alternatives per token (`top_logprobs`, 0 if absent).
+    pub logprobs: Option<usize>,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
     pub stop: Vec<String>,
@@ -795,6 +803,20 @@ impl ChatRequest {
                 "x-deadline-ms",
             ));
         }
+        if let Some(n) = self.top_logprobs {
+            if n > 20 {
+                return Err(ApiError::invalid_request(
+                    "top_logprobs must be at most 20",
+                    "top_logprobs",
+                ));
+            }
+            if self.logprobs != Some(true) {
+                return Err(ApiError::invalid_request(
+                    "top_logprobs needs logprobs: true",
+                    "top_logprobs",
+                ));
+            }
+        }
         if let Some(p) = self.x_min_confidence {
             if !(0.0..1.0).contains(&p) {
                 return Err(ApiError::invalid_request(
@@ -828,6 +850,8 @@ impl ChatRequest {
             priority,
             deadline_ms: self.x_deadline_ms,
             min_confidence: self.x_min_confidence.map(|p| p as f32),
+            logprobs: (self.logprobs == Some(true))
+                .then(|| self.top_logprobs.unwrap_or(0) as usize),
             max_tokens: self.max_tokens(),
             stop,
             stream: self.is_stream(),
@@ -1146,6 +1170,8 @@ fn check_shape(v: &Value) -> Result<(), ApiError> {
     check(g("top_p"), "top_p", Want::Num)?;
     check(g("stop"), "stop", Want::StrOrStrs)?;
     check(g("seed"), "seed", Want::Int)?;
+    check(g("logprobs"), "logprobs", Want::Bool)?;
+    check(g("top_logprobs"), "top_logprobs", Want::Count)?;
     check(g("n"), "n", Want::Count)?;
     check(g("response_format"), "response_format", Want::Obj)?;
     check(g("user"), "user", Want::Str)?;
@@ -1294,6 +1320,8 @@ mod tests {
             "x-priority": "safety",
             "x-deadline-ms": 1500,
             "x-min-confidence": 0.6,
+            "logprobs": true,
+            "top_logprobs": 3,
             "reply_topic": "apps/hud/replies",
             "id": "req-7",
             "enable_thinking": false,
@@ -1354,6 +1382,7 @@ mod tests {
         assert!(v.stream && v.include_usage && v.non_text);
         assert_eq!(v.deadline_ms, Some(1500));
         assert_eq!(v.min_confidence, Some(0.6));
+        assert_eq!(v.logprobs, Some(3));
         assert_eq!(v.priority, Priority(9));
         assert_eq!(v.max_tokens, Some(32));
     }
@@ -1400,6 +1429,8 @@ mod tests {
                 "x-deadline-ms",
             ),
             (json!({"messages": [], "reply_topic": 5}), "reply_topic"),
+            (json!({"messages": [], "logprobs": "yes"}), "logprobs"),
+            (json!({"messages": [], "top_logprobs": -1}), "top_logprobs"),
             (json!({"messages": [3]}), "messages[0]"),
             (
                 json!({"messages": [{"role": 1, "content": "x"}]}),
@@ -1536,6 +1567,16 @@ mod tests {
                 json!({"messages": [user], "x-deadline-ms": 0}),
                 ErrorCode::InvalidRequest,
                 "x-deadline-ms",
+            ),
+            (
+                json!({"messages": [user], "top_logprobs": 21, "logprobs": true}),
+                ErrorCode::InvalidRequest,
+                "top_logprobs",
+            ),
+            (
+                json!({"messages": [user], "top_logprobs": 2}),
+                ErrorCode::InvalidRequest,
+                "top_logprobs",
             ),
             (
                 json!({"messages": [user], "x-min-confidence": 1.0}),
