@@ -83,30 +83,37 @@ impl Sampler {
 /// synthetic logits with one peak: 7.2 µs a call → 1.3 µs).
 const NEGLIGIBLE: f32 = -20.0;
 
-/// The probability the model gave `tok`: softmax at temperature 1 over the
-/// tokens `allowed` lets through (all when `None`). What the daemon calls the
-/// model's confidence in a token, whatever the sampler then did.
-pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> f32 {
-    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
-    let Some(&chosen) = logits.get(tok as usize) else {
-        return 0.0;
-    };
+/// The softmax's largest allowed logit and its denominator relative to it
+/// (`sum exp(l - max)` over the allowed finite logits); `None` when no
+/// finite logit is allowed.
+fn normaliser(logits: &[f32], ok: &impl Fn(usize) -> bool) -> Option<(f32, f32)> {
     let max = logits
         .iter()
         .enumerate()
         .filter(|&(i, l)| ok(i) && l.is_finite())
         .map(|(_, &l)| l)
         .fold(f32::NEG_INFINITY, f32::max);
-    if !chosen.is_finite() || !max.is_finite() {
-        return 0.0;
+    if !max.is_finite() {
+        return None;
     }
-    let sum: f32 = logits
+    let sum = logits
         .iter()
         .enumerate()
         .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
         .map(|(_, &l)| (l - max).exp())
         .sum();
-    (chosen - max).exp() / sum
+    Some((max, sum))
+}
+
+/// The probability the model gave `tok`: softmax at temperature 1 over the
+/// tokens `allowed` lets through (all when `None`). What the daemon calls the
+/// model's confidence in a token, whatever the sampler then did.
+pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> f32 {
+    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
+    match (logits.get(tok as usize), normaliser(logits, &ok)) {
+        (Some(&chosen), Some((max, sum))) if chosen.is_finite() => (chosen - max).exp() / sum,
+        _ => 0.0,
+    }
 }
 
 /// The log probability of `tok` and the `n` most likely tokens with theirs:
@@ -119,21 +126,9 @@ pub fn logprobs(
     n: usize,
 ) -> (f32, Vec<(u32, f32)>) {
     let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
-    let max = logits
-        .iter()
-        .enumerate()
-        .filter(|&(i, l)| ok(i) && l.is_finite())
-        .map(|(_, &l)| l)
-        .fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
+    let Some((max, sum)) = normaliser(logits, &ok) else {
         return (f32::NEG_INFINITY, Vec::new());
-    }
-    let sum: f32 = logits
-        .iter()
-        .enumerate()
-        .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
-        .map(|(_, &l)| (l - max).exp())
-        .sum();
+    };
     let lse = max + sum.ln();
     let lp = |l: f32| {
         if l.is_finite() {
