@@ -234,7 +234,14 @@ impl ChatCompletion {
                     None,
                 ));
             }
-            out.push(mk(c.index, Delta::default(), c.finish_reason.clone()));
+            let mut finish = mk(c.index, Delta::default(), c.finish_reason.clone());
+            // a device reply's logprobs, all on the finish chunk
+            if let Some(lp) = c.extra.get("logprobs") {
+                finish.choices[0]
+                    .extra
+                    .insert("logprobs".into(), lp.clone());
+            }
+            out.push(finish);
         }
         if let Some(last) = out.last_mut() {
             if include_usage {
@@ -404,9 +411,9 @@ pub struct FunctionCallDelta {
 }
 
 /// Adds up a stream of chunks into the `chat.completion` it stands for
-/// (content concatenated, tool-call pieces merged by index, the last
-/// finish reason, usage and `x_moe_edge` kept). For an upstream stream
-/// whose result is needed whole.
+/// (content concatenated, tool-call pieces merged by index, `logprobs`
+/// lists joined, the last finish reason, usage and `x_moe_edge` kept). For
+/// an upstream stream whose result is needed whole.
 #[derive(Debug, Default)]
 pub struct ChunkAccumulator {
     id: String,
@@ -418,6 +425,8 @@ pub struct ChunkAccumulator {
     usage: Option<Usage>,
     edge: Option<EdgeInfo>,
     extra: Map<String, Value>,
+    /// `choices[0].logprobs.content`, chunk after chunk; `None` if no chunk had any.
+    logprobs: Option<Vec<Value>>,
 }
 
 impl ChunkAccumulator {
@@ -472,6 +481,11 @@ impl ChunkAccumulator {
                     }
                 }
             }
+            if let Some(Value::Array(lp)) = c.extra.get("logprobs").and_then(|l| l.get("content")) {
+                self.logprobs
+                    .get_or_insert_with(Vec::new)
+                    .extend(lp.iter().cloned());
+            }
             if c.finish_reason.is_some() {
                 self.finish_reason = c.finish_reason.clone();
             }
@@ -482,6 +496,13 @@ impl ChunkAccumulator {
     pub fn finish(self) -> ChatCompletion {
         let mut message = AssistantMessage::with_tool_calls(self.content, self.calls);
         message.extra = self.extra;
+        let mut choice_extra = Map::new();
+        if let Some(lp) = self.logprobs {
+            choice_extra.insert(
+                "logprobs".into(),
+                serde_json::json!({"content": lp, "refusal": null}),
+            );
+        }
         ChatCompletion {
             id: self.id,
             object: completion_object(),
@@ -491,7 +512,7 @@ impl ChunkAccumulator {
                 index: 0,
                 message,
                 finish_reason: self.finish_reason,
-                extra: Map::new(),
+                extra: choice_extra,
             }],
             usage: self.usage,
             x_moe_edge: self.edge,
@@ -704,6 +725,21 @@ mod tests {
             acc.push(&ch);
         }
         assert_eq!(acc.finish(), c);
+        // logprobs ride on the finish chunk and come back whole
+        let mut with_lp = c.clone();
+        with_lp.choices[0].extra.insert(
+            "logprobs".into(),
+            json!({"content": [{"token": "ok", "logprob": -0.1, "bytes": [111, 107], "top_logprobs": []}], "refusal": null}),
+        );
+        let chunks = with_lp.to_chunks(true);
+        assert!(chunks[..chunks.len() - 1]
+            .iter()
+            .all(|ch| !ch.choices[0].extra.contains_key("logprobs")));
+        let mut acc = ChunkAccumulator::new();
+        for ch in &chunks {
+            acc.push(ch);
+        }
+        assert_eq!(acc.finish(), with_lp);
         // Pieces as an upstream sends them.
         let pieces = [
             json!({"id": "u", "created": 2, "model": "q", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
