@@ -484,23 +484,18 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The tools of a catalogue file (`{"tools": [...]}`).
-fn catalogue_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::openai::Tool>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    serde_json::from_value(v["tools"].clone())
-        .with_context(|| format!("{}: field tools", path.display()))
-}
-
 /// Tool-call constraint (tool_choice auto) for a catalogue file; with
 /// `grounded`, its free-text strings are marked `x-grounded`.
 fn catalogue_constraint(
     path: &std::path::Path,
     grounded: bool,
 ) -> anyhow::Result<moe_edge::engine::eval::CatalogueConstraint> {
-    let mut tools = catalogue_tools(path)?;
+    let mut tools = load_tools(path)?;
+    anyhow::ensure!(
+        !tools.is_empty(),
+        "{}: no tools (the file is missing or its list is empty)",
+        path.display()
+    );
     if grounded {
         let n = moe_edge::constrain::request::ground_free_strings(&mut tools);
         println!(

@@ -77,12 +77,7 @@ impl Engine {
     /// The decoding constraint of a request: its tools' schemas and
     /// tool_choice, or its JSON `response_format` (`None`: unconstrained).
     pub fn constraint_spec(&self, req: &ValidRequest) -> Result<Option<Spec>, ApiError> {
-        let last_user = req
-            .text_messages()
-            .into_iter()
-            .rev()
-            .find(|m| m.role == crate::openai::Role::User)
-            .map(|m| m.content);
+        let last_user = req.last_user_text();
         spec_for(
             req.tools(),
             &req.tool_choice,
@@ -193,27 +188,23 @@ impl Engine {
         }
     }
 
-    /// A token's text and bytes for `logprobs`: its exact bytes from the
-    /// byte-level vocabulary when there is one (a token may end inside a
-    /// UTF-8 character: `bytes` is exact, `token` lossy), else its decoded text.
-    fn token_piece(&self, id: u32) -> (String, Vec<u8>) {
-        let bytes = match self.constrain_vocab() {
-            Ok(v) if !v.is_special(id) => v.token_bytes(id).to_vec(),
-            _ => self
-                .tokenizer
-                .decode(&[id], false)
-                .unwrap_or_default()
-                .into_bytes(),
-        };
-        (String::from_utf8_lossy(&bytes).into_owned(), bytes)
-    }
-
     /// OpenAI's `choices[].logprobs`: every generated token (tool-call markup
     /// included: the device model writes calls as text) with its log
-    /// probability and the alternatives asked for.
+    /// probability and the alternatives asked for. A token's `bytes` are
+    /// exact from the byte-level vocabulary when there is one (a token may
+    /// end inside a UTF-8 character; `token` is then lossy), else its decoded text.
     pub fn logprobs_json(&self, lp: &[TokenLogprob]) -> serde_json::Value {
+        let vocab = self.constrain_vocab().ok();
         let entry = |id: u32, logprob: f32| {
-            let (token, bytes) = self.token_piece(id);
+            let bytes = match &vocab {
+                Some(v) if !v.is_special(id) => v.token_bytes(id).to_vec(),
+                _ => self
+                    .tokenizer
+                    .decode(&[id], false)
+                    .unwrap_or_default()
+                    .into_bytes(),
+            };
+            let token = String::from_utf8_lossy(&bytes).into_owned();
             serde_json::json!({"token": token, "logprob": logprob, "bytes": bytes})
         };
         let content: Vec<serde_json::Value> = lp

@@ -13,7 +13,7 @@ use super::generate::{Engine, GenParams};
 use super::EngineError;
 use crate::constrain::request::spec_for;
 use crate::constrain::{ConstrainError, Spec};
-use crate::openai::{ChatRequest, Message, Role, Tool, ToolChoice};
+use crate::openai::{ChatRequest, Message, Tool, ToolChoice};
 
 /// One labelled example.
 #[derive(Debug, Clone, Deserialize)]
@@ -171,8 +171,11 @@ pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
             let up = |s: &&Scored| s.call && s.min_token_p < floor;
             let handed: Vec<&Scored> = scored.iter().filter(up).collect();
             let kept: Vec<&Scored> = scored.iter().filter(|s| s.call && !up(s)).collect();
-            let right = scored.iter().filter(|s| !up(s) && s.correct).count()
-                + handed.iter().filter(|s| s.expected_fallback).count();
+            let right = Tally {
+                correct: scored.iter().filter(|s| !up(s) && s.correct).count()
+                    + handed.iter().filter(|s| s.expected_fallback).count(),
+                total: scored.len(),
+            };
             GatePoint {
                 floor,
                 handed_up: handed.len(),
@@ -180,11 +183,7 @@ pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
                 handed_up_out_of_domain: handed.iter().filter(|s| s.expected_fallback).count(),
                 calls_kept: kept.len(),
                 calls_kept_wrong: kept.iter().filter(|s| !s.correct).count(),
-                device_exact_match: if scored.is_empty() {
-                    0.0
-                } else {
-                    100.0 * right as f64 / scored.len() as f64
-                },
+                device_exact_match: right.pct(),
             }
         })
         .collect()
@@ -206,11 +205,11 @@ pub fn gate_markdown(points: &[GatePoint]) -> String {
             p.handed_up_right,
             p.handed_up_out_of_domain,
             p.calls_kept,
-            if p.calls_kept == 0 {
-                0.0
-            } else {
-                100.0 * p.calls_kept_wrong as f64 / p.calls_kept as f64
-            },
+            Tally {
+                correct: p.calls_kept_wrong,
+                total: p.calls_kept,
+            }
+            .pct(),
             p.calls_kept_wrong,
             p.device_exact_match
         );
@@ -340,10 +339,15 @@ pub struct CatalogueConstraint {
     shared: Option<Spec>,
 }
 
+/// The tools as a request offering them with tool_choice auto, grounded on `said`.
+fn catalogue_spec(tools: &[Tool], said: Option<&str>) -> Result<Spec, ConstrainError> {
+    spec_for(tools, &ToolChoice::Auto, None, None, said)?
+        .ok_or_else(|| ConstrainError::Schema("no tools in the catalogue".into()))
+}
+
 impl CatalogueConstraint {
     pub fn new(tools: Vec<Tool>) -> Result<CatalogueConstraint, ConstrainError> {
-        let spec = spec_for(&tools, &ToolChoice::Auto, None, None, None)?
-            .ok_or_else(|| ConstrainError::Schema("no tools in the catalogue".into()))?;
+        let spec = catalogue_spec(&tools, None)?;
         let shared = match &spec {
             Spec::Tools { grammar, .. } if grammar.has_grounded() => None,
             _ => Some(spec),
@@ -361,21 +365,8 @@ impl CatalogueConstraint {
         if let Some(s) = &self.shared {
             return Ok(s.clone());
         }
-        let last_user = req
-            .text_messages()
-            .into_iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content);
-        spec_for(
-            &self.tools,
-            &ToolChoice::Auto,
-            None,
-            None,
-            last_user.as_deref(),
-        )
-        .map_err(|e| EngineError::Invalid(e.to_string()))?
-        .ok_or_else(|| EngineError::Invalid("no tools in the catalogue".into()))
+        catalogue_spec(&self.tools, req.last_user_text().as_deref())
+            .map_err(|e| EngineError::Invalid(e.to_string()))
     }
 }
 

@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
-use super::sampler::{logprobs, probability, Sampler};
+use super::sampler::{logprobs, Sampler};
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
@@ -306,16 +306,16 @@ impl Engine {
             }
         };
         let logits = logits.as_f32().unwrap_or(&[]);
+        // one log-softmax per token: the confidence always, the entry for
+        // `logprobs` when asked
         let want = g.params.logprobs;
         let record = |g_min: &mut f32, tok: u32, allowed: Option<&dyn Fn(u32) -> bool>| {
-            *g_min = g_min.min(probability(logits, tok, allowed));
-            want.map(|n| {
-                let (logprob, top) = logprobs(logits, tok, allowed, n);
-                TokenLogprob {
-                    token: tok,
-                    logprob,
-                    top,
-                }
+            let (logprob, top) = logprobs(logits, tok, allowed, want.unwrap_or(0));
+            *g_min = g_min.min(logprob.exp());
+            want.map(|_| TokenLogprob {
+                token: tok,
+                logprob,
+                top,
             })
         };
         let mut recorded = None;

@@ -83,37 +83,11 @@ impl Sampler {
 /// synthetic logits with one peak: 7.2 µs a call → 1.3 µs).
 const NEGLIGIBLE: f32 = -20.0;
 
-/// The softmax's largest allowed logit and its denominator relative to it
-/// (`sum exp(l - max)` over the allowed finite logits); `None` when no
-/// finite logit is allowed.
-fn normaliser(logits: &[f32], ok: &impl Fn(usize) -> bool) -> Option<(f32, f32)> {
-    let max = logits
-        .iter()
-        .enumerate()
-        .filter(|&(i, l)| ok(i) && l.is_finite())
-        .map(|(_, &l)| l)
-        .fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return None;
-    }
-    let sum = logits
-        .iter()
-        .enumerate()
-        .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
-        .map(|(_, &l)| (l - max).exp())
-        .sum();
-    Some((max, sum))
-}
-
 /// The probability the model gave `tok`: softmax at temperature 1 over the
 /// tokens `allowed` lets through (all when `None`). What the daemon calls the
 /// model's confidence in a token, whatever the sampler then did.
 pub fn probability(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> f32 {
-    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
-    match (logits.get(tok as usize), normaliser(logits, &ok)) {
-        (Some(&chosen), Some((max, sum))) if chosen.is_finite() => (chosen - max).exp() / sum,
-        _ => 0.0,
-    }
+    logprobs(logits, tok, allowed, 0).0.exp()
 }
 
 /// The log probability of `tok` and the `n` most likely tokens with theirs:
@@ -126,9 +100,21 @@ pub fn logprobs(
     n: usize,
 ) -> (f32, Vec<(u32, f32)>) {
     let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
-    let Some((max, sum)) = normaliser(logits, &ok) else {
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| ok(i) && l.is_finite())
+        .map(|(_, &l)| l)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
         return (f32::NEG_INFINITY, Vec::new());
-    };
+    }
+    let sum: f32 = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, &l)| l - max > NEGLIGIBLE && ok(i))
+        .map(|(_, &l)| (l - max).exp())
+        .sum();
     let lse = max + sum.ln();
     let lp = |l: f32| {
         if l.is_finite() {
@@ -140,8 +126,10 @@ pub fn logprobs(
     let chosen = logits
         .get(tok as usize)
         .map_or(f32::NEG_INFINITY, |&l| lp(l));
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    // no allocation on the per-token path when no alternatives are asked for
+    let mut top: Vec<(u32, f32)> = Vec::new();
     if n > 0 {
+        top.reserve(n + 1);
         for (i, &l) in logits.iter().enumerate() {
             if !ok(i) || !l.is_finite() || (top.len() == n && l <= top[n - 1].1) {
                 continue;

@@ -693,6 +693,15 @@ impl ChatRequest {
             .any(|m| m.content.as_ref().is_some_and(Content::has_non_text))
     }
 
+    /// The text of the last user message (what `x-grounded` strings are copied from).
+    pub fn last_user_text(&self) -> Option<String> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(Message::text)
+    }
+
     /// The conversation reduced to text (non-text parts dropped, text parts joined by `\n`).
     pub fn text_messages(&self) -> Vec<TextMessage> {
         self.messages

@@ -234,22 +234,32 @@ impl ChatCompletion {
                     None,
                 ));
             }
-            let mut finish = mk(c.index, Delta::default(), c.finish_reason.clone());
-            // a device reply's logprobs, all on the finish chunk
-            if let Some(lp) = c.extra.get("logprobs") {
-                finish.choices[0]
-                    .extra
-                    .insert("logprobs".into(), lp.clone());
-            }
-            out.push(finish);
+            out.push(mk(c.index, Delta::default(), c.finish_reason.clone()));
         }
         if let Some(last) = out.last_mut() {
-            if include_usage {
-                last.usage = self.usage;
-            }
-            last.x_moe_edge = self.x_moe_edge.clone();
+            self.dress_finish_chunk(last, include_usage);
         }
         out
+    }
+
+    /// What only a stream's finish chunk carries, taken from the whole
+    /// reply: `x_moe_edge`, `usage` (when the app asked for it) and the
+    /// choice's `logprobs` (a device reply's, all at once).
+    pub fn dress_finish_chunk(&self, last: &mut ChatCompletionChunk, include_usage: bool) {
+        if include_usage {
+            last.usage = self.usage;
+        }
+        last.x_moe_edge = self.x_moe_edge.clone();
+        for c in &mut last.choices {
+            let lp = self
+                .choices
+                .iter()
+                .find(|x| x.index == c.index)
+                .and_then(|x| x.extra.get("logprobs"));
+            if let Some(lp) = lp {
+                c.extra.insert("logprobs".into(), lp.clone());
+            }
+        }
     }
 }
 

@@ -255,21 +255,8 @@ impl StreamState {
             .and_then(|c| c.finish_reason.clone())
             .unwrap_or(FinishReason::Stop);
         let mut last = self.chunk(Delta::default(), Some(finish));
-        last.x_moe_edge = completion.x_moe_edge.clone();
-        // every token's logprobs at once, on the finish chunk (clients add
-        // the chunks' lists up, so the total is the same)
-        if let (Some(lp), Some(c)) = (
-            completion
-                .choices
-                .first()
-                .and_then(|c| c.extra.get("logprobs")),
-            last.choices.first_mut(),
-        ) {
-            c.extra.insert("logprobs".into(), lp.clone());
-        }
-        if self.include_usage {
-            last.usage = completion.usage;
-        }
+        // logprobs all at once: clients add the chunks' lists up, so the total is the same
+        completion.dress_finish_chunk(&mut last, self.include_usage);
         out.push(last);
         out
     }
