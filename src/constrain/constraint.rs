@@ -105,6 +105,7 @@ fn no_grammar() -> Arc<Grammar> {
             masks: Default::default(),
             top: super::grammar::Top::Json { root: 0 },
             reference: Vec::new(),
+            grounding: Default::default(),
         })
     })
     .clone()

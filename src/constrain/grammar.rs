@@ -13,6 +13,7 @@
 use serde_json::{Map, Value};
 
 use super::pattern::Nfa;
+use super::substr::SubstringIndex;
 use super::ConstrainError;
 use crate::engine::schema::{Pattern, PatternError};
 
@@ -169,6 +170,8 @@ pub struct Grammar {
     /// message; at most [`MAX_REFERENCE`] bytes). Empty: a grounded string
     /// can only be `""`.
     pub reference: Vec<u8>,
+    /// Which strings occur in [`Grammar::reference`] (its suffix automaton).
+    pub grounding: SubstringIndex,
     /// Byte-token masks by (vocabulary, matcher state), shared by every
     /// generation using this grammar (bounded: emptied when full).
     pub masks: std::sync::Mutex<
@@ -685,6 +688,7 @@ impl Grammar {
             from += 1;
         }
         self.reference = text.as_bytes()[from..].to_vec();
+        self.grounding = SubstringIndex::new(&self.reference);
         self
     }
 
@@ -728,6 +732,7 @@ impl Grammar {
                 args,
             },
             reference: Vec::new(),
+            grounding: SubstringIndex::default(),
         })
     }
 
@@ -746,6 +751,7 @@ impl Grammar {
             masks: Default::default(),
             top: Top::Json { root },
             reference: Vec::new(),
+            grounding: SubstringIndex::default(),
         })
     }
 }

@@ -6,8 +6,8 @@
 //! Numbers are checked on the digits so far (a prefix survives only if some
 //! completion lies within minimum/maximum); multipleOf is checked when the
 //! number closes (bounded ranges with multipleOf are literal tries instead).
-//! A grounded string's state is where its value first occurs in the
-//! reference text, and each byte must continue that occurrence or another.
+//! A grounded string's state is its value's state in the reference text's
+//! substring index (`substr`): each byte must keep the value a substring.
 
 use std::hash::{Hash, Hasher};
 
@@ -439,7 +439,7 @@ impl Matcher {
         let mut ch: Option<u32> = None;
         // A grounded string takes its raw bytes one by one from the
         // reference; an escape when it is complete (one ASCII byte).
-        let ground = |state: u64, b: u8| ground_step(&g.reference, state, b);
+        let ground = |state: u64, b: u8| ground_step(g, state, b);
         if grounded && esc == 0 && b != b'"' && b != b'\\' {
             match ground(pat, b) {
                 Some(s) => pat = s,
@@ -824,15 +824,11 @@ fn str_bounds(g: &Grammar, node: NodeId) -> (u32, u32, Option<u32>, bool) {
     }
 }
 
-/// A grounded string's state (in `Frame::Str::pat`): the value so far is
-/// `reference[start..start + n]`, at its first occurrence. One more byte
-/// `b`: the first occurrence of value + `b`, if the reference has one.
-fn ground_step(reference: &[u8], state: u64, b: u8) -> Option<u64> {
-    let (start, n) = ((state & 0xFFFF_FFFF) as usize, (state >> 32) as usize);
-    let value = reference.get(start..start + n)?;
-    (start..reference.len().saturating_sub(n))
-        .find(|&s| reference[s + n] == b && &reference[s..s + n] == value)
-        .map(|s| s as u64 | ((n as u64 + 1) << 32))
+/// A grounded string's state (in `Frame::Str::pat`): its state in the
+/// reference's substring index (0: the empty string). One more byte `b`: the
+/// state of value + `b`, if that still occurs in the reference.
+fn ground_step(g: &Grammar, state: u64, b: u8) -> Option<u64> {
+    g.grounding.step(state as u32, b).map(u64::from)
 }
 
 /// The number so far, as a magnitude.

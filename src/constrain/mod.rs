@@ -7,7 +7,8 @@
 //! `pattern`), the byte-level pushdown matcher (`matcher`), the vocabulary as
 //! bytes with a byte trie and token masks (`vocab`), the per-generation
 //! constraint with the answer's outline and tool_choice (`constraint`), and
-//! building a constraint spec from an OpenAI request (`request`).
+//! building a constraint spec from an OpenAI request (`request`), and the
+//! substring index grounded strings walk (`substr`).
 //! Does not own: sampling (`engine::sampler` takes the mask as a filter),
 //! parsing or validating finished output (`engine::toolcall`, `engine::schema`:
 //! they still check every reply, constrained or not). Plain synchronous code.
@@ -17,6 +18,7 @@ pub mod grammar;
 pub mod matcher;
 pub mod pattern;
 pub mod request;
+pub mod substr;
 pub mod vocab;
 
 #[cfg(test)]
