@@ -379,6 +379,25 @@ fn logprobs_cover_every_generated_token() {
         (min - conf).abs() < 1e-4 * conf.max(1e-3),
         "{min} vs {conf}"
     );
+    // a stop sequence cuts the reply: the list ends with the token that
+    // reaches the cut, not with the tokens that spell the stop sequence
+    let req = request(
+        "Set a timer for 12 minutes",
+        json!({"tools": tools, "logprobs": true, "stop": ["minutes"]}),
+    );
+    let mut job = e.prepare_chat(req, "s".into(), 96).unwrap();
+    let f = e.run(&mut job.gen, |_| {}).unwrap();
+    let lp = f.logprobs.as_ref().expect("logprobs asked");
+    let spelled = e.decode(&lp.iter().map(|t| t.token).collect::<Vec<_>>()).unwrap();
+    let shorter = e
+        .decode(&lp[..lp.len() - 1].iter().map(|t| t.token).collect::<Vec<_>>())
+        .unwrap();
+    assert!(
+        f.text.ends_with("{\"") && spelled.starts_with(&f.text) && shorter.len() < f.text.len(),
+        "{:?} / {spelled:?}",
+        f.text
+    );
+    assert!(f.completion_tokens > lp.len(), "the stop sequence's tokens were generated");
     // not asked, not sent
     let out = e
         .complete_chat(

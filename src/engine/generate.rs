@@ -210,6 +210,20 @@ impl Engine {
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
+    /// The fewest leading tokens of `ids` whose text reaches `bytes` bytes.
+    fn tokens_covering(&self, ids: &[u32], bytes: usize) -> Result<usize, EngineError> {
+        let (mut lo, mut hi) = (0, ids.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.decode(&ids[..mid])?.len() >= bytes {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Start a generation for a rendered prompt. Fails at once when the prompt
     /// does not leave room for one generated token.
     pub fn begin(&self, prompt: &str, params: GenParams) -> Result<Generation, EngineError> {
@@ -360,6 +374,11 @@ impl Engine {
         g.logprobs.extend(recorded);
         let text = self.decode(&g.generated)?;
         if let Some(cut) = find_stop(&text, &g.params.stop) {
+            // the stop sequence is not part of the reply, nor are the tokens that only spell it
+            if g.params.logprobs.is_some() {
+                let keep = self.tokens_covering(&g.generated, cut)?;
+                g.logprobs.truncate(keep);
+            }
             return self.finish(g, FinishReason::Stop, Some(text[..cut].to_string()));
         }
         if g.generated.len() >= g.params.max_tokens || g.kv.remaining() == 0 {
