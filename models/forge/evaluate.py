@@ -23,144 +23,7 @@ from gen_corpus import MODEL_DIR, load_tools, target_text  # noqa: E402
 torch.set_num_threads(2)
 HF = os.path.join(MODEL_DIR, "hf")
 
-# Hand-written sanity requests (not produced by the generator), with the answer we want.
-HAND = [
-    ("en", "It's really chilly over here on the driver's side", {"name": "set_temperature", "arguments": {"zone": "driver", "celsius": 24}}),
-    ("en", "Could you set the passenger side to 21 degrees?", {"name": "set_temperature", "arguments": {"zone": "passenger", "celsius": 21}}),
-    ("en", "Turn the fan down to two", {"name": "set_fan_speed", "arguments": {"level": 2}}),
-    ("en", "Find me somewhere to charge the car", {"name": "find_nearby", "arguments": {"category": "charging_station"}}),
-    ("en", "Navigate to Kyoto Station on foot", {"name": "navigate_to", "arguments": {"destination": "Kyoto Station", "mode": "walk"}}),
-    ("en", "Play the album Blue Train", {"name": "play_media", "arguments": {"query": "Blue Train", "kind": "album"}}),
-    ("en", "Send a text to Marcus saying the door code is 4512", {"name": "send_message", "arguments": {"contact": "Marcus", "text": "the door code is 4512"}}),
-    ("en", "What's the weather going to be in Lisbon tomorrow?", {"name": "get_weather", "arguments": {"location": "Lisbon", "day": "tomorrow"}}),
-    ("en", "Set a timer for 12 minutes", {"name": "set_timer", "arguments": {"minutes": 12}}),
-    ("en", "Remind me to call the plumber at 4:30 pm", {"name": "set_reminder", "arguments": {"text": "call the plumber", "time": "16:30"}}),
-    ("en", "How do you say \"good evening\" in Korean?", {"name": "translate", "arguments": {"text": "good evening", "target_language": "ko"}}),
-    ("en", "Record a 20 second video", {"name": "capture", "arguments": {"kind": "video", "seconds": 20}}),
-    ("en", "Read my last three Slack notifications", {"name": "read_notifications", "arguments": {"app": "Slack", "count": 3}}),
-    ("en", "Skip to the next song", {"name": "media_control", "arguments": {"action": "next"}}),
-    ("en", "Who was the first person on the moon?", None),
-    ("en", "Write me a short poem about rain", None),
-    ("ja", "ちょっと肌寒いので運転席を23度にして", {"name": "set_temperature", "arguments": {"zone": "driver", "celsius": 23}}),
-    ("ja", "後ろの席を二十度に設定してください", {"name": "set_temperature", "arguments": {"zone": "rear", "celsius": 20}}),
-    ("ja", "近くにガソリンスタンドある？", {"name": "find_nearby", "arguments": {"category": "gas_station"}}),
-    ("ja", "京都駅まで歩いて案内して", {"name": "navigate_to", "arguments": {"destination": "京都駅", "mode": "walk"}}),
-    ("ja", "小川さんに電話して", {"name": "call_contact", "arguments": {"name": "小川"}}),
-    ("ja", "森本さんに「今駅に着いた」と送って", {"name": "send_message", "arguments": {"contact": "森本", "text": "今駅に着いた"}}),
-    ("ja", "明日の松本の天気は？", {"name": "get_weather", "arguments": {"location": "松本", "day": "tomorrow"}}),
-    ("ja", "十五分のタイマーをセットして", {"name": "set_timer", "arguments": {"minutes": 15}}),
-    ("ja", "午後六時に牛乳を買うってリマインドして", {"name": "set_reminder", "arguments": {"text": "牛乳を買う", "time": "18:00"}}),
-    ("ja", "「いただきます」を英語に翻訳して", {"name": "translate", "arguments": {"text": "いただきます", "target_language": "en"}}),
-    ("ja", "音量を三十にして", {"name": "set_volume", "arguments": {"level": 30}}),
-    ("ja", "写真撮っておいて", {"name": "capture", "arguments": {"kind": "photo"}}),
-    ("ja", "この曲飛ばして", {"name": "media_control", "arguments": {"action": "next"}}),
-    ("ja", "画面がまぶしすぎる", {"name": "set_display_brightness", "arguments": {"percent": 30}}),
-    ("ja", "日本で一番長い川は？", None),
-    ("ja", "元気が出る言葉をちょうだい", None),
-]
-
-# A second hand-written set, written on 2026-11-24 after grammar.py and before any model trained on grammar.py
-# had been evaluated; phrasings chosen to differ from the generator's where it was easy.
-HAND2 = [
-    ("en", "Could you bump the fan up to six?", {"name": "set_fan_speed", "arguments": {"level": 6}}),
-    ("en", "My seat's freezing, turn on the seat warmer", {"name": "set_seat_heater", "arguments": {"seat": "driver", "level": 2}}),
-    ("en", "Lower the back right window halfway", {"name": "set_window", "arguments": {"window": "rear_right", "percent": 50}}),
-    ("en", "Put the car in sport mode", {"name": "set_drive_mode", "arguments": {"mode": "sport"}}),
-    ("en", "Switch the headlights to automatic", {"name": "set_lights", "arguments": {"state": "auto"}}),
-    ("en", "Any parking garages around here?", {"name": "find_nearby", "arguments": {"category": "parking"}}),
-    ("en", "Take me to 221 Baker Street", {"name": "navigate_to", "arguments": {"destination": "221 Baker Street", "mode": "drive"}}),
-    ("en", "Put on some Miles Davis", {"name": "play_media", "arguments": {"query": "Miles Davis", "kind": "artist"}}),
-    ("en", "Pause the podcast", {"name": "media_control", "arguments": {"action": "pause"}}),
-    ("en", "Turn the volume down to 15", {"name": "set_volume", "arguments": {"level": 15}}),
-    ("en", "Ring my sister", {"name": "call_contact", "arguments": {"name": "my sister"}}),
-    ("en", "Tell Priya I'll be ten minutes late", {"name": "send_message", "arguments": {"contact": "Priya", "text": "I'll be ten minutes late"}}),
-    ("en", "Is it going to rain in Osaka today?", {"name": "get_weather", "arguments": {"location": "Osaka", "day": "today"}}),
-    ("en", "Set a 45 minute timer", {"name": "set_timer", "arguments": {"minutes": 45}}),
-    ("en", "Remind me at 7 am to take out the trash", {"name": "set_reminder", "arguments": {"text": "take out the trash", "time": "07:00"}}),
-    ("en", "How do I say \"thank you\" in French?", {"name": "translate", "arguments": {"text": "thank you", "target_language": "fr"}}),
-    ("en", "Snap a photo", {"name": "capture", "arguments": {"kind": "photo"}}),
-    ("en", "Any new notifications from Gmail?", {"name": "read_notifications", "arguments": {"app": "Gmail", "count": 5}}),
-    ("en", "Turn the screen brightness up to 80 percent", {"name": "set_display_brightness", "arguments": {"percent": 80}}),
-    ("en", "Can you explain how vaccines work?", None),
-    ("en", "What's the best pizza topping?", None),
-    ("en", "Write a birthday message for my dad", None),
-    ("ja", "風量を3にして", {"name": "set_fan_speed", "arguments": {"level": 3}}),
-    ("ja", "助手席のシートヒーターを切って", {"name": "set_seat_heater", "arguments": {"seat": "passenger", "level": 0}}),
-    ("ja", "運転席の窓をちょっとだけ開けて", {"name": "set_window", "arguments": {"window": "driver", "percent": 20}}),
-    ("ja", "エコモードでお願い", {"name": "set_drive_mode", "arguments": {"mode": "eco"}}),
-    ("ja", "ヘッドライトをつけて", {"name": "set_lights", "arguments": {"state": "on"}}),
-    ("ja", "この辺にコンビニある？", {"name": "find_nearby", "arguments": {"category": "convenience_store"}}),
-    ("ja", "大阪城公園までナビして", {"name": "navigate_to", "arguments": {"destination": "大阪城公園", "mode": "drive"}}),
-    ("ja", "米津玄師の曲をかけて", {"name": "play_media", "arguments": {"query": "米津玄師", "kind": "artist"}}),
-    ("ja", "音楽を止めて", {"name": "media_control", "arguments": {"action": "pause"}}),
-    ("ja", "ボリュームを五十にして", {"name": "set_volume", "arguments": {"level": 50}}),
-    ("ja", "佐々木さんに電話かけて", {"name": "call_contact", "arguments": {"name": "佐々木"}}),
-    ("ja", "田村さんに「少し遅れます」って送っておいて", {"name": "send_message", "arguments": {"contact": "田村", "text": "少し遅れます"}}),
-    ("ja", "今日の札幌の天気を教えて", {"name": "get_weather", "arguments": {"location": "札幌", "day": "today"}}),
-    ("ja", "三分のタイマーをかけて", {"name": "set_timer", "arguments": {"minutes": 3}}),
-    ("ja", "朝8時に薬を飲むってリマインドして", {"name": "set_reminder", "arguments": {"text": "薬を飲む", "time": "08:00"}}),
-    ("ja", "「おやすみなさい」を英語で何て言う？", {"name": "translate", "arguments": {"text": "おやすみなさい", "target_language": "en"}}),
-    ("ja", "動画を撮って", {"name": "capture", "arguments": {"kind": "video"}}),
-    ("ja", "LINEの通知を読んで", {"name": "read_notifications", "arguments": {"app": "LINE", "count": 5}}),
-    ("ja", "画面の明るさを70%にして", {"name": "set_display_brightness", "arguments": {"percent": 70}}),
-    ("ja", "相対性理論を簡単に説明して", None),
-    ("ja", "週末どこに遊びに行こうかな", None),
-    ("ja", "母の日のプレゼントに何がいいと思う？", None),
-]
-
-# A third hand-written set, written on 2026-11-24 (seventh session) before the corpus augmentation of that session
-# and before any model trained on it; everyday wordings, values outside the generator pools, near-miss
-# out-of-domain requests that use the tools' words.
-HAND3 = [
-    ("en", "Crank up the heat back there for the kids to 25", {"name": "set_temperature", "arguments": {"zone": "rear", "celsius": 25}}),
-    ("en", "Give me a bit more air, fan on four", {"name": "set_fan_speed", "arguments": {"level": 4}}),
-    ("en", "Switch off the heated seat on my side", {"name": "set_seat_heater", "arguments": {"seat": "driver", "level": 0}}),
-    ("en", "Roll up all the windows", {"name": "set_window", "arguments": {"window": "all", "percent": 0}}),
-    ("en", "I want to save some fuel, go eco", {"name": "set_drive_mode", "arguments": {"mode": "eco"}}),
-    ("en", "It's getting dark, lights on please", {"name": "set_lights", "arguments": {"state": "on"}}),
-    ("en", "I need a bathroom, anything nearby?", {"name": "find_nearby", "arguments": {"category": "restroom"}}),
-    ("en", "Walk me to Union Square", {"name": "navigate_to", "arguments": {"destination": "Union Square", "mode": "walk"}}),
-    ("en", "Play my Road Trip Mix playlist", {"name": "play_media", "arguments": {"query": "Road Trip Mix", "kind": "playlist"}}),
-    ("en", "Go back to the previous track", {"name": "media_control", "arguments": {"action": "previous"}}),
-    ("en", "Music's too loud, set it to 20", {"name": "set_volume", "arguments": {"level": 20}}),
-    ("en", "Phone Grandma Rose", {"name": "call_contact", "arguments": {"name": "Grandma Rose"}}),
-    ("en", "Message Tomasz: parking is on level 3", {"name": "send_message", "arguments": {"contact": "Tomasz", "text": "parking is on level 3"}}),
-    ("en", "Will I need an umbrella in Vancouver tomorrow?", {"name": "get_weather", "arguments": {"location": "Vancouver", "day": "tomorrow"}}),
-    ("en", "Start a ninety minute timer", {"name": "set_timer", "arguments": {"minutes": 90}}),
-    ("en", "At 9:15 remind me to feed the cat", {"name": "set_reminder", "arguments": {"text": "feed the cat", "time": "09:15"}}),
-    ("en", "Translate where is the bathroom into Spanish", {"name": "translate", "arguments": {"text": "where is the bathroom", "target_language": "es"}}),
-    ("en", "Snap a picture of this", {"name": "capture", "arguments": {"kind": "photo"}}),
-    ("en", "What came in on WhatsApp?", {"name": "read_notifications", "arguments": {"app": "WhatsApp", "count": 5}}),
-    ("en", "Brightness all the way up", {"name": "set_display_brightness", "arguments": {"percent": 100}}),
-    ("en", "How does a seat heater work?", None),
-    ("en", "Who sang Bohemian Rhapsody?", None),
-    ("en", "Plan a three day trip to Rome for me", None),
-    ("en", "I had a rough day at work", None),
-    ("ja", "足元が寒いから全体を25度にして", {"name": "set_temperature", "arguments": {"zone": "all", "celsius": 25}}),
-    ("ja", "エアコンの風を弱めて、レベル1で", {"name": "set_fan_speed", "arguments": {"level": 1}}),
-    ("ja", "運転席のシートを温めて", {"name": "set_seat_heater", "arguments": {"seat": "driver", "level": 2}}),
-    ("ja", "後ろの右の窓を全部開けて", {"name": "set_window", "arguments": {"window": "rear_right", "percent": 100}}),
-    ("ja", "スポーツモードに切り替えて", {"name": "set_drive_mode", "arguments": {"mode": "sport"}}),
-    ("ja", "ライトを消して", {"name": "set_lights", "arguments": {"state": "off"}}),
-    ("ja", "お腹すいた、近くのレストラン探して", {"name": "find_nearby", "arguments": {"category": "restaurant"}}),
-    ("ja", "名古屋城まで連れてって", {"name": "navigate_to", "arguments": {"destination": "名古屋城", "mode": "drive"}}),
-    ("ja", "ラジオのJ-WAVEをつけて", {"name": "play_media", "arguments": {"query": "J-WAVE", "kind": "radio"}}),
-    ("ja", "続きを再生して", {"name": "media_control", "arguments": {"action": "resume"}}),
-    ("ja", "音を小さくして、10くらいに", {"name": "set_volume", "arguments": {"level": 10}}),
-    ("ja", "お母さんに電話", {"name": "call_contact", "arguments": {"name": "お母さん"}}),
-    ("ja", "山口さんにメッセージ、駐車場に着きました", {"name": "send_message", "arguments": {"contact": "山口", "text": "駐車場に着きました"}}),
-    ("ja", "明日の福岡は雨降る？", {"name": "get_weather", "arguments": {"location": "福岡", "day": "tomorrow"}}),
-    ("ja", "二十分たったら教えて", {"name": "set_timer", "arguments": {"minutes": 20}}),
-    ("ja", "夜9時にゴミを出すってリマインドお願い", {"name": "set_reminder", "arguments": {"text": "ゴミを出す", "time": "21:00"}}),
-    ("ja", "「お会計お願いします」を韓国語にして", {"name": "translate", "arguments": {"text": "お会計お願いします", "target_language": "ko"}}),
-    ("ja", "十秒の動画を撮影して", {"name": "capture", "arguments": {"kind": "video", "seconds": 10}}),
-    ("ja", "Slackの新着を3件読み上げて", {"name": "read_notifications", "arguments": {"app": "Slack", "count": 3}}),
-    ("ja", "画面を暗くして", {"name": "set_display_brightness", "arguments": {"percent": 30}}),
-    ("ja", "エアコンの仕組みを教えて", None),
-    ("ja", "おすすめの映画ある？", None),
-    ("ja", "東京の人口はどれくらい？", None),
-    ("ja", "今日はなんだか眠いなあ", None),
-]
+from hand import HAND, HAND2, HAND3  # noqa: E402
 
 GOLDEN_PROMPTS = [
     [{"role": "user", "content": "Set the driver side to 22 degrees"}],
@@ -293,13 +156,13 @@ def routing_stats(model, tok, rows, per_group=150):
 
 
 def write_hand(path):
-    """Both hand-written sets in the labelled-split format of data/*.jsonl."""
+    """The hand-written sets in the labelled-split format of data/*.jsonl."""
     with open(path, "w", encoding="utf-8") as f:
-        for lang, text, expected in HAND + HAND2:
+        for lang, text, expected in HAND + HAND2 + HAND3:
             row = {"messages": [{"role": "user", "content": text}], "expected": expected,
                    "lang": lang, "scenario": "hand"}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(HAND) + len(HAND2)} hand-written requests to {path}")
+    print(f"wrote {len(HAND) + len(HAND2) + len(HAND3)} hand-written requests to {path}")
 
 
 def pct(a, b):
@@ -386,7 +249,7 @@ def main():
         if not ok and o != UNDECODED:
             failures.append((r, o))
 
-    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND + HAND2])
+    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND + HAND2 + HAND3])
     stats = routing_stats(model, tok, rows)
 
     n = len(rows)
@@ -447,7 +310,10 @@ def main():
     sets = [("Set 1, written by hand for this report; names, places and texts mostly outside the generator pools.",
              HAND, hand_out[:len(HAND)]),
             ("Set 2, written after `grammar.py` and before any model trained on it was evaluated; phrasings chosen "
-             "to differ from the generator's where it was easy.", HAND2, hand_out[len(HAND):])]
+             "to differ from the generator's where it was easy.", HAND2, hand_out[len(HAND):len(HAND) + len(HAND2)]),
+            ("Set 3, written in the seventh session before that session's corpus changes and before any model trained "
+             "on them: everyday wordings, values outside the pools, out-of-domain requests that use the tools' words.",
+             HAND3, hand_out[len(HAND) + len(HAND2):])]
     for title, hand, outs in sets:
         L.append(title + "\n")
         L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")

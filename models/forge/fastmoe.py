@@ -46,6 +46,8 @@ class Layer(nn.Module):
         self.w_gate = nn.Parameter(torch.randn(E, I, H) * std)  # experts.e.gate_proj.weight
         self.w_up = nn.Parameter(torch.randn(E, I, H) * std)    # experts.e.up_proj.weight
         self.w_down = nn.Parameter(torch.randn(E, H, I) * std)  # experts.e.down_proj.weight
+        # residual dropout, training only (inactive in eval mode; the exported model has none)
+        self.drop = nn.Dropout(0.0)  # train.py --dropout sets p
 
     def attn(self, x, cos, sin):
         B, T, _ = x.shape
@@ -94,9 +96,9 @@ class Layer(nn.Module):
         return final.view(B, T, H), logits
 
     def forward(self, x, cos, sin, valid=None):
-        x = x + self.attn(self.input_layernorm(x), cos, sin)
+        x = x + self.drop(self.attn(self.input_layernorm(x), cos, sin))
         m, logits = self.moe(self.post_attention_layernorm(x), valid)
-        return x + m, logits
+        return x + self.drop(m), logits
 
 
 class FastQwen3Moe(nn.Module):

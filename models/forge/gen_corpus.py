@@ -1158,6 +1158,100 @@ def _grammar_pool(lang):
 GRAMMAR = {"en": _grammar_pool("en"), "ja": _grammar_pool("ja")}
 
 
+def _grams(text, lang):
+    """Word 4-grams (English) or 6-character runs (Japanese) of a request or template, slots removed."""
+    t = re.sub(r"\{[a-z_0-9]+\}", " ", text.lower())
+    words = re.sub(r"[^\w\u3040-\u30ff\u4e00-\u9fff]+", " ", t).split()
+    if lang == "ja":
+        words, n = list("".join(words)), 6
+    else:
+        n = 4
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _held_grams(lang):
+    """What LEAK_GUARD keeps out of newly written training phrasings: every held-out (test) template,
+    tool or out-of-domain, and the hand-written evaluation requests."""
+    from hand import HAND, HAND2, HAND3
+    src = EN if lang == "en" else JA
+    texts = [p for tool in src for p, _, _ in split_templates(src[tool], "test")]
+    texts += split_templates(EN_OOD_T if lang == "en" else JA_OOD_T, "test")
+    texts += split_templates(EN_OOD_FIXED if lang == "en" else JA_OOD_FIXED, "test")
+    texts += [t for lg, t, _ in HAND + HAND2 + HAND3 if lg == lang]
+    out = set()
+    for t in texts:
+        out |= _grams(t, lang)
+    return out, {t.lower() for t in texts}
+
+
+def leak_guard(patterns, lang):
+    """The patterns that share no 4-gram (6-character run) with, and are not equal to, a held-out template
+    or a hand-written request."""
+    grams, whole = _held_grams(lang)
+    return [p for p in patterns if not (_grams(p, lang) & grams) and p.lower() not in whole]
+
+
+OOD_G = {"en": G.EN_OOD_G + leak_guard(G.EN_OOD_G2, "en"), "ja": G.JA_OOD_G + leak_guard(G.JA_OOD_G2, "ja")}
+
+# Surface noise on training requests (seventh session): fillers, a lower-cased or unpunctuated request,
+# a typo or a repeated word, never inside a value the answer copies.
+AUG_P = 0.3
+EN_FILLERS = ["uh", "um", "like", "please", "actually", "just", "okay", "so", "now", "maybe", "kindly", "quickly",
+              "you know", "er", "right", "hmm"]
+JA_FILLERS = ["えーと、", "あの、", "ちょっと", "なんか", "まあ", "とりあえず", "えー、", "うん、", "じゃあ"]
+
+
+def _spans(text, values):
+    out = []
+    for v in values:
+        i = text.find(v)
+        if i >= 0:
+            out.append((i, i + len(v)))
+    return out
+
+
+def _outside(i, spans):
+    return all(not (a <= i < b) for a, b in spans)
+
+
+def augment(ctx, text, args):
+    """Training only: maybe one surface change of the request; copied string values stay substrings."""
+    r = ctx.rng
+    if ctx.split != "train" or r.random() >= AUG_P:
+        return text, args
+    copied = {k: v for k, v in args.items() if isinstance(v, str) and k not in ENUM_KEYS}
+    spans = _spans(text, copied.values())
+    op = r.random()
+    if ctx.lang == "en":
+        if op < 0.35:  # a filler at a word boundary outside the values
+            cuts = [0] + [i + 1 for i, c in enumerate(text) if c == " " and _outside(i, spans) and _outside(i + 1, spans)]
+            i = r.choice(cuts)
+            f = r.choice(EN_FILLERS)
+            return (text[:i] + f + (", " if i == 0 and r.random() < 0.5 else " ") + text[i:]), args
+        if op < 0.55:  # dictated: all lower case, values too
+            return text.lower(), {k: (v.lower() if k in copied else v) for k, v in args.items()}
+        if op < 0.75:  # no punctuation outside the values
+            t = "".join(c for i, c in enumerate(text) if c not in ",.!?" or not _outside(i, spans))
+            return re.sub(r" {2,}", " ", t).strip(), args
+        words = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z]+", text)
+                 if _outside(m.start(), spans) and _outside(m.end() - 1, spans)]
+        if not words:
+            return text, args
+        a, b = r.choice(words)
+        w = text[a:b]
+        if op < 0.88 and len(w) >= 4:  # a typo: two inner letters swapped
+            j = r.randrange(1, len(w) - 2)
+            w2 = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+            return text[:a] + w2 + text[b:], args
+        return text[:b] + " " + w.lower() + text[b:], args  # a repeated word
+    if op < 0.5:  # a filler at the start or after a comma outside the values
+        cuts = [0] + [i + 1 for i, c in enumerate(text) if c == "、" and _outside(i, spans)]
+        i = r.choice(cuts)
+        return text[:i] + r.choice(JA_FILLERS) + text[i:], args
+    t = "".join(c for i, c in enumerate(text) if c not in "、。！？!?" or not _outside(i, spans))
+    return (t if t else text), args
+
+
 def system_prompt(ctx, scenario):
     if ctx.split == "train" and ctx.rng.random() < GRAMMAR_P:
         return ctx.rng.choice(G.SYSTEMS_G[ctx.lang][scenario])
@@ -1179,12 +1273,14 @@ def gen_tool_example(ctx, tools, tool):
         # shouting would change copied values (names, places, texts): only for enum/number requests
         copied = any(isinstance(v, str) and k not in ENUM_KEYS for k, v in args.items())
         text = cap(r, text, "en", allow_upper=not copied)
+        text, args = augment(ctx, text, args)
     else:
         if kind == "cmd" and core.endswith("て"):
             wraps = wrap_pool(JA_WRAP, ctx.split)
         else:
             wraps = wrap_pool(JA_FREE_WRAP, ctx.split)
         text = r.choice(wraps).replace("{c}", core)
+        text, args = augment(ctx, text, args)
     scen_opts = tools[tool]["x-scenarios"]
     scenario = r.choice(scen_opts)
     messages = []
@@ -1205,7 +1301,7 @@ def gen_ood_example(ctx):
     if ctx.split == "train" and r.random() < GRAMMAR_P:
         topics = topics + (G.EN_OOD_TOPICS_G if en else G.JA_OOD_TOPICS_G)
         a, b = r.sample(topics, 2)
-        t = r.choice(G.EN_OOD_G if en else G.JA_OOD_G)
+        t = r.choice(OOD_G["en" if en else "ja"])
         text = t.replace("{topic}", a).replace("{topic2}", b)
         text = text.replace("{a}", str(r.randint(2, 999))).replace("{b}", str(r.randint(2, 99)))
     elif r.random() < 0.45:
@@ -1218,6 +1314,7 @@ def gen_ood_example(ctx):
     text = r.choice(EN_OOD_PRE if en else JA_OOD_PRE) + text
     if en:
         text = cap(r, text, "en")
+    text, _ = augment(ctx, text, {})
     messages = []
     scenario = "ood"
     if r.random() < 0.2:

@@ -56,12 +56,12 @@ EN_G = _build({
         F("(turn|bring) the (temperature|temp) (up|down) to {temp} (on|for) {zone}"),
         F("{temp} (on|for|in) {zone}", kind="free"),
         F("(set|make) it {temp}"),
-        F("(it's|it is|I'm|I am) (a bit|a little|kind of|really|so) (cold|chilly) (on my side|over here|in my seat)", {"zone": "driver", "celsius": 24}, "free"),
-        F("(it's|it is|I'm|I am) (a bit|a little|kind of|really|so) (hot|warm|stuffy) (on my side|over here|in my seat)", {"zone": "driver", "celsius": 20}, "free"),
+        F("(it's|it is|I'm|I am) (a bit|a little|kind of|really|so) (cold|chilly) (on my side|over here)", {"zone": "driver", "celsius": 24}, "free"),
+        F("(it's|it is|I'm|I am) (a bit|a little|kind of|really|so) (hot|warm|stuffy) (on my side|over here)", {"zone": "driver", "celsius": 20}, "free"),
         F("(warm|heat) (up|) (my side|the driver side|the driver's side) (a bit|a little|)", {"zone": "driver", "celsius": 24}),
         F("(cool|chill) (down|) (my side|the driver side|the driver's side) (a bit|a little|)", {"zone": "driver", "celsius": 20}),
-        F("(warm|heat) (up|) (the passenger side|the passenger seat) (a bit|a little|)", {"zone": "passenger", "celsius": 24}),
-        F("(cool|chill) (down|) (the passenger side|the passenger seat) (a bit|a little|)", {"zone": "passenger", "celsius": 20}),
+        F("(warm|heat) (up|) (the passenger side) (a bit|a little|)", {"zone": "passenger", "celsius": 24}),
+        F("(cool|chill) (down|) (the passenger side) (a bit|a little|)", {"zone": "passenger", "celsius": 20}),
         F("(warm|heat) (up|) (the back|the rear seats|the back seats) (a bit|a little|)", {"zone": "rear", "celsius": 24}),
         F("(cool|chill) (down|) (the back|the rear seats|the back seats) (a bit|a little|)", {"zone": "rear", "celsius": 20}),
         F("(warm|heat) (up|) (the car|the cabin|everything|the whole car) (a bit|a little|)", {"zone": "all", "celsius": 24}),
@@ -97,6 +97,8 @@ EN_G = _build({
         F("(heat|warm) {seat} on (low|the lowest setting|a low setting)", {"level": 1}),
         F("(heat|warm) {seat} on (medium|the middle setting)", {"level": 2}),
         F("(my seat|my back|my butt|my seat cushion) (is|feels) (cold|freezing|chilly)", {"seat": "driver", "level": 2}, "free"),
+        F("(warm|heat) up (my seat|the driver's seat|my chair)", {"seat": "driver", "level": 2}),
+        F("(warm|heat) up the (passenger seat|seat next to me|front passenger seat)", {"seat": "passenger", "level": 2}),
         F("(my seat|my back) (is|feels) (too hot|burning|way too warm)", {"seat": "driver", "level": 0}, "free"),
         F("(my passenger|the passenger|my wife|my husband) (wants|would like|needs) a (warm|heated|warmer) seat", {"seat": "passenger", "level": 2}, "free"),
     ],
@@ -511,6 +513,60 @@ JA_OOD_G = (
     + expand("(今日は|なんだか|ちょっと)(悲しい|寂しい|疲れた|緊張してる|嬉しい|落ち込んでる)")
     + expand("(世界一の|史上最高の|日本一の)(お金持ち|サッカー選手|高いビル|長い川)(は誰？|はどこ？|は？)")
     + expand("(今夜見る|子供向けの|雨の日に|私におすすめの)(映画|本|ゲーム|ドラマ|趣味)(を教えて|ある？|を提案して)")
+)
+
+# Seventh session: near-miss requests (they use the tools' words but ask for knowledge, advice or writing) and
+# everyday questions, more of them in Japanese. gen_corpus.py drops any expansion that shares a word 4-gram
+# (Japanese: a 6-character run) with a held-out test template or a hand-written request (LEAK_GUARD).
+EN_OOD_G2 = (
+    expand("(how does|how do) (the|a|my car's) (air conditioning|cruise control|hybrid engine|GPS|sunroof|ABS|"
+           "windshield wiper|turbocharger|parking sensor) work?")
+    + expand("(what's|what is) the (best|cheapest|safest|most reliable|quietest) (car|electric car|SUV|minivan|camera phone) "
+             "(to buy|for a family|this year|)?")
+    + expand("(is it|is it really) (safe|legal|a good idea|okay) to (drive|use my phone|eat|listen to loud music) "
+             "(while driving|in the snow|at night|when I'm sleepy)?")
+    + expand("(why|how come) (do|does) (windows fog up|tires lose pressure|batteries die in the cold|engines overheat|"
+             "car prices go up|headlights turn yellow)?")
+    + expand("(who|which band|which artist) (wrote|sang|recorded|composed) (Hotel California|the Moonlight Sonata|"
+             "Let It Be|the song on the radio|Imagine)?")
+    + expand("(what's|what is) the (temperature|weather like) (on the Moon|at the South Pole|inside a volcano|on Venus)?")
+    + expand("(tell me|give me) (a fun fact|the history|the story) (about|of) (navigation|the radio|photography|the telephone|"
+             "traffic lights|seat belts)")
+    + expand("(write|compose|draft) (a message|a text|an email|a note) (to apologize to my boss|to congratulate my cousin|"
+             "to invite people to dinner|asking for a day off|thanking my teacher)")
+    + expand("(how long|how many minutes) (does it take|would it take) to (boil an egg|bake a cake|drive across Japan|"
+             "walk ten kilometers|charge an electric car)?")
+    + expand("(what time is it|what's the time|what day is it) in (New York|London|Paris|Sydney|Cairo)?")
+    + expand("(what|which) (songs|music|albums) (should I|would you) (listen to|recommend) (for a workout|to relax|"
+             "on a road trip|when I'm sad)?")
+    + expand("(how do I|how to|teach me to) (make|cook|bake) (pancakes|curry|sourdough bread|fried rice|ramen)( at home|)")
+    + expand("(let's play|can we play|do you want to play) (a game|twenty questions|trivia|a word game)")
+    + expand("(tell me|do you know) (a riddle|a fun fact|a scary story|a tongue twister)")
+    + expand("(how many|how much) (calories|caffeine|sugar) (are|is) (in|there in) (a banana|a cup of coffee|a can of soda|an apple)?")
+    + expand("(summarize|explain|give me the plot of) (the news|Hamlet|Star Wars|the last episode|the book I'm reading)")
+    + expand("(should I|do you think I should) (buy a new car|learn Japanese|quit my job|get a cat|move to the city)?")
+)
+JA_OOD_G2 = (
+    expand("(カーナビ|ハイブリッド車|クルーズコントロール|ワイパー|ターボ|駐車センサー)(って|は)どうやって動くの？")
+    + expand("(一番|いちばん)(安全な|人気の|燃費のいい|安い)(車|電気自動車|ミニバン|スマホ)(は？|はどれ？|を教えて)")
+    + expand("(運転中に|雪の日に|夜中に|眠い時に)(スマホを使っても|運転しても|音楽を大音量で聴いても)(いい|大丈夫)？")
+    + expand("(窓が曇る|タイヤの空気が減る|寒いとバッテリーが弱る|エンジンがオーバーヒートする)のは(なぜ|どうして)？")
+    + expand("(この曲|あの歌|このドラマの主題歌|さっきの曲)(って|は)誰が(歌ってる|作った)の？")
+    + expand("(月|南極|富士山の頂上|金星)の(気温|温度)は(何度|どれくらい)？")
+    + expand("(卵を茹でる|ケーキを焼く|東京から大阪まで車で行く|電気自動車を充電する)のに(何分|どれくらい)かかる？")
+    + expand("(ニューヨーク|ロンドン|パリ|シドニー)は今何時？")
+    + expand("(上司に休みをもらう|友達をパーティーに誘う|お詫びの|先生にお礼の)(メール|メッセージ|文章)を(考えて|書いて|作って)")
+    + expand("(おすすめの|人気の)(ドライブスポット|ラーメン屋|温泉|観光地|キャンプ場)(は？|を教えて|ある？)")
+    + expand("(写真|動画)を(上手に|きれいに)撮るコツ(は？|を教えて)")
+    + expand("(富士山|東京タワー|スカイツリー|エベレスト)の高さは？")
+    + expand("(英語|数学|歴史|プログラミング)の(勉強法|覚え方)を教えて")
+    + expand("(カレー|肉じゃが|味噌汁|餃子|オムライス)の作り方を(教えて|知りたい)")
+    + expand("(猫|犬|金魚|ハムスター)の(飼い方|しつけ方)を教えて")
+    + expand("(なぞなぞ|しりとり|クイズ大会)(しよう|やろう|しない？)")
+    + expand("(面白い話|怖い話|昔話|豆知識)(して|を聞かせて|教えて)")
+    + expand("(新しい車を買う|仕事を辞める|猫を飼う|引っ越す)べきかな？")
+    + expand("(ニュース|ハムレット|スター・ウォーズ|昨日のドラマ)の(あらすじ|要約|内容)を教えて")
+    + expand("(バナナ|コーヒー一杯|コーラ|りんご)(の|って)カロリーはどれくらい？")
 )
 
 # ----------------------------------------------------------------------------- system prompts (train only)

@@ -73,6 +73,8 @@ def main():
     ap.add_argument("--data-dir", default=None, help="corpus dir (default models/assist-moe/data)")
     ap.add_argument("--prompt-loss", type=float, default=0.3,
                     help="weight of an auxiliary next-token loss on the request tokens (0: answer only)")
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="residual dropout on the attention and expert outputs while training (not exported)")
     ap.add_argument("--eval-test", type=int, default=0,
                     help="at each checkpoint, teacher-forced exact match on the first N test requests")
     args = ap.parse_args()
@@ -158,6 +160,8 @@ def main():
         fast = FastQwen3Moe(cfg)  # same math as Qwen3MoeForCausalLM, batched experts (CPU speed)
     if args.tie:
         fast.lm_head.weight = fast.embed_tokens.weight
+    for layer in fast.layers:
+        layer.drop.p = args.dropout
     gen_cfg = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False, max_new_tokens=64, bos_token_id=None)
 
     def export(final=False):
@@ -167,9 +171,12 @@ def main():
         hf.generation_config = gen_cfg
         # the exported model must compute exactly what was trained
         ids, _, _ = batchify(enc_valid[:8])
+        was_training = fast.training
+        fast.eval()
         with torch.no_grad():
             a = fast.lm_head(fast.hidden(ids)[0])
             b = hf(input_ids=ids).logits
+        fast.train(was_training)
         err = (a - b).abs().max().item()
         assert err < 1e-3, err
         if final or args.resume:
