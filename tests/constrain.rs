@@ -388,16 +388,20 @@ fn logprobs_cover_every_generated_token() {
     let mut job = e.prepare_chat(req, "s".into(), 96).unwrap();
     let f = e.run(&mut job.gen, |_| {}).unwrap();
     let lp = f.logprobs.as_ref().expect("logprobs asked");
-    let spelled = e.decode(&lp.iter().map(|t| t.token).collect::<Vec<_>>()).unwrap();
-    let shorter = e
-        .decode(&lp[..lp.len() - 1].iter().map(|t| t.token).collect::<Vec<_>>())
-        .unwrap();
+    let spell = |n: usize| {
+        let ids: Vec<u32> = lp[..n].iter().map(|t| t.token).collect();
+        e.decode(&ids).unwrap()
+    };
+    let (spelled, shorter) = (spell(lp.len()), spell(lp.len() - 1));
     assert!(
         f.text.ends_with("{\"") && spelled.starts_with(&f.text) && shorter.len() < f.text.len(),
         "{:?} / {spelled:?}",
         f.text
     );
-    assert!(f.completion_tokens > lp.len(), "the stop sequence's tokens were generated");
+    assert!(
+        f.completion_tokens > lp.len(),
+        "the stop sequence's tokens were generated"
+    );
     // not asked, not sent
     let out = e
         .complete_chat(
