@@ -263,6 +263,51 @@ fn grounded_strings_are_copied_from_the_request() {
     }
 }
 
+/// A grounded value may come from any user turn (or tool result), not only
+/// the last one: the constraint built for a two-turn request takes a name
+/// from the first turn and refuses one that no message holds.
+#[test]
+fn grounded_values_may_come_from_earlier_turns() {
+    let e = engine();
+    let tools = grounded_catalogue();
+    let req = ChatRequest::parse(
+        json!({"model": "m", "tools": tools, "messages": [
+            {"role": "user", "content": "Text Marcus Lee"},
+            {"role": "assistant", "content": "What should I say?"},
+            {"role": "user", "content": "that the door code is 4512"}]})
+        .to_string()
+        .as_bytes(),
+        1 << 20,
+    )
+    .unwrap()
+    .validate(&RequestLimits::default())
+    .unwrap();
+    let spec = e.constraint_spec(&req).unwrap().expect("tools constrain");
+    let takes = |call: &str| {
+        let mut c =
+            moe_edge::constrain::Constraint::new(spec.clone(), e.constrain_vocab().unwrap());
+        let text = format!("<tool_call>{call}");
+        e.encode(&text)
+            .unwrap()
+            .into_iter()
+            .all(|t| c.advance(t).is_ok())
+    };
+    let call = |contact: &str, text: &str| {
+        format!(
+            r#"{{"name": "send_message", "arguments": {{"contact": "{contact}", "text": "{text}"}}}}"#
+        )
+    };
+    assert!(takes(&call("Marcus Lee", "the door code is 4512")));
+    assert!(
+        !takes(&call("Marcus Leigh", "the door code is 4512")),
+        "a name no message holds"
+    );
+    assert!(
+        !takes(&call("Marcus Lee", "What should I say?")),
+        "not the assistant's words"
+    );
+}
+
 #[test]
 fn confidence_is_reported_and_gated() {
     let e = engine();

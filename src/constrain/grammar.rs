@@ -7,7 +7,7 @@
 //! trained; every string, number and array has a length bound so the
 //! automaton is finite. A string schema with `"x-grounded": true` must be
 //! copied from the request: the grammar carries that text
-//! ([`Grammar::reference`], the last user message), so a grammar with
+//! ([`Grammar::reference`], the request's user and tool messages), so a grammar with
 //! grounded strings belongs to one request.
 
 use serde_json::{Map, Value};
@@ -166,9 +166,9 @@ pub struct Grammar {
     pub tries: Vec<LitTrie>,
     pub patterns: Vec<Nfa>,
     pub top: Top,
-    /// What grounded strings are copied from (the request's last user
-    /// message; at most [`MAX_REFERENCE`] bytes). Empty: a grounded string
-    /// can only be `""`.
+    /// What grounded strings are copied from (the request's user and tool
+    /// messages joined by NUL; its last [`MAX_REFERENCE`] bytes). Empty: a
+    /// grounded string can only be `""`.
     pub reference: Vec<u8>,
     /// Which strings occur in [`Grammar::reference`] (its suffix automaton).
     pub grounding: SubstringIndex,

@@ -13,7 +13,8 @@ use crate::openai::{Tool, ToolChoice};
 
 /// The spec of a request's tools; `None` when nothing is to be constrained
 /// (no tools and no JSON response format). `reference` is what `x-grounded`
-/// strings are copied from (the request's last user message).
+/// strings are copied from (`ChatRequest::grounding_text`: the request's user and
+/// tool messages).
 pub fn spec_for(
     tools: &[Tool],
     choice: &ToolChoice,

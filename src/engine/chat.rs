@@ -77,13 +77,13 @@ impl Engine {
     /// The decoding constraint of a request: its tools' schemas and
     /// tool_choice, or its JSON `response_format` (`None`: unconstrained).
     pub fn constraint_spec(&self, req: &ValidRequest) -> Result<Option<Spec>, ApiError> {
-        let last_user = req.last_user_text();
+        let grounding = req.grounding_text();
         spec_for(
             req.tools(),
             &req.tool_choice,
             req.parallel_tool_calls,
             req.response_format.as_ref(),
-            last_user.as_deref(),
+            Some(&grounding),
         )
         .map_err(|e| {
             let param = if req.tools().is_empty() {

@@ -331,7 +331,7 @@ impl EvalReport {
 
 /// Decoding constrained to a catalogue's tools (tool_choice auto), as a
 /// request offering them would be. With `x-grounded` strings each example
-/// gets its own grammar (grounded on its last user message); otherwise all
+/// gets its own grammar (grounded on its user messages); otherwise all
 /// share one, and its mask cache.
 #[derive(Debug)]
 pub struct CatalogueConstraint {
@@ -365,7 +365,7 @@ impl CatalogueConstraint {
         if let Some(s) = &self.shared {
             return Ok(s.clone());
         }
-        catalogue_spec(&self.tools, req.last_user_text().as_deref())
+        catalogue_spec(&self.tools, Some(&req.grounding_text()))
             .map_err(|e| EngineError::Invalid(e.to_string()))
     }
 }

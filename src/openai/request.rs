@@ -693,13 +693,18 @@ impl ChatRequest {
             .any(|m| m.content.as_ref().is_some_and(Content::has_non_text))
     }
 
-    /// The text of the last user message (what `x-grounded` strings are copied from).
-    pub fn last_user_text(&self) -> Option<String> {
+    /// What `x-grounded` strings are copied from: the text of every user and
+    /// tool message, in order, joined by NUL (a grounded value never holds
+    /// NUL, so none spans two messages). System and assistant messages are
+    /// left out: a grounded value is what the user said or a tool returned,
+    /// not the app's instructions or the model's own earlier words.
+    pub fn grounding_text(&self) -> String {
         self.messages
             .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
+            .filter(|m| matches!(m.role, Role::User | Role::Tool))
             .map(Message::text)
+            .collect::<Vec<_>>()
+            .join("\0")
     }
 
     /// The conversation reduced to text (non-text parts dropped, text parts joined by `\n`).
@@ -1350,6 +1355,23 @@ mod tests {
             Value::Array(a) => Value::Array(a.iter().map(strip_nulls).collect()),
             other => other.clone(),
         }
+    }
+
+    #[test]
+    fn grounding_text_is_the_user_and_tool_messages() {
+        let req = parse(json!({"model": "m", "messages": [
+            {"role": "system", "content": "You are the in-car assistant."},
+            {"role": "user", "content": "Text Anna"},
+            {"role": "assistant", "content": "What should I say?"},
+            {"role": "tool", "tool_call_id": "c1", "content": "Anna Kim"},
+            {"role": "user", "content": [{"type": "text", "text": "that I'm late"}]}
+        ]}))
+        .unwrap();
+        assert_eq!(req.grounding_text(), "Text Anna\0Anna Kim\0that I'm late");
+        let none = parse(json!({"model": "m", "messages": [
+            {"role": "system", "content": "hi"}]}))
+        .unwrap();
+        assert_eq!(none.grounding_text(), "");
     }
 
     #[test]
