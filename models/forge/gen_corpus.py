@@ -1156,6 +1156,25 @@ def _grammar_pool(lang):
 
 
 GRAMMAR = {"en": _grammar_pool("en"), "ja": _grammar_pool("ja")}
+# How a training request picks its composed phrasing: "expansion" (every expansion equally likely, so a frame
+# with many alternatives is drawn more often; the committed corpus) or "frame" (first a frame, then one of its
+# expansions: a short indirect wish such as "my seat is cold" is drawn as often as a long direct command).
+SAMPLE_BY = "expansion"
+
+
+def _by_frame(pool):
+    frames = {}
+    for t in pool:
+        frames.setdefault(t[3], []).append(t)
+    return list(frames.values())
+
+
+GRAMMAR_FRAMES = {lang: {tool: _by_frame(p) for tool, p in g.items()} for lang, g in GRAMMAR.items()}
+
+
+def set_sample_by(how):
+    global SAMPLE_BY
+    SAMPLE_BY = how
 
 
 def _grams(text, lang):
@@ -1262,8 +1281,11 @@ def gen_tool_example(ctx, tools, tool):
     r = ctx.rng
     tpls = split_templates((EN if ctx.lang == "en" else JA)[tool], ctx.split)
     if ctx.split == "train" and r.random() < GRAMMAR_P:
-        tpls = GRAMMAR[ctx.lang][tool]
-    pattern, fixed, kind = r.choice(tpls)
+        if SAMPLE_BY == "frame":
+            tpls = r.choice(GRAMMAR_FRAMES[ctx.lang][tool])
+        else:
+            tpls = GRAMMAR[ctx.lang][tool]
+    pattern, fixed, kind = r.choice(tpls)[:3]
     core, args = fill(ctx, tool, pattern, fixed)
     if ctx.lang == "en":
         wraps = wrap_pool(EN_WRAP if kind == "cmd" else EN_FREE_WRAP, ctx.split)
@@ -1373,7 +1395,10 @@ def main():
     ap.add_argument("--n-valid", type=int, default=600)
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--out", default=os.path.join(MODEL_DIR, "data"))
+    ap.add_argument("--sample-by", choices=["expansion", "frame"], default=SAMPLE_BY,
+                    help="how training requests pick a composed phrasing (see SAMPLE_BY)")
     args = ap.parse_args()
+    set_sample_by(args.sample_by)
     tools = load_tools()
     os.makedirs(args.out, exist_ok=True)
     train = generate("train", args.n_train, args.seed, tools)

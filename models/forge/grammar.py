@@ -35,14 +35,16 @@ def F(pattern, fixed=None, kind="cmd"):
 
 
 def _build(spec):
+    """tool -> its expansions, each once (the first frame that produces it keeps it); every entry is
+    (pattern, fixed arguments, kind, frame number within the tool)."""
     out = {}
     for tool, frames in spec.items():
         seen, lst = set(), []
-        for frame in frames:
+        for i, frame in enumerate(frames):
             for t in frame:
                 if t[0] not in seen:
                     seen.add(t[0])
-                    lst.append(t)
+                    lst.append(t + (i,))
         out[tool] = lst
     return out
 
