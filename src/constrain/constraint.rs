@@ -104,7 +104,6 @@ fn no_grammar() -> Arc<Grammar> {
             patterns: Vec::new(),
             masks: Default::default(),
             top: super::grammar::Top::Json { root: 0 },
-            reference: Vec::new(),
             grounding: Default::default(),
         })
     })

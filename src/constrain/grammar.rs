@@ -7,7 +7,7 @@
 //! trained; every string, number and array has a length bound so the
 //! automaton is finite. A string schema with `"x-grounded": true` must be
 //! copied from the request: the grammar carries that text
-//! ([`Grammar::reference`], the request's user and tool messages), so a grammar with
+//! ([`Grammar::grounding`], the request's user and tool messages), so a grammar with
 //! grounded strings belongs to one request.
 
 use serde_json::{Map, Value};
@@ -102,7 +102,7 @@ pub enum Node {
         max: u32,
         pattern: Option<u32>,
         /// `x-grounded: true`: the value is copied from the grammar's
-        /// [`Grammar::reference`] (a substring of it, byte for byte).
+        /// [`Grammar::grounding`] (a substring of it, byte for byte).
         grounded: bool,
     },
     Number {
@@ -166,11 +166,9 @@ pub struct Grammar {
     pub tries: Vec<LitTrie>,
     pub patterns: Vec<Nfa>,
     pub top: Top,
-    /// What grounded strings are copied from (the request's user and tool
-    /// messages joined by NUL; its last [`MAX_REFERENCE`] bytes). Empty: a
-    /// grounded string can only be `""`.
-    pub reference: Vec<u8>,
-    /// Which strings occur in [`Grammar::reference`] (its suffix automaton).
+    /// What grounded strings are copied from, with its suffix automaton (the
+    /// request's user and tool messages joined by NUL; their last
+    /// [`MAX_REFERENCE`] bytes). Empty: a grounded string can only be `""`.
     pub grounding: SubstringIndex,
     /// Byte-token masks by (vocabulary, matcher state), shared by every
     /// generation using this grammar (bounded: emptied when full).
@@ -687,8 +685,7 @@ impl Grammar {
         while !text.is_char_boundary(from) {
             from += 1;
         }
-        self.reference = text.as_bytes()[from..].to_vec();
-        self.grounding = SubstringIndex::new(&self.reference);
+        self.grounding = SubstringIndex::new(&text.as_bytes()[from..]);
         self
     }
 
@@ -731,7 +728,6 @@ impl Grammar {
                 tool_names: tools.iter().map(|(n, _)| n.clone()).collect(),
                 args,
             },
-            reference: Vec::new(),
             grounding: SubstringIndex::default(),
         })
     }
@@ -750,7 +746,6 @@ impl Grammar {
             patterns: c.patterns,
             masks: Default::default(),
             top: Top::Json { root },
-            reference: Vec::new(),
             grounding: SubstringIndex::default(),
         })
     }

@@ -11,6 +11,7 @@
 /// A suffix automaton of one text. State 0 is the root (the empty string).
 #[derive(Debug, Clone)]
 pub struct SubstringIndex {
+    text: Vec<u8>,
     states: Vec<State>,
 }
 
@@ -89,7 +90,15 @@ impl SubstringIndex {
             }
             last = cur;
         }
-        SubstringIndex { states }
+        SubstringIndex {
+            text: text.to_vec(),
+            states,
+        }
+    }
+
+    /// The text indexed.
+    pub fn text(&self) -> &[u8] {
+        &self.text
     }
 
     /// From `state` (the string read so far), the state after one more byte

@@ -461,8 +461,10 @@ fn grounded_strings_are_substrings_of_the_reference() {
     // a long reference keeps its end, cut at a character boundary
     let long = format!("{}駅", "x".repeat(grammar::MAX_REFERENCE));
     let g = Grammar::for_json(&schema).unwrap().with_reference(&long);
-    assert!(g.reference.len() <= grammar::MAX_REFERENCE);
-    assert!(std::str::from_utf8(&g.reference).unwrap().ends_with("x駅"));
+    assert!(g.grounding.text().len() <= grammar::MAX_REFERENCE);
+    assert!(std::str::from_utf8(g.grounding.text())
+        .unwrap()
+        .ends_with("x駅"));
 }
 
 #[test]
