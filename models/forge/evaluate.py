@@ -23,7 +23,7 @@ from gen_corpus import MODEL_DIR, load_tools, target_text  # noqa: E402
 torch.set_num_threads(2)
 HF = os.path.join(MODEL_DIR, "hf")
 
-from hand import HAND, HAND2, HAND3  # noqa: E402
+from hand import HAND, HAND2, HAND3, HAND4  # noqa: E402
 
 GOLDEN_PROMPTS = [
     [{"role": "user", "content": "Set the driver side to 22 degrees"}],
@@ -155,14 +155,27 @@ def routing_stats(model, tok, rows, per_group=150):
     return stats
 
 
+ALL_HAND = HAND + HAND2 + HAND3 + HAND4
+
+
+def verbatim_in_train(data_dir, hand):
+    """How many of `hand`'s requests are also training requests, word for word ("?" without train.jsonl)."""
+    p = os.path.join(data_dir, "train.jsonl")
+    if not os.path.exists(p):
+        return "?"
+    with open(p, encoding="utf-8") as f:
+        texts = {json.loads(line)["messages"][-1]["content"] for line in f}
+    return sum(t in texts for _, t, _ in hand)
+
+
 def write_hand(path):
     """The hand-written sets in the labelled-split format of data/*.jsonl."""
     with open(path, "w", encoding="utf-8") as f:
-        for lang, text, expected in HAND + HAND2 + HAND3:
+        for lang, text, expected in ALL_HAND:
             row = {"messages": [{"role": "user", "content": text}], "expected": expected,
                    "lang": lang, "scenario": "hand"}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(HAND) + len(HAND2) + len(HAND3)} hand-written requests to {path}")
+    print(f"wrote {len(ALL_HAND)} hand-written requests to {path}")
 
 
 def pct(a, b):
@@ -249,7 +262,7 @@ def main():
         if not ok and o != UNDECODED:
             failures.append((r, o))
 
-    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in HAND + HAND2 + HAND3])
+    hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in ALL_HAND])
     stats = routing_stats(model, tok, rows)
 
     n = len(rows)
@@ -313,7 +326,12 @@ def main():
              "to differ from the generator's where it was easy.", HAND2, hand_out[len(HAND):len(HAND) + len(HAND2)]),
             ("Set 3, written in the seventh session before that session's corpus changes and before any model trained "
              "on them: everyday wordings, values outside the pools, out-of-domain requests that use the tools' words.",
-             HAND3, hand_out[len(HAND) + len(HAND2):])]
+             HAND3, hand_out[len(HAND) + len(HAND2):len(HAND) + len(HAND2) + len(HAND3)]),
+            ("Set 4, written in the eighth session before its checkpoint was evaluated on anything; not kept out of "
+             f"the training phrasings by the leak guard: {verbatim_in_train(args.data_dir, HAND4)} of its "
+             f"{len(HAND4)} requests are also training requests, word for word (short commands such as "
+             "\"Pause the music\", 「写真撮って」).",
+             HAND4, hand_out[len(HAND) + len(HAND2) + len(HAND3):])]
     for title, hand, outs in sets:
         L.append(title + "\n")
         L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")

@@ -1157,9 +1157,10 @@ def _grammar_pool(lang):
 
 GRAMMAR = {"en": _grammar_pool("en"), "ja": _grammar_pool("ja")}
 # How a training request picks its composed phrasing: "expansion" (every expansion equally likely, so a frame
-# with many alternatives is drawn more often; the committed corpus) or "frame" (first a frame, then one of its
-# expansions: a short indirect wish such as "my seat is cold" is drawn as often as a long direct command).
-SAMPLE_BY = "expansion"
+# with many alternatives is drawn more often; the corpus up to the seventh session) or "frame" (first a frame,
+# then one of its expansions: a short indirect wish such as "my seat is cold" is drawn as often as a long direct
+# command; the committed corpus since the eighth session).
+SAMPLE_BY = "frame"
 
 
 def _by_frame(pool):

@@ -530,16 +530,55 @@ NOISE_EN = ADJ_EN + NOUN_EN + [w for o in OBJ_EN for w in o.split()] + CITIES_EN
 NOISE_JA = SURNAME_A + SURNAME_B + GIVEN_A + PLACE_A + PLACE_B + HIRA + KATA + JA_WORDS
 
 
+# Wide noise (eighth session): letters and characters outside every pool, so that copying, not the pools'
+# statistics, is what the model learns: any letter string, upper-case acronyms ("COTEN", "J-WAVE"), codes
+# ("T5", "B-12"), every kana (small ones and the long mark included) and kanji from the whole CJK block
+# (most of them are not tokens of the 2048 vocabulary, so they are copied as their three UTF-8 bytes).
+NOISE_WIDE = True
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+HIRA_ALL = [chr(c) for c in range(0x3041, 0x3094)] + ["ー"]
+KATA_ALL = [chr(c) for c in range(0x30A1, 0x30F5)] + ["ー"]
+
+
+def letter_word(rng):
+    w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 8)))
+    x = rng.random()
+    return w.upper() if x < 0.35 else w.capitalize() if x < 0.75 else w
+
+
+def code_word(rng):
+    a = "".join(rng.choice(LETTERS.upper()) for _ in range(rng.randint(1, 3)))
+    return a + rng.choice(["", "-", " "]) + str(rng.randint(1, 999)) if rng.random() < 0.7 else a + "-" + letter_word(rng).upper()
+
+
 def noise_en(rng):
     words = []
     for _ in range(rng.randint(1, 6)):
         x = rng.random()
-        words.append(synth_word(rng) if x < 0.3 else str(rng.randint(0, 9999)) if x < 0.4 else rng.choice(NOISE_EN))
+        if NOISE_WIDE and x < 0.3:
+            words.append(letter_word(rng) if x < 0.22 else code_word(rng))
+            continue
+        words.append(synth_word(rng) if x < 0.5 else str(rng.randint(0, 9999)) if x < 0.58 else rng.choice(NOISE_EN))
     s = " ".join(words)
     return s[:1].upper() + s[1:] if rng.random() < 0.5 else s
 
 
+def wide_ja_unit(rng):
+    x = rng.random()
+    if x < 0.3:
+        return rng.choice(HIRA_ALL)
+    if x < 0.55:
+        return rng.choice(KATA_ALL)
+    if x < 0.75:
+        return chr(rng.randint(0x4E00, 0x9FA5))
+    if x < 0.9:
+        return rng.choice(NOISE_JA)
+    return letter_word(rng).upper() if rng.random() < 0.7 else str(rng.randint(1, 99))
+
+
 def noise_ja(rng):
+    if NOISE_WIDE and rng.random() < 0.5:
+        return "".join(wide_ja_unit(rng) for _ in range(rng.randint(2, 7)))
     s = "".join(rng.choice(NOISE_JA) for _ in range(rng.randint(2, 9)))
     if rng.random() < 0.2:
         s += str(rng.randint(1, 999))
