@@ -370,8 +370,13 @@ impl CatalogueConstraint {
     }
 }
 
-/// Greedy-decode every example (max 64 new tokens) and score it; with
-/// `constraint`, decoding is constrained to the catalogue's tools.
+/// At most this many new tokens per example: well above the longest reference
+/// answer of the demo splits (73 tokens: a message text of 50 characters), so a
+/// right answer is never cut short (evaluate.py's teacher-forced check has no cap).
+pub const EVAL_MAX_TOKENS: usize = 128;
+
+/// Greedy-decode every example (at most [`EVAL_MAX_TOKENS`] new tokens) and
+/// score it; with `constraint`, decoding is constrained to the catalogue's tools.
 pub fn evaluate(
     engine: &Engine,
     examples: &[(usize, Example)],
@@ -392,7 +397,7 @@ pub fn evaluate(
         let mut g = engine.begin(
             &prompt,
             GenParams {
-                max_tokens: 64,
+                max_tokens: EVAL_MAX_TOKENS,
                 constraint: spec,
                 ..GenParams::default()
             },
