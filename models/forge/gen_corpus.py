@@ -1351,6 +1351,11 @@ COPY_TOOLS = {"call_contact", "send_message", "navigate_to", "play_media", "get_
 COPY_WEIGHT = 1.6
 
 
+def set_copy_weight(w):
+    global COPY_WEIGHT
+    COPY_WEIGHT = w
+
+
 def generate(split, n, seed, tools, exclude=None):
     rng = random.Random(seed)
     names = list(tools)
@@ -1396,10 +1401,13 @@ def main():
     ap.add_argument("--n-valid", type=int, default=600)
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--out", default=os.path.join(MODEL_DIR, "data"))
+    ap.add_argument("--copy-weight", type=float, default=COPY_WEIGHT,
+                    help="how much more often a training request is for a tool whose arguments are copied (COPY_TOOLS)")
     ap.add_argument("--sample-by", choices=["expansion", "frame"], default=SAMPLE_BY,
                     help="how training requests pick a composed phrasing (see SAMPLE_BY)")
     args = ap.parse_args()
     set_sample_by(args.sample_by)
+    set_copy_weight(args.copy_weight)
     tools = load_tools()
     os.makedirs(args.out, exist_ok=True)
     train = generate("train", args.n_train, args.seed, tools)
