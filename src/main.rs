@@ -341,19 +341,20 @@ fn load_tools(path: &std::path::Path) -> anyhow::Result<Vec<moe_edge::openai::To
 }
 
 fn chat(a: ChatArgs) -> anyhow::Result<()> {
+    use moe_edge::engine::chat::ChatPolicy;
     use moe_edge::openai::{ChatRequest, Message, RequestLimits};
     let board = Board::load(&a.board)?;
     let engine = Engine::load(&a.bundle, &board, Verify::Full)
         .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
     let limits = RequestLimits::default();
-    let cap = board.limits.max_tokens;
+    let policy = ChatPolicy::of(&board);
     let mut n = 0u64;
     let mut run = |req: ChatRequest| -> serde_json::Value {
         n += 1;
         let id = format!("chatcmpl-local-{n}");
         match req
             .validate(&limits)
-            .and_then(|v| engine.complete_chat(v, id, cap))
+            .and_then(|v| engine.complete_chat(v, id, policy))
         {
             Ok(out) => serde_json::to_value(&out.completion).expect("completion serialises"),
             Err(e) => e.to_value(),

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use moe_edge::bundle::Verify;
 use moe_edge::config::Board;
+use moe_edge::engine::chat::ChatPolicy;
 use moe_edge::engine::schema;
 use moe_edge::engine::toolcall::FallbackReason;
 use moe_edge::engine::Engine;
@@ -109,7 +110,9 @@ fn every_tool_choice_variant_on_adversarial_prompts() {
         for (label, choice) in &choices {
             let ctx = format!("{prompt:?} tool_choice={label}");
             let req = request(prompt, json!({"tools": tools_json, "tool_choice": choice}));
-            let out = e.complete_chat(req, "t".into(), 96).unwrap();
+            let out = e
+                .complete_chat(req, "t".into(), ChatPolicy::capped(96))
+                .unwrap();
             let choice0 = &out.completion.choices[0];
             let msg = &choice0.message;
             // never a malformed or invalid call: only the model's own fallback marker
@@ -171,7 +174,9 @@ fn response_format_json_schema() {
             json!({"response_format": {"type": "json_schema",
                 "json_schema": {"name": "weather", "strict": true, "schema": schema}}}),
         );
-        let out = e.complete_chat(req, "j".into(), 96).unwrap();
+        let out = e
+            .complete_chat(req, "j".into(), ChatPolicy::capped(96))
+            .unwrap();
         let text = out.completion.choices[0]
             .message
             .content
@@ -183,7 +188,9 @@ fn response_format_json_schema() {
     }
     // json_object: some JSON object
     let req = request("hello", json!({"response_format": {"type": "json_object"}}));
-    let out = e.complete_chat(req, "o".into(), 64).unwrap();
+    let out = e
+        .complete_chat(req, "o".into(), ChatPolicy::capped(64))
+        .unwrap();
     let text = out.completion.choices[0]
         .message
         .content
@@ -201,7 +208,9 @@ fn response_format_json_schema() {
         "x",
         json!({"response_format": {"type": "json_schema", "json_schema": {"name": "b", "schema": {"type": "string", "pattern": "(a"}}}}),
     );
-    let err = e.complete_chat(req, "b".into(), 8).unwrap_err();
+    let err = e
+        .complete_chat(req, "b".into(), ChatPolicy::capped(8))
+        .unwrap_err();
     assert_eq!(err.param.as_deref(), Some("response_format"), "{err:?}");
 }
 
@@ -252,7 +261,11 @@ fn grounded_strings_are_copied_from_the_request() {
     ];
     for (prompt, tool, key, want) in cases {
         let out = e
-            .complete_chat(request(prompt, json!({"tools": tools})), "g".into(), 96)
+            .complete_chat(
+                request(prompt, json!({"tools": tools})),
+                "g".into(),
+                ChatPolicy::capped(96),
+            )
             .unwrap();
         assert!(out.fallback.is_none(), "{prompt}: {:?}", out.fallback);
         let calls = out.completion.choices[0].message.tool_calls();
@@ -308,14 +321,21 @@ fn grounded_values_may_come_from_earlier_turns() {
     );
 }
 
+/// 96 new tokens at most, calls below `floor` handed up (the board's gate).
+fn gate(floor: f32) -> ChatPolicy {
+    ChatPolicy {
+        max_tokens_cap: 96,
+        min_confidence: floor,
+    }
+}
+
 #[test]
 fn confidence_is_reported_and_gated() {
     let e = engine();
     let tools = catalogue();
     let run = |floor: f32| {
         let req = request("Set a timer for 12 minutes", json!({"tools": tools}));
-        let mut job = e.prepare_chat(req, "c".into(), 96).unwrap();
-        job.min_confidence = floor;
+        let mut job = e.prepare_chat(req, "c".into(), gate(floor)).unwrap();
         let f = e.run(&mut job.gen, |_| {}).unwrap();
         (f.min_token_p, e.chat_outcome(&job, &f))
     };
@@ -348,8 +368,7 @@ fn confidence_is_reported_and_gated() {
             "Set a timer for 12 minutes",
             json!({"tools": tools, "x-min-confidence": request_floor}),
         );
-        let mut job = e.prepare_chat(req, "r".into(), 96).unwrap();
-        job.min_confidence = board_floor;
+        let mut job = e.prepare_chat(req, "r".into(), gate(board_floor)).unwrap();
         let f = e.run(&mut job.gen, |_| {}).unwrap();
         e.chat_outcome(&job, &f).fallback
     };
@@ -363,8 +382,7 @@ fn confidence_is_reported_and_gated() {
         "Who was the first person on the moon?",
         json!({"tools": tools}),
     );
-    let mut job = e.prepare_chat(req, "m".into(), 96).unwrap();
-    job.min_confidence = 0.99;
+    let mut job = e.prepare_chat(req, "m".into(), gate(0.99)).unwrap();
     let f = e.run(&mut job.gen, |_| {}).unwrap();
     assert_eq!(
         e.chat_outcome(&job, &f).fallback,
@@ -380,7 +398,9 @@ fn logprobs_cover_every_generated_token() {
         "Set a timer for 12 minutes",
         json!({"tools": tools, "logprobs": true, "top_logprobs": 3}),
     );
-    let out = e.complete_chat(req, "l".into(), 96).unwrap();
+    let out = e
+        .complete_chat(req, "l".into(), ChatPolicy::capped(96))
+        .unwrap();
     let c = &out.completion;
     let lp = &c.choices[0].extra["logprobs"]["content"];
     let lp = lp.as_array().expect("logprobs.content");
@@ -430,7 +450,9 @@ fn logprobs_cover_every_generated_token() {
         "Set a timer for 12 minutes",
         json!({"tools": tools, "logprobs": true, "stop": ["minutes"]}),
     );
-    let mut job = e.prepare_chat(req, "s".into(), 96).unwrap();
+    let mut job = e
+        .prepare_chat(req, "s".into(), ChatPolicy::capped(96))
+        .unwrap();
     let f = e.run(&mut job.gen, |_| {}).unwrap();
     let lp = f.logprobs.as_ref().expect("logprobs asked");
     let spell = |n: usize| {
@@ -452,7 +474,7 @@ fn logprobs_cover_every_generated_token() {
         .complete_chat(
             request("Set a timer for 12 minutes", json!({"tools": tools})),
             "n".into(),
-            96,
+            ChatPolicy::capped(96),
         )
         .unwrap();
     assert!(!out.completion.choices[0].extra.contains_key("logprobs"));

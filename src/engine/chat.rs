@@ -11,6 +11,7 @@ use super::generate::{
 };
 use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
 use super::EngineError;
+use crate::config::Board;
 use crate::constrain::request::spec_for;
 use crate::constrain::Spec;
 use crate::openai::{
@@ -29,9 +30,37 @@ pub struct ChatJob {
     pub splitter: StreamSplitter,
     pub accepted: Instant,
     pub started: Instant,
-    /// The board's confidence gate (`cascade.min_confidence`; 0: off); a
-    /// request's `x-min-confidence` replaces it.
+    /// The board's rules this request was started under.
+    pub policy: ChatPolicy,
+}
+
+/// What the board decides for every chat request, given when the request is
+/// started so that no caller can forget part of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChatPolicy {
+    /// `limits.max_tokens`: a request's `max_tokens` is capped to it.
+    pub max_tokens_cap: usize,
+    /// `cascade.min_confidence` (0: off); a request's `x-min-confidence`
+    /// replaces it.
     pub min_confidence: f32,
+}
+
+impl ChatPolicy {
+    /// The policy of `board`.
+    pub fn of(board: &Board) -> Self {
+        ChatPolicy {
+            max_tokens_cap: board.limits.max_tokens,
+            min_confidence: board.cascade.min_confidence,
+        }
+    }
+
+    /// A cap on new tokens and no confidence gate.
+    pub fn capped(max_tokens_cap: usize) -> Self {
+        ChatPolicy {
+            max_tokens_cap,
+            min_confidence: 0.0,
+        }
+    }
 }
 
 /// The device's answer, and whether it should go up the cascade instead.
@@ -100,7 +129,7 @@ impl Engine {
         &self,
         request: ValidRequest,
         id: String,
-        max_tokens_cap: usize,
+        policy: ChatPolicy,
     ) -> Result<ChatJob, ApiError> {
         let accepted = Instant::now();
         let prompt = super::template::render_chat_with_tools(
@@ -109,7 +138,7 @@ impl Engine {
             self.bundle.manifest.chat_template.as_deref(),
         )
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
-        let mut params = self.gen_params(&request, max_tokens_cap);
+        let mut params = self.gen_params(&request, policy.max_tokens_cap);
         params.constraint = self.constraint_spec(&request)?;
         let gen = self.begin(&prompt, params).map_err(|e| api_error(&e))?;
         Ok(ChatJob {
@@ -120,14 +149,17 @@ impl Engine {
             splitter: StreamSplitter::new(),
             accepted,
             started: Instant::now(),
-            min_confidence: 0.0,
+            policy,
         })
     }
 
     /// Turn finished text into the app's reply.
     pub fn chat_outcome(&self, job: &ChatJob, f: &Finished) -> ChatOutcome {
         let parsed = parse_and_check(&f.text, job.request.tools(), &job.request.tool_choice);
-        let floor = job.request.min_confidence.unwrap_or(job.min_confidence);
+        let floor = job
+            .request
+            .min_confidence
+            .unwrap_or(job.policy.min_confidence);
         let fallback = parsed.needs_fallback().or_else(|| {
             // Only calls are gated: the device acts on them, and a long text
             // answer has some unlikely token almost surely.
@@ -223,9 +255,9 @@ impl Engine {
         &self,
         request: ValidRequest,
         id: String,
-        max_tokens_cap: usize,
+        policy: ChatPolicy,
     ) -> Result<ChatOutcome, ApiError> {
-        let mut job = self.prepare_chat(request, id, max_tokens_cap)?;
+        let mut job = self.prepare_chat(request, id, policy)?;
         let f = self.run(&mut job.gen, |_| {}).map_err(|e| api_error(&e))?;
         Ok(self.chat_outcome(&job, &f))
     }

@@ -22,7 +22,7 @@ use crate::bundle::Verify;
 use crate::cascade::policy::{deadline_miss, may_stream_text_early};
 use crate::cascade::{Cascade, ChunkSink, Escalation};
 use crate::config::Board;
-use crate::engine::chat::{api_error, ChatOutcome};
+use crate::engine::chat::{api_error, ChatOutcome, ChatPolicy};
 use crate::engine::toolcall::StreamSplitter;
 use crate::engine::{Engine, Step};
 use crate::openai::{
@@ -107,12 +107,7 @@ impl LocalModel {
                     }
                 };
                 let _ = ready_tx.send(Ok(engine.model_id().to_string()));
-                worker(
-                    engine,
-                    board.limits.max_tokens,
-                    board.cascade.min_confidence,
-                    rx,
-                );
+                worker(engine, ChatPolicy::of(&board), rx);
             })
             .map_err(|e| HostError::Model(format!("cannot start the engine thread: {e}")))?;
         let model_id = ready_rx
@@ -354,7 +349,7 @@ impl Streamer {
 }
 
 /// The engine thread: one job at a time, to its end (or its caller's departure).
-fn worker(engine: Engine, cap: usize, min_confidence: f32, mut jobs: mpsc::Receiver<Job>) {
+fn worker(engine: Engine, policy: ChatPolicy, mut jobs: mpsc::Receiver<Job>) {
     let rates = Mutex::new(Rates::default());
     while let Some(job) = jobs.blocking_recv() {
         if job.events.is_closed() {
@@ -364,18 +359,17 @@ fn worker(engine: Engine, cap: usize, min_confidence: f32, mut jobs: mpsc::Recei
         let deadline = job.deadline;
         let deadline_ms =
             deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis() as u64);
-        let mut cj = match engine.prepare_chat(job.request, job.id, cap) {
-            Ok(mut cj) => {
-                cj.min_confidence = min_confidence;
-                cj
-            }
+        let mut cj = match engine.prepare_chat(job.request, job.id, policy) {
+            Ok(cj) => cj,
             Err(e) => {
                 let _ = events.blocking_send(Event::Failed(e));
                 continue;
             }
         };
         let r = *rates.lock().expect("rates");
-        let max_new = engine.gen_params(&cj.request, cap).max_tokens;
+        let max_new = engine
+            .gen_params(&cj.request, policy.max_tokens_cap)
+            .max_tokens;
         if let Some(why) = deadline_miss(
             deadline_ms,
             cj.gen.prompt_tokens(),

@@ -20,6 +20,7 @@ use super::reply::{Reply, ReplyTo, StreamState};
 use super::status::{State, StatusBase};
 use super::worker::{final_messages, Escalation, Outgoing, Pending, Shared, Worker};
 use super::{BrokerChoice, Ready, ServeConfig, ServeError};
+use crate::engine::chat::ChatPolicy;
 use crate::engine::Engine;
 use crate::openai::{ApiError, ChatCompletionChunk, ChatRequest, ErrorCode, RequestLimits};
 use crate::transport::{
@@ -151,8 +152,7 @@ pub(super) async fn run(
         escalations: esc_tx,
         policy: config.policy,
         max_concurrent: limits.max_concurrent.max(1),
-        max_tokens_cap: limits.max_tokens,
-        min_confidence: config.board.cascade.min_confidence,
+        chat: ChatPolicy::of(&config.board),
         device: device.to_string(),
     };
     let (engine_done_tx, engine_done_rx) = oneshot::channel::<()>();

@@ -21,7 +21,7 @@ use super::admission::{pick_next, Admission, Policy, Running, Waiting};
 use super::escalate::EscalateReason;
 use super::reply::{Reply, ReplyTo, StreamState};
 use super::status::Load;
-use crate::engine::chat::{api_error, ChatJob};
+use crate::engine::chat::{api_error, ChatJob, ChatPolicy};
 use crate::engine::{Engine, EngineError, Step};
 use crate::experts::ExpertError;
 use crate::openai::{ApiError, ChatCompletion, ErrorCode, ValidRequest};
@@ -129,9 +129,8 @@ pub(crate) struct Worker {
     pub escalations: Option<mpsc::Sender<Escalation>>,
     pub policy: Policy,
     pub max_concurrent: usize,
-    pub max_tokens_cap: usize,
-    /// The board's `cascade.min_confidence` (0: off).
-    pub min_confidence: f32,
+    /// The board's token cap and confidence gate.
+    pub chat: ChatPolicy,
     pub device: String,
 }
 
@@ -279,8 +278,7 @@ impl Worker {
         let include_usage = request.include_usage;
         let deadline_ms = request.deadline_ms;
         let prepared = catch_unwind(AssertUnwindSafe(|| {
-            self.engine
-                .prepare_chat(request, id.clone(), self.max_tokens_cap)
+            self.engine.prepare_chat(request, id.clone(), self.chat)
         }))
         .unwrap_or_else(|_| {
             Err(ApiError::internal(
@@ -291,7 +289,6 @@ impl Worker {
             Err(e) => self.fail(reply, &id, e),
             Ok(mut job) => {
                 job.accepted = arrived;
-                job.min_confidence = self.min_confidence;
                 let stream = stream.then(|| {
                     StreamState::new(&job.id, self.engine.model_id(), job.created, include_usage)
                 });
