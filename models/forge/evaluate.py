@@ -320,18 +320,22 @@ def main():
         for r, o in failures[:25]:
             L.append(f"| {r['messages'][-1]['content']} | `{target_text(r['expected']).replace('<|im_end|>', '')}` | `{o.replace('<|im_end|>', '')}` |")
     L.append("\n## Hand-written requests (not generated)\n")
-    sets = [("Set 1, written by hand for this report; names, places and texts mostly outside the generator pools.",
-             HAND, hand_out[:len(HAND)]),
-            ("Set 2, written after `grammar.py` and before any model trained on it was evaluated; phrasings chosen "
-             "to differ from the generator's where it was easy.", HAND2, hand_out[len(HAND):len(HAND) + len(HAND2)]),
-            ("Set 3, written in the seventh session before that session's corpus changes and before any model trained "
-             "on them: everyday wordings, values outside the pools, out-of-domain requests that use the tools' words.",
-             HAND3, hand_out[len(HAND) + len(HAND2):len(HAND) + len(HAND2) + len(HAND3)]),
-            ("Set 4, written in the eighth session before its checkpoint was evaluated on anything; not kept out of "
-             f"the training phrasings by the leak guard: {verbatim_in_train(args.data_dir, HAND4)} of its "
-             f"{len(HAND4)} requests are also training requests, word for word (short commands such as "
-             "\"Pause the music\", 「写真撮って」).",
-             HAND4, hand_out[len(HAND) + len(HAND2) + len(HAND3):])]
+    titles = [
+        (HAND, "Set 1, written by hand for this report; names, places and texts mostly outside the generator pools."),
+        (HAND2, "Set 2, written after `grammar.py` and before any model trained on it was evaluated; phrasings chosen "
+                "to differ from the generator's where it was easy."),
+        (HAND3, "Set 3, written in the seventh session before that session's corpus changes and before any model "
+                "trained on them: everyday wordings, values outside the pools, out-of-domain requests that use the "
+                "tools' words."),
+        (HAND4, "Set 4, written in the eighth session before its checkpoint was evaluated on anything; not kept out of "
+                f"the training phrasings by the leak guard: {verbatim_in_train(args.data_dir, HAND4)} of its "
+                f"{len(HAND4)} requests are also training requests, word for word (short commands such as "
+                "\"Pause the music\", 「写真撮って」)."),
+    ]
+    sets, at = [], 0
+    for hand, title in titles:
+        sets.append((title, hand, hand_out[at:at + len(hand)]))
+        at += len(hand)
     for title, hand, outs in sets:
         L.append(title + "\n")
         L.append("| lang | request | wanted | model | ok |\n|---|---|---|---|---|")
