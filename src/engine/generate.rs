@@ -136,6 +136,11 @@ impl Generation {
     pub fn prompt_tokens(&self) -> usize {
         self.prompt.len()
     }
+    /// The most new tokens this generation may write (its request's
+    /// `max_tokens` under the board's cap).
+    pub fn max_new_tokens(&self) -> usize {
+        self.params.max_tokens
+    }
     pub fn generated_tokens(&self) -> &[u32] {
         &self.generated
     }

@@ -367,9 +367,7 @@ fn worker(engine: Engine, policy: ChatPolicy, mut jobs: mpsc::Receiver<Job>) {
             }
         };
         let r = *rates.lock().expect("rates");
-        let max_new = engine
-            .gen_params(&cj.request, policy.max_tokens_cap)
-            .max_tokens;
+        let max_new = cj.gen.max_new_tokens();
         if let Some(why) = deadline_miss(
             deadline_ms,
             cj.gen.prompt_tokens(),
