@@ -291,10 +291,9 @@ struct EvalArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,rumqttd=warn"),
-    )
-    .init();
+    let default_filter = format!("info,{}", moe_edge::transport::broker::QUIET_LOG_FILTER);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Chat(a) => chat(a),

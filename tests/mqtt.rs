@@ -352,6 +352,165 @@ async fn rumqttd_serves_mqtt311_on_next_port() {
     sub.shutdown().await;
 }
 
+/// Waits up to `within` until the embedded broker holds `want` filter logs or
+/// fewer; returns the last count seen.
+async fn filters_settle_to(broker: &Broker, want: usize, within: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let n = broker.filter_count();
+        if n <= want || start.elapsed() > within {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The patched rumqttd drops a filter's message log once nothing can read it
+/// again. Apps that use a fresh client and reply topic per request (as
+/// `moe-edge ask` does) used to grow the embedded broker by every reply they
+/// received; now the broker holds only the live subscriptions' logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_forgets_reply_topics_nobody_reads() {
+    let broker = embedded_broker();
+    let url = broker.url();
+    let publ = Client::new(&url, "gc-pub", |_| {}).await;
+    let mut keep = Client::new(&url, "gc-keep", |_| {}).await;
+    keep.handle
+        .subscribe("t/gc/live", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut keep, &publ.handle, "t/gc/live").await;
+    let base = broker.filter_count();
+    assert!(base >= 1, "the live subscription holds a log");
+
+    for i in 0..20 {
+        let mut app = Client::new(&url, &format!("gc-app-{i}"), |_| {}).await;
+        let topic = format!("t/gc/reply/{i}");
+        app.handle
+            .subscribe(&topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        // A second reader of the same reply topic that leaves first: its
+        // leaving must not cut the other reader off.
+        let mut twin = Client::new(&url, &format!("gc-twin-{i}"), |_| {}).await;
+        twin.handle
+            .subscribe(&topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        settle(&mut twin, &publ.handle, &topic).await;
+        while let Ok(Some(_)) = app.inbox.recv_timeout(Duration::from_millis(50)).await {}
+        twin.shutdown().await;
+        // A streamed reply: a few chunks, each well past a probe's size.
+        for k in 0..4 {
+            publ.handle
+                .publish(
+                    &topic,
+                    format!("chunk {k} {}", "x".repeat(2000)),
+                    &PublishOptions::qos(QoS::AtLeastOnce),
+                )
+                .await
+                .unwrap();
+        }
+        for k in 0..4 {
+            let m = app.recv().await;
+            assert!(
+                m.payload.starts_with(format!("chunk {k} ").as_bytes()),
+                "request {i}: chunk {k} out of order or lost"
+            );
+        }
+        if i % 2 == 0 {
+            // Half the apps unsubscribe before they leave, half just leave.
+            app.handle.unsubscribe(&topic).await.unwrap();
+        }
+        app.shutdown().await;
+    }
+    let after = filters_settle_to(&broker, base, WAIT).await;
+    assert_eq!(
+        after, base,
+        "20 reply topics came and went; the broker should hold only the live subscription's log"
+    );
+
+    // The live subscription still works.
+    publ.handle
+        .publish(
+            "t/gc/live",
+            "still here",
+            &PublishOptions::qos(QoS::AtLeastOnce),
+        )
+        .await
+        .unwrap();
+    loop {
+        let m = keep.recv().await;
+        if &m.payload[..] == b"still here" {
+            break;
+        }
+    }
+    keep.shutdown().await;
+    publ.shutdown().await;
+}
+
+/// A persistent session's subscription outlives its connection: the patched
+/// broker keeps that filter's log, so what was published while the app was
+/// away reaches it when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_keeps_a_persistent_sessions_log() {
+    let broker = embedded_broker();
+    let url = broker.url();
+    let persistent = |c: &mut MqttConfig| {
+        c.clean_start = false;
+        c.session_expiry = Duration::from_secs(300);
+    };
+    let publ = Client::new(&url, "ps-pub", |_| {}).await;
+    let mut app = Client::new(&url, "ps-app", persistent).await;
+    app.handle
+        .subscribe("t/ps/reply", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut app, &publ.handle, "t/ps/reply").await;
+    // A clean-session reader of the same topic that leaves after the
+    // persistent one: the last live reader is gone, the saved session is not.
+    let mut other = Client::new(&url, "ps-other", |_| {}).await;
+    other
+        .handle
+        .subscribe("t/ps/reply", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut other, &publ.handle, "t/ps/reply").await;
+    app.shutdown().await;
+    other.shutdown().await;
+    // The router handles a disconnect within milliseconds; a dropped log
+    // would show well inside a second (and "while away" below would be lost).
+    assert_eq!(
+        filters_settle_to(&broker, 0, Duration::from_secs(1)).await,
+        1,
+        "the away session's filter keeps its log"
+    );
+    publ.handle
+        .publish(
+            "t/ps/reply",
+            "while away",
+            &PublishOptions::qos(QoS::AtLeastOnce),
+        )
+        .await
+        .unwrap();
+    let mut back = Client::new(&url, "ps-app", persistent).await;
+    // Probes the app had not acknowledged when it left come again first.
+    let m = loop {
+        let m = back.recv().await;
+        if &m.payload[..] != b"probe" {
+            break m;
+        }
+    };
+    assert_eq!(&m.payload[..], b"while away");
+
+    // A clean start discards the saved session; its filter goes with it.
+    back.shutdown().await;
+    let clean = Client::new(&url, "ps-app", |_| {}).await;
+    assert_eq!(filters_settle_to(&broker, 0, WAIT).await, 0);
+    clean.shutdown().await;
+    publ.shutdown().await;
+}
+
 // ---------------------------------------------------------- Mosquitto tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,15 +24,29 @@
 //!   unless `RUST_LOG` asks for it.
 //! - It ignores a client's Receive Maximum (it uses its own
 //!   `max_inflight_count`) and accepts `$share/{group}/...` (round robin).
+//!
+//! The build uses rumqttd 0.20.0 patched in `vendor/rumqttd` (see its
+//! `MOE-EDGE.md`): upstream keeps every subscription filter's message log,
+//! and each stored message pins its connection's 8 KiB read buffer, for the
+//! broker's lifetime, so apps that use a fresh reply topic per request grew
+//! the daemon without bound. The patched router drops a filter's log once
+//! nothing can read it again; [`Broker::filter_count`] reports how many are
+//! held.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::TransportError;
 
-/// Default filter directive that keeps rumqttd to warnings.
-pub const QUIET_LOG_FILTER: &str = "rumqttd=warn";
+/// Smallest segment of a filter's message log, bytes.
+const SEGMENT_MIN: usize = 256 << 10;
+
+/// Default filter directives that keep rumqttd to warnings (its spans reach
+/// the `log` facade under `tracing::span` too).
+pub const QUIET_LOG_FILTER: &str = "rumqttd=warn,tracing::span=warn";
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -72,6 +86,7 @@ impl BrokerConfig {
 pub struct Broker {
     v5_addr: SocketAddr,
     v4_addr: Option<SocketAddr>,
+    filters: Arc<AtomicUsize>,
 }
 
 impl Broker {
@@ -103,10 +118,13 @@ impl Broker {
             TcpListener::bind(addr).map_err(|source| TransportError::AddrInUse { addr, source })?;
         }
         let rumqttd_config = rumqttd_config(&config, v5_addr, v4_addr);
+        // `new` starts the router thread; `start` runs the listeners and
+        // blocks, so it gets a thread of its own.
+        let mut broker = rumqttd::Broker::new(rumqttd_config);
+        let filters = broker.filter_count_handle();
         std::thread::Builder::new()
             .name("rumqttd".into())
             .spawn(move || {
-                let mut broker = rumqttd::Broker::new(rumqttd_config);
                 if let Err(e) = broker.start() {
                     log::error!("embedded broker stopped error={e}");
                 }
@@ -120,12 +138,24 @@ impl Broker {
             "embedded broker up mqtt5={v5_addr} mqtt311={}",
             v4_addr.map_or("off".to_string(), |a| a.to_string())
         );
-        Ok(Broker { v5_addr, v4_addr })
+        Ok(Broker {
+            v5_addr,
+            v4_addr,
+            filters,
+        })
     }
 
     /// The MQTT 5 listener's address (as bound: a port 0 request is resolved).
     pub fn addr(&self) -> SocketAddr {
         self.v5_addr
+    }
+
+    /// How many subscription filters hold a message log in the broker. A
+    /// filter's log goes once no connection and no saved persistent session
+    /// subscribes to it, so this follows the live subscriptions rather than
+    /// every topic ever subscribed. Updated once per router turn.
+    pub fn filter_count(&self) -> usize {
+        self.filters.load(Ordering::Relaxed)
     }
 
     /// The MQTT 3.1.1 listener (MQTT 5 port + 1), if enabled.
@@ -169,9 +199,12 @@ fn rumqttd_config(
         router: rumqttd::RouterConfig {
             max_connections: config.max_connections,
             max_outgoing_packet_count: 200,
-            // A segment must hold whole messages; rumqttd keeps at most
-            // max_segment_count segments per filter in memory.
-            max_segment_size: (4 * config.max_payload_size).max(1 << 20),
+            // A filter's log: segments of whole messages, at most
+            // max_segment_count of them; a reader that falls further behind
+            // skips ahead. A live filter holds up to 4 x max(max payload,
+            // 256 KiB) of recent messages (4 MiB with the 1 MiB default; it
+            // was 16 MiB), a filter nobody reads nothing (vendor/rumqttd).
+            max_segment_size: config.max_payload_size.max(SEGMENT_MIN),
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,

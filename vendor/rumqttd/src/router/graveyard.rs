@@ -22,6 +22,16 @@ impl Graveyard {
         self.connections.remove(id)
     }
 
+    /// moe-edge: whether a saved (persistent) session subscribes to `filter`.
+    pub fn subscribes(&self, filter: &str) -> bool {
+        self.connections.values().any(|saved| {
+            saved
+                .session_state
+                .as_ref()
+                .is_some_and(|s| s.subscriptions.contains(filter))
+        })
+    }
+
     /// Save connection tracker
     pub fn save_state(
         &mut self,

@@ -198,6 +198,11 @@ impl Outgoing {
         Some(())
     }
 
+    /// moe-edge: whether an unacknowledged publish from `filter_idx` is in flight.
+    pub fn has_inflight(&self, filter_idx: FilterIdx) -> bool {
+        self.inflight_buffer.iter().any(|(_, idx, _)| *idx == filter_idx)
+    }
+
     // Here we are assuming that the first unique filter_idx we find while iterating will have the
     // least corresponding cursor because of the way we insert into the inflight_buffer
     pub fn retransmission_map(&self) -> HashMap<FilterIdx, Cursor> {

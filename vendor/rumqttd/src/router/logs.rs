@@ -90,6 +90,32 @@ impl DataLog {
         })
     }
 
+    /// moe-edge: the number of filters that have a commit log (each holds the
+    /// messages published on it, up to `max_segment_count` segments).
+    pub fn filter_count(&self) -> usize {
+        self.filter_indexes.len()
+    }
+
+    /// moe-edge: the index of `filter`'s commit log, if it has one.
+    pub fn filter_index(&self, filter: &str) -> Option<FilterIdx> {
+        self.filter_indexes.get(filter).copied()
+    }
+
+    /// moe-edge: drops `filter`'s commit log (the caller has checked that
+    /// nothing reads it any more) and forgets it in the topic → filters
+    /// cache. Returns whether the filter had a log.
+    pub fn remove_filter(&mut self, filter: &str) -> bool {
+        let Some(idx) = self.filter_indexes.remove(filter) else {
+            return false;
+        };
+        self.native.try_remove(idx);
+        self.publish_filters.retain(|_, idxs| {
+            idxs.retain(|i| *i != idx);
+            !idxs.is_empty()
+        });
+        true
+    }
+
     pub fn meter(&mut self, filter: &str) -> Option<&mut SubscriptionMeter> {
         let data = self.native.get_mut(*self.filter_indexes.get(filter)?)?;
         Some(&mut data.meter)

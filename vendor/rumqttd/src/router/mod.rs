@@ -53,8 +53,14 @@ pub enum Event {
     Ready,
     /// Data for native commitlog
     DeviceData,
-    /// Disconnection request
-    Disconnect,
+    /// Disconnection request from a connection's network task.
+    ///
+    /// moe-edge: carries the connection's client id. Connection ids are slab
+    /// slots that a new connection reuses, and this event can come after the
+    /// router has already removed the connection (a client's DISCONNECT
+    /// packet, then its socket closing): upstream's bare `Disconnect` then
+    /// tore down whichever new connection had taken the slot.
+    Disconnect { client_id: String },
     /// Shadow
     Shadow(ShadowRequest),
     /// Collect and send alerts to all alerts links

@@ -102,6 +102,11 @@ pub struct Router {
     shared_subscriptions: HashMap<String, SharedGroup>,
     /// Will messages per client_id
     last_wills: HashMap<String, (LastWill, Option<LastWillProperties>)>,
+    /// moe-edge: how many filters have a commit log, updated once per router turn
+    filter_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// moe-edge: filters without a reader whose log could not go yet because
+    /// a publish from it was unacknowledged; retried every router turn
+    filters_to_drop: HashSet<Filter>,
 }
 
 impl Router {
@@ -143,7 +148,15 @@ impl Router {
             cache: Some(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY)),
             shared_subscriptions: HashMap::new(),
             last_wills: HashMap::new(),
+            filter_gauge: Default::default(),
+            filters_to_drop: HashSet::new(),
         }
+    }
+
+    /// moe-edge: a gauge of the filters that have a commit log (see
+    /// `drop_filter_if_unused`), readable from other threads.
+    pub fn filter_gauge(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.filter_gauge.clone()
     }
 
     /// Gets handle to the router. This is not a public method to ensure that link
@@ -227,12 +240,21 @@ impl Router {
             self.consume();
         }
 
+        self.retry_filter_drops();
+        self.filter_gauge.store(
+            self.datalog.filter_count(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+
         // self.send_all_alerts();
         Ok(())
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
-        let span = tracing::error_span!("[>] incoming", connection_id = id);
+        // moe-edge: spans here and below were error_span!: with tracing's
+        // `log` feature and no subscriber, each span is also a log record at
+        // its level, so every packet logged an ERROR line. Now info level.
+        let span = tracing::info_span!("[>] incoming", connection_id = id);
         let _guard = span.enter();
 
         match data {
@@ -244,7 +266,13 @@ impl Router {
             Event::NewMeter(tx) => self.handle_new_meter(tx),
             Event::NewAlert(tx) => self.handle_new_alert(tx),
             Event::DeviceData => self.handle_device_payload(id),
-            Event::Disconnect => self.handle_disconnection(id, None),
+            Event::Disconnect { client_id } => {
+                // moe-edge: only if slot `id` still holds that client (see Event)
+                match self.obufs.get(id) {
+                    Some(o) if o.client_id == client_id => self.handle_disconnection(id, None),
+                    _ => debug!(client_id, "stale disconnect for a reused connection id"),
+                }
+            }
             Event::Ready => self.scheduler.reschedule(id, ScheduleReason::Ready),
             Event::Shadow(request) => {
                 retrieve_shadow(&mut self.datalog, &mut self.obufs[id], request)
@@ -328,6 +356,13 @@ impl Router {
                 },
             )
         } else {
+            // moe-edge: a clean start discards a saved session, whose filters may
+            // then have no reader left
+            if let Some(state) = saved.as_ref().and_then(|s| s.session_state.as_ref()) {
+                for filter in state.subscriptions.iter() {
+                    self.drop_filter_if_unused(filter);
+                }
+            }
             // Only retrieve metrics in clean session
             connection.events = saved.map_or_else(ConnectionEvents::default, |s| s.metrics);
             Tracker::new(client_id.clone())
@@ -413,7 +448,10 @@ impl Router {
         let client_id = match &self.obufs.get(id) {
             Some(v) => v.client_id.clone(),
             None => {
-                error!("no-connection id {} is already gone", id);
+                // moe-edge: the expected second event of the double disconnect
+                // described above, so not an error (it was logged once per
+                // client disconnect)
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };
@@ -480,6 +518,12 @@ impl Router {
                 connections.remove(&id);
             }
         }
+        // moe-edge: a clean session's filters may now have no reader left
+        let left_filters: Vec<Filter> = if connection.clean {
+            connection.subscriptions.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
 
         // Add disconnection event to metrics
         let time = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
@@ -522,10 +566,12 @@ impl Router {
                 outgoing.unacked_pubrels,
             );
         } else {
-            tracker.pause(PauseReason::Busy);
-            let id = tracker.id.clone();
-            // Only save metrics in clean session
-            self.graveyard.save_metrics(id, connection.events);
+            // moe-edge: upstream saves this connection's event history here, keyed
+            // by client id, and never drops it: a broker that sees a fresh client
+            // id per request grows without bound. A clean session keeps nothing.
+            for filter in &left_filters {
+                self.drop_filter_if_unused(filter);
+            }
         }
         self.router_meters.total_connections -= 1;
     }
@@ -536,13 +582,14 @@ impl Router {
         let incoming = match self.ibufs.get_mut(id) {
             Some(v) => v,
             None => {
-                error!("no-connection id {} is already gone", id);
+                // moe-edge: data that was queued as its connection went; was error!
+                debug!("no-connection id {} is already gone", id);
                 return;
             }
         };
 
         let client_id = incoming.client_id.clone();
-        let span = tracing::error_span!("incoming_payload", client_id);
+        let span = tracing::info_span!("incoming_payload", client_id);
         let _guard = span.enter();
 
         // Instead of exchanging, we should just append new incoming packets inside cache
@@ -558,7 +605,7 @@ impl Router {
         for packet in packets.drain(0..) {
             match packet {
                 Packet::Publish(publish, properties) => {
-                    let span = tracing::error_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
+                    let span = tracing::info_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
                     let _guard = span.enter();
 
                     let qos = publish.qos;
@@ -710,6 +757,8 @@ impl Router {
                 Packet::Unsubscribe(unsubscribe, _) => {
                     let connection = self.connections.get_mut(id).unwrap();
                     let pkid = unsubscribe.pkid;
+                    // moe-edge: filters this unsubscribe may leave without a reader
+                    let mut left_filters = Vec::new();
                     for filter in &unsubscribe.filters {
                         let span = tracing::info_span!("unsubscribe", topic = filter, pkid);
                         let _guard = span.enter();
@@ -756,8 +805,12 @@ impl Router {
                             ackslog.unsuback(unsuback);
                             self.scheduler.untrack(id, filter);
                             self.datalog.remove_waiters_for_id(id, filter);
+                            left_filters.push(filter.clone());
                             force_ack = true;
                         }
+                    }
+                    for filter in &left_filters {
+                        self.drop_filter_if_unused(filter);
                     }
                 }
                 Packet::PubAck(puback, _) => {
@@ -904,6 +957,50 @@ impl Router {
         // 1 - 4. Hence we use a flag instead of diconnecting immediately
         if disconnect {
             self.handle_disconnection(id, disconnect_reason);
+        }
+    }
+
+    /// moe-edge: drops `filter`'s commit log once nothing can read it again: no
+    /// connection subscribes to it, no saved persistent session does, and no
+    /// connection has an unacknowledged publish from it in flight (whose
+    /// filter index a reused slab slot would make ambiguous). Upstream keeps
+    /// every filter's log for the broker's lifetime, so apps that use a fresh
+    /// reply topic per request grow the broker without bound.
+    ///
+    /// A filter that only unacknowledged publishes hold back is queued in
+    /// `filters_to_drop` and tried again every router turn.
+    fn drop_filter_if_unused(&mut self, filter: &str) {
+        if self
+            .subscription_map
+            .get(filter)
+            .is_some_and(|connections| !connections.is_empty())
+        {
+            return;
+        }
+        if self.graveyard.subscribes(filter) {
+            return;
+        }
+        if let Some(idx) = self.datalog.filter_index(filter) {
+            if self.obufs.iter().any(|(_, o)| o.has_inflight(idx)) {
+                self.filters_to_drop.insert(filter.to_owned());
+                return;
+            }
+        }
+        self.subscription_map.remove(filter);
+        if self.datalog.remove_filter(filter) {
+            debug!(filter, "Dropped the commit log of a filter nobody reads");
+        }
+    }
+
+    /// moe-edge: retries the filters whose unacknowledged publishes held their
+    /// log back (a new subscriber in the meantime keeps it, see above).
+    fn retry_filter_drops(&mut self) {
+        if self.filters_to_drop.is_empty() {
+            return;
+        }
+        let pending: Vec<Filter> = self.filters_to_drop.drain().collect();
+        for filter in pending {
+            self.drop_filter_if_unused(&filter);
         }
     }
 
@@ -1214,6 +1311,7 @@ fn append_to_commitlog(
         validate_and_set_topic_alias(&mut publish, connection, alias)?;
     };
 
+    unpin_from_read_buffer(&mut publish, &mut properties);
     let topic = std::str::from_utf8(&publish.topic)?;
 
     // Ensure that only clients associated with a tenant can publish to tenant's topic
@@ -1267,9 +1365,25 @@ fn append_to_commitlog(
     Ok(o)
 }
 
+/// moe-edge: `topic`, `payload` and the MQTT 5 correlation data are views
+/// into the publishing connection's read buffer; kept in a commit log they
+/// would pin the whole buffer (10 KiB or more per message, while the log
+/// counts only the message's own bytes: bytebeamio/rumqtt#1001). Keep copies
+/// instead.
+fn unpin_from_read_buffer(publish: &mut Publish, properties: &mut Option<PublishProperties>) {
+    publish.topic = bytes::Bytes::copy_from_slice(&publish.topic);
+    publish.payload = bytes::Bytes::copy_from_slice(&publish.payload);
+    if let Some(data) = properties
+        .as_mut()
+        .and_then(|p| p.correlation_data.as_mut())
+    {
+        *data = bytes::Bytes::copy_from_slice(data);
+    }
+}
+
 fn append_will_message(
     mut publish: Publish,
-    properties: Option<PublishProperties>,
+    mut properties: Option<PublishProperties>,
     datalog: &mut DataLog,
     notifications: &mut VecDeque<(ConnectionId, DataRequest)>,
     #[cfg(feature = "validate-tenant-prefix")] tenant_prefix: Option<String>,
@@ -1285,6 +1399,7 @@ fn append_will_message(
         ));
     }
 
+    unpin_from_read_buffer(&mut publish, &mut properties);
     let topic = std::str::from_utf8(&publish.topic)?;
 
     // Ensure that only clients associated with a tenant can publish to tenant's topic

@@ -14,7 +14,7 @@ use flume::{RecvError, SendError, Sender};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tracing::{error, field, info, warn, Instrument};
+use tracing::{debug, error, field, info, warn, Instrument};
 use uuid::Uuid;
 
 #[cfg(feature = "websocket")]
@@ -67,6 +67,8 @@ pub enum Error {
 pub struct Broker {
     config: Arc<Config>,
     router_tx: Sender<(ConnectionId, Event)>,
+    /// moe-edge: see `Broker::filter_count`
+    filter_gauge: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Broker {
@@ -74,6 +76,7 @@ impl Broker {
         let config = Arc::new(config);
         let router_config = config.router.clone();
         let router: Router = Router::new(config.id, router_config);
+        let filter_gauge = router.filter_gauge();
 
         // Setup cluster if cluster settings are configured.
         match config.cluster.clone() {
@@ -87,11 +90,19 @@ impl Broker {
                 // Start router first and then cluster in the background
                 let router_tx = router.spawn();
                 // cluster.spawn();
-                Broker { config, router_tx }
+                Broker {
+                    config,
+                    router_tx,
+                    filter_gauge,
+                }
             }
             None => {
                 let router_tx = router.spawn();
-                Broker { config, router_tx }
+                Broker {
+                    config,
+                    router_tx,
+                    filter_gauge,
+                }
             }
         }
     }
@@ -136,6 +147,13 @@ impl Broker {
     // }
 
     // Link to get meters
+    /// moe-edge: how many subscription filters currently hold a commit log
+    /// (the router drops a filter's log once nothing can read it again).
+    /// Updated once per router turn; a handle that outlives `start`'s thread.
+    pub fn filter_count_handle(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.filter_gauge.clone()
+    }
+
     pub fn meters(&self) -> Result<meters::MetersLink, meters::LinkError> {
         let link = meters::MetersLink::new(self.router_tx.clone())?;
         Ok(link)
@@ -452,7 +470,8 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         protocol,
                         self.awaiting_will_handler.clone(),
                     )
-                    .instrument(tracing::error_span!(
+                    // moe-edge: was error_span! (see router/routing.rs `events`)
+                    .instrument(tracing::info_span!(
                         "remote_link",
                         ?tenant_id,
                         client_id = field::Empty,
@@ -578,7 +597,8 @@ async fn remote<P: Protocol>(
         // No need to send a disconnect message when disconnection
         // originated internally in the router.
         Err(remote::Error::Link(e)) => {
-            error!(error=?e, "router-drop");
+            // moe-edge: how every client DISCONNECT ends; was error!
+            debug!(error=?e, "router-drop");
             send_disconnect = false;
         }
         // Connection was closed by peer
@@ -594,7 +614,9 @@ async fn remote<P: Protocol>(
     };
 
     if send_disconnect {
-        let disconnect = Event::Disconnect;
+        let disconnect = Event::Disconnect {
+            client_id: client_id.clone(),
+        };
         let message = (connection_id, disconnect);
         router_tx.send(message).ok();
     }
