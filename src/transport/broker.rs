@@ -289,7 +289,17 @@ mod tests {
             r.v5.as_ref().unwrap()["1"].connections.max_payload_size,
             1 << 20
         );
-        assert!(r.router.max_segment_size >= 4 << 20);
+        // A segment holds a whole largest message; a live filter keeps at
+        // most 4 of them (4 MiB with the default 1 MiB payloads).
+        assert!(r.router.max_segment_size >= c.max_payload_size);
+        assert_eq!(
+            r.router.max_segment_size * r.router.max_segment_count,
+            4 << 20
+        );
+        let mut small = c.clone();
+        small.max_payload_size = 1 << 10;
+        let r = rumqttd_config(&small, small.listen, None);
+        assert_eq!(r.router.max_segment_size, SEGMENT_MIN);
     }
 
     #[test]
