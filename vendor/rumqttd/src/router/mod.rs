@@ -347,6 +347,9 @@ pub struct MeterData {
     pub size: usize,
 }
 
+/// moe-edge: most topics an [`IncomingMeter`] keeps a meter for.
+pub const MAX_TOPIC_METERS: usize = 1024;
+
 #[derive(Debug, Default, Clone)]
 pub struct IncomingMeter {
     publishes: HashMap<Topic, MeterData>,
@@ -356,12 +359,18 @@ pub struct IncomingMeter {
 
 impl IncomingMeter {
     pub fn register_publish(&mut self, publish: &Publish) -> Result<(), std::str::Utf8Error> {
-        let meter = {
-            let topic = std::str::from_utf8(&publish.topic)?.to_string();
-            self.publishes.entry(topic).or_default()
-        };
-        meter.count += 1;
-        meter.size += publish.len();
+        // moe-edge: upstream kept a meter per topic a connection ever published
+        // to, for the connection's lifetime: a daemon answering each request on
+        // its own reply topic grew by one entry per request. Topics past
+        // MAX_TOPIC_METERS count in the totals only.
+        let topic = std::str::from_utf8(&publish.topic)?;
+        if !self.publishes.contains_key(topic) && self.publishes.len() < MAX_TOPIC_METERS {
+            self.publishes.insert(topic.to_string(), MeterData::default());
+        }
+        if let Some(meter) = self.publishes.get_mut(topic) {
+            meter.count += 1;
+            meter.size += publish.len();
+        }
 
         self.total_publishes.count += 1;
         self.total_publishes.size += publish.len();
