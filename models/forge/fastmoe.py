@@ -83,13 +83,17 @@ class Layer(nn.Module):
         es, ts, ws = ef[order], tok[order], wf[order]
         counts = torch.bincount(es, minlength=self.E).tolist()
         xs = xf[ts]
+        # one unbind per projection: its backward stacks the experts' gradients once, where indexing
+        # w_gate[j] per expert made autograd zero-fill and add a whole [E, I, H] gradient per expert
+        # (~16 % of a training step)
+        wg, wu, wd = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
         outs, start = [], 0
         for j, c in enumerate(counts):
             if c == 0:
                 continue
             seg = xs[start:start + c]
-            h = F.silu(seg @ self.w_gate[j].t()) * (seg @ self.w_up[j].t())
-            outs.append(h @ self.w_down[j].t())
+            h = F.silu(seg @ wg[j].t()) * (seg @ wu[j].t())
+            outs.append(h @ wd[j].t())
             start += c
         y = torch.cat(outs, 0) * ws[:, None]
         final = xf.new_zeros(N, H).index_add(0, ts, y)
