@@ -136,6 +136,27 @@ def correct(expected, kind, obj):
 
 
 @torch.no_grad()
+def held_out_phrasing(row):
+    """The held-out template (gen_corpus.split_templates, test side) a test request was made from: the
+    longest test pattern of its tool and language that matches the request with any wrapper around it
+    (slots match any text). None for fallback requests and for requests no pattern matches."""
+    import re
+    from gen_corpus import EN, JA, split_templates
+    if row["expected"] is None:
+        return None
+    cache = held_out_phrasing.__dict__.setdefault("cache", {})
+    key = (row["lang"], row["expected"]["name"])
+    if key not in cache:
+        pats = []
+        for t in split_templates((EN if row["lang"] == "en" else JA)[key[1]], "test"):
+            parts = re.split(r"(\{[a-z_]+\})", t[0])
+            body = "".join(".+?" if re.fullmatch(r"\{[a-z_]+\}", x) else re.escape(x) for x in parts)
+            pats.append((t[0], re.compile(".*?" + body + ".*", re.I | re.S)))
+        cache[key] = pats
+    hits = [p for p, rx in cache[key] if rx.fullmatch(row["messages"][-1]["content"])]
+    return max(hits, key=len) if hits else None
+
+
 def routing_stats(model, tok, rows, per_group=150):
     cfg = model.config
     groups = collections.defaultdict(list)
@@ -240,6 +261,7 @@ def main():
     fb_tp = fb_fp = fb_fn = 0
     invalid = 0
     failures = []
+    by_phrasing = collections.defaultdict(lambda: [0, 0])  # (lang, tool, held-out template) -> [ok, n]
     for r, o in zip(rows, outs):
         kind, obj = parse(o)
         ok = correct(r["expected"], kind, obj)
@@ -261,6 +283,10 @@ def main():
             fb_fn += 1
         if not ok and o != UNDECODED:
             failures.append((r, o))
+        ph = held_out_phrasing(r)
+        if ph is not None:
+            by_phrasing[(lang, name, ph)][0] += ok
+            by_phrasing[(lang, name, ph)][1] += 1
 
     hand_out = greedy_batch(model, tok, [render_prompt([{"role": "user", "content": t}]) for _, t, _ in ALL_HAND])
     stats = routing_stats(model, tok, rows)
@@ -312,6 +338,19 @@ def main():
     for name in list(tools) + ["(fallback)"]:
         a = by_tool[name]
         L.append(f"| {name} | {pct(a[0], a[1])} ({a[0]}/{a[1]}) | {pct(a[2], a[3])} ({a[2]}/{a[3]}) |")
+    L.append("\n### Per held-out phrasing\n")
+    tool_rows = sum(n for _, n in by_phrasing.values())
+    tool_fails = sum(n - a for a, n in by_phrasing.values())
+    low = [(k, a, n) for k, (a, n) in by_phrasing.items() if n >= 3 and a <= 0.2 * n]
+    L.append(f"Every test request of a tool comes from a template that training never sees (one in four per tool and "
+             f"language, `gen_corpus.split_templates`); {tool_rows} of them are matched back to their template "
+             f"(`evaluate.held_out_phrasing`). {len(low)} of the {len(by_phrasing)} held-out phrasings are answered right "
+             f"at most 20 % of the time: {sum(n for _, _, n in low)} requests, {sum(n - a for _, a, n in low)} of the "
+             f"{tool_fails} failures on tool requests. The 25 worst:\n")
+    L.append("| lang | tool | held-out phrasing | exact match |\n|---|---|---|---|")
+    worst = sorted(by_phrasing.items(), key=lambda kv: (kv[1][0] / kv[1][1], -kv[1][1]))
+    for (lg, name, ph), (a, n) in [w for w in worst if w[1][1] >= 3][:25]:
+        L.append(f"| {lg} | {name} | `{ph}` | {a}/{n} |")
     L.append("\n### Some failures\n")
     if not failures:
         L.append("None.\n")
