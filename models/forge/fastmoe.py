@@ -62,6 +62,12 @@ class Layer(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, self.nh * self.D))
 
+    def expert_weights(self):
+        """Per-expert views of the three projections. One unbind each: its backward stacks the experts'
+        gradients once, where indexing self.w_gate[j] per expert made autograd zero-fill and add a whole
+        [E, I, H] gradient for every expert (time_step.py times both)."""
+        return self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
+
     def moe(self, x, valid=None):
         """Routed experts over the tokens in `valid` (all if None; padding is skipped, its output is 0).
         Tokens are grouped by expert and each expert runs one matmul per projection over exactly its
@@ -83,10 +89,7 @@ class Layer(nn.Module):
         es, ts, ws = ef[order], tok[order], wf[order]
         counts = torch.bincount(es, minlength=self.E).tolist()
         xs = xf[ts]
-        # one unbind per projection: its backward stacks the experts' gradients once, where indexing
-        # w_gate[j] per expert made autograd zero-fill and add a whole [E, I, H] gradient per expert
-        # (~16 % of a training step)
-        wg, wu, wd = self.w_gate.unbind(0), self.w_up.unbind(0), self.w_down.unbind(0)
+        wg, wu, wd = self.expert_weights()
         outs, start = [], 0
         for j, c in enumerate(counts):
             if c == 0:
