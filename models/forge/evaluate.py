@@ -9,8 +9,10 @@ per language and per tool, on the test split.
 """
 import argparse
 import collections
+import functools
 import json
 import os
+import re
 import sys
 import time
 
@@ -18,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import render_prompt, write_golden  # noqa: E402
-from gen_corpus import MODEL_DIR, load_tools, target_text  # noqa: E402
+from gen_corpus import EN, JA, MODEL_DIR, load_tools, split_templates, target_text  # noqa: E402
 
 torch.set_num_threads(2)
 HF = os.path.join(MODEL_DIR, "hf")
@@ -135,28 +137,29 @@ def correct(expected, kind, obj):
     return kind == "call" and obj["name"] == expected["name"] and norm(obj["arguments"]) == norm(expected["arguments"])
 
 
-@torch.no_grad()
+@functools.lru_cache(maxsize=None)
+def _held_out_patterns(lang, tool):
+    """(pattern, regex) for the test-side templates of a tool: slots match any text, any wrapper around."""
+    pats = []
+    for t in split_templates((EN if lang == "en" else JA)[tool], "test"):
+        parts = re.split(r"(\{[a-z_]+\})", t[0])
+        body = "".join(".+?" if re.fullmatch(r"\{[a-z_]+\}", x) else re.escape(x) for x in parts)
+        pats.append((t[0], re.compile(".*?" + body + ".*", re.I | re.S)))
+    return tuple(pats)
+
+
 def held_out_phrasing(row):
     """The held-out template (gen_corpus.split_templates, test side) a test request was made from: the
-    longest test pattern of its tool and language that matches the request with any wrapper around it
-    (slots match any text). None for fallback requests and for requests no pattern matches."""
-    import re
-    from gen_corpus import EN, JA, split_templates
+    longest test pattern of its tool and language that matches the request. None for fallback requests
+    and for requests no pattern matches."""
     if row["expected"] is None:
         return None
-    cache = held_out_phrasing.__dict__.setdefault("cache", {})
-    key = (row["lang"], row["expected"]["name"])
-    if key not in cache:
-        pats = []
-        for t in split_templates((EN if row["lang"] == "en" else JA)[key[1]], "test"):
-            parts = re.split(r"(\{[a-z_]+\})", t[0])
-            body = "".join(".+?" if re.fullmatch(r"\{[a-z_]+\}", x) else re.escape(x) for x in parts)
-            pats.append((t[0], re.compile(".*?" + body + ".*", re.I | re.S)))
-        cache[key] = pats
-    hits = [p for p, rx in cache[key] if rx.fullmatch(row["messages"][-1]["content"])]
+    text = row["messages"][-1]["content"]
+    hits = [p for p, rx in _held_out_patterns(row["lang"], row["expected"]["name"]) if rx.fullmatch(text)]
     return max(hits, key=len) if hits else None
 
 
+@torch.no_grad()
 def routing_stats(model, tok, rows, per_group=150):
     cfg = model.config
     groups = collections.defaultdict(list)
