@@ -1,18 +1,13 @@
 #!/usr/bin/env python3
 """Run llama.cpp's convert_hf_to_gguf.py on a moe-edge checkpoint.
 
-Two things stop the stock converter on our checkpoints, both about metadata,
-not weights:
-
-1. Our tokenizer is a custom byte-level BPE, so its pre-tokenizer hash is not in
-   llama.cpp's table and the converter raises "BPE pre-tokenizer was not
-   recognized". We register the unknown hash as `--pre` (default "qwen2", the
-   Qwen regex split, which is what our tokenizer.json's pre-tokenizer is
-   closest to). llama-bench never tokenises text, so this does not change the
-   speed figures; llama.cpp's tokenisation of real text may differ from ours.
-2. A config.json saved from a bare `Qwen3MoeConfig` (the demo checkpoint) has no
-   `architectures`; the converter then cannot pick a model class. We derive it
-   from `model_type` (qwen3_moe -> Qwen3MoeForCausalLM, ...).
+The stock converter stops on our checkpoints for one reason, about metadata,
+not weights: our tokenizer is a custom byte-level BPE, so its pre-tokenizer
+hash is not in llama.cpp's table and the converter raises "BPE pre-tokenizer
+was not recognized". We register the unknown hash as `--pre` (default "qwen2",
+the Qwen regex split, which is what our tokenizer.json's pre-tokenizer is
+closest to). llama-bench never tokenises text, so this does not change the
+speed figures; llama.cpp's tokenisation of real text may differ from ours.
 
 Usage (from a venv with torch, transformers, sentencepiece and llama.cpp's gguf-py):
 
@@ -26,14 +21,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-
-ARCH_OF_MODEL_TYPE = {
-    "qwen3_moe": "Qwen3MoeForCausalLM",
-    "qwen2_moe": "Qwen2MoeForCausalLM",
-    "mixtral": "MixtralForCausalLM",
-    "olmoe": "OlmoeForCausalLM",
-}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(add_help=False)
@@ -63,18 +50,6 @@ def main() -> None:
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
 
-    stock_load = base.ModelBase.load_hparams
-
-    def load_hparams(dir_model, is_mistral_format):
-        hparams = stock_load(dir_model, is_mistral_format)
-        if not hparams.get("architectures") and hparams.get("model_type") in ARCH_OF_MODEL_TYPE:
-            arch = ARCH_OF_MODEL_TYPE[hparams["model_type"]]
-            log.warning("config.json has no `architectures`: using %s from model_type=%s",
-                        arch, hparams["model_type"])
-            hparams["architectures"] = [arch]
-        return hparams
-
-    base.ModelBase.load_hparams = staticmethod(load_hparams)
     conv.main()
 
 

@@ -120,6 +120,10 @@ def hub_state_dict(model):
 def save_checkpoint(model, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     model.config.torch_dtype = "float32"
+    # A config built bare has no `architectures`; Hugging Face tools and
+    # llama.cpp's converter pick the model class from it.
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(out_dir)
     save_file(hub_state_dict(model), os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     if model.generation_config is not None:
