@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the `moe-edge` binary for aarch64-unknown-linux-gnu on this machine
 # with Debian's cross toolchain (gcc-aarch64-linux-gnu), tract backend only,
-# into the shared target dir, and print the binary's path on the last line.
+# into cargo's target directory ($CARGO_TARGET_DIR if set), and print the
+# binary's path on the last line.
 # tests/aarch64.rs runs it under qemu-aarch64 (MOE_EDGE_AARCH64_BIN=<path>).
 #
 #   MOE_EDGE_AARCH64_BIN="$(scripts/cross-aarch64.sh | tail -n 1)"
@@ -33,17 +34,15 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
 # C code of dependencies (ring) through the cc crate.
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
-  if [[ -d /work/target ]]; then export CARGO_TARGET_DIR=/work/target
-  else export CARGO_TARGET_DIR="${MOE_EDGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moe-edge}/target"; fi
-fi
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 start=$(date +%s)
 cargo build --target "$TARGET" --profile "$PROFILE" --no-default-features --features tract --bin moe-edge >&2
 took=$(( $(date +%s) - start ))
 
 dir="$PROFILE"; [[ "$PROFILE" == dev ]] && dir=debug
-bin="$CARGO_TARGET_DIR/$TARGET/$dir/moe-edge"
+bin="$target_dir/$TARGET/$dir/moe-edge"
 [[ -x "$bin" ]] || { echo "cross-aarch64: no binary at $bin" >&2; exit 1; }
 
 # The newest glibc symbol version the binary needs (JetPack 6 has 2.35).

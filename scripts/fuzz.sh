@@ -6,8 +6,8 @@
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # The library is built without tract/ort (`default-features = false` in
 # fuzz/Cargo.toml) in its own target dir, $CARGO_TARGET_DIR_FUZZ
-# (default /work/target-fuzz): the sanitizer build shares nothing with the
-# normal one. Corpora live in fuzz/corpus/<target> (committed; new inputs the
+# (default: `fuzz` inside cargo's target directory): the sanitizer build
+# shares nothing with the normal one. Corpora live in fuzz/corpus/<target> (committed; new inputs the
 # fuzzer finds are added there); crashes land in fuzz/artifacts/<target>.
 # Exit status: non-zero if any target crashed.
 set -uo pipefail
@@ -19,7 +19,12 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(request frame manifest tokenizer)
 fi
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_FUZZ:-/work/target-fuzz}
+if [ -z "${CARGO_TARGET_DIR_FUZZ:-}" ]; then
+    target=$(cd .. && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    CARGO_TARGET_DIR_FUZZ=$target/fuzz
+fi
+export CARGO_TARGET_DIR=$CARGO_TARGET_DIR_FUZZ
 
 nice -n 10 cargo +nightly fuzz build --target-dir "$CARGO_TARGET_DIR" >/dev/null 2>&1 \
     || { echo "fuzz.sh: build failed (cd fuzz && cargo +nightly fuzz build)" >&2; exit 2; }

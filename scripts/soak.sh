@@ -5,6 +5,7 @@
 #
 #   scripts/soak.sh [MINUTES=30] [CLIENTS=4] [MAX_GROWTH_MB=16]
 #   SOAK_BROKER=mosquitto scripts/soak.sh ...   (daemon on an external Mosquitto)
+#   SOAK_GAP_S=1 scripts/soak.sh 30 1 2         (a realistic rate: one request a second)
 #
 # The daemon runs on its embedded broker (or Mosquitto) with the committed bundle
 # (models/assist-moe/bundle, board host-cpu). CLIENTS loops each run
@@ -20,12 +21,14 @@ clients=${2:-4}
 max_growth_mb=${3:-16}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+gap=${SOAK_GAP_S:-0}
 if [ -n "${SOAK_BIN:-}" ]; then
     bin=$SOAK_BIN   # a binary built beforehand
 else
     nice -n 10 cargo build --release --bin moe-edge 2>&1 | tail -1
-    bin=$CARGO_TARGET_DIR/release/moe-edge
+    target=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    bin=$target/release/moe-edge
 fi
 dir=${SOAK_DIR:-$(mktemp -d /tmp/moe-edge-soak.XXXXXX)}
 mkdir -p "$dir"
@@ -76,6 +79,7 @@ for c in $(seq "$clients"); do
             else
                 fail=$((fail + 1))
             fi
+            [ "$gap" = 0 ] || sleep "$gap"
         done
         echo "$ok $fail" >"$dir/client-$c.count"
     ) &
@@ -104,9 +108,11 @@ for c in $(seq "$clients"); do
     read -r o f <"$dir/client-$c.count"
     ok=$((ok + o)); fail=$((fail + f))
 done
-python3 - "$dir/rss.tsv" "$max_growth_mb" "$ok" "$fail" "$minutes" <<'PY'
+errors=$(grep -c ' ERROR ' "$dir/daemon.log" || true)
+python3 - "$dir/rss.tsv" "$max_growth_mb" "$ok" "$fail" "$minutes" "$errors" <<'PY'
 import statistics, sys
 path, bound, ok, fail, minutes = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+errors = int(sys.argv[6])
 rows = [l.split('\t') for l in open(path).read().split('\n')[1:] if l]
 rss = [int(r[1]) / 1024 for r in rows]
 n = len(rss)
@@ -116,12 +122,15 @@ final = statistics.median(rss[-fifth:])
 growth = final - base
 print(f"soak: {minutes:g} min, {ok} requests ok, {fail} failed ({ok / (minutes * 60):.1f} req/s); "
       f"RSS first {rss[0]:.1f} MB, warm baseline {base:.1f} MB, final median {final:.1f} MB, "
-      f"peak {max(rss):.1f} MB, growth {growth:+.1f} MB (bound {bound:g} MB), {n} samples")
+      f"peak {max(rss):.1f} MB, growth {growth:+.1f} MB (bound {bound:g} MB), {n} samples, "
+      f"{errors} ERROR log lines")
 bad = []
 if growth > bound:
     bad.append(f"RSS grew {growth:.1f} MB > {bound:g} MB")
 if ok == 0 or fail > ok // 100:
     bad.append(f"{fail} of {ok + fail} requests failed")
+if errors:
+    bad.append(f"{errors} ERROR lines in the daemon log")
 if bad:
     print("soak: FAIL " + "; ".join(bad))
     sys.exit(1)

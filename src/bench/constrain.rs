@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{percentile, BenchError};
 use crate::constrain::Constraint;
-use crate::engine::eval::{CatalogueConstraint, Example};
+use crate::eval::{CatalogueConstraint, Example};
 use crate::engine::{Engine, GenParams};
 use crate::openai::ChatRequest;
 
@@ -51,7 +51,7 @@ pub fn run(
             messages: ex.messages.clone(),
             ..ChatRequest::default()
         };
-        let prompt = crate::engine::template::render_chat(
+        let prompt = crate::chat::template::render_chat(
             &req.text_messages(),
             engine.bundle.manifest.chat_template.as_deref(),
         )

@@ -1,15 +1,20 @@
 //! The `bench` subcommand: measured figures, never timed tests. Each
 //! benchmark prints one table and can write JSON. Owns measurement helpers
-//! (peak RSS, percentiles); the things measured live in their own modules.
+//! (peak RSS, percentiles) and the mode dispatch (`run`); the things measured
+//! live in their own modules.
 
+pub mod app_latency;
 pub mod bandwidth;
 pub mod cache;
 pub mod constrain;
 pub mod engine;
 pub mod llama;
 pub mod offload;
+mod run;
 pub mod scale;
 pub mod serve;
+
+pub use run::{run, Mode, Report};
 
 /// Peak resident set size of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -146,7 +146,7 @@ fn device_bundles(
         )
         .map_err(|e| other(e.message))?;
         prompts.push(
-            crate::engine::template::render_chat(
+            crate::chat::template::render_chat(
                 &req.text_messages(),
                 full.bundle.manifest.chat_template.as_deref(),
             )
@@ -223,8 +223,7 @@ pub fn run(board: &Board, o: &OffloadBenchOptions) -> Result<OffloadBenchReport,
             u
         }
     };
-    let mut full_board = board.clone();
-    full_board.memory.experts_bytes = u64::MAX / 2;
+    let mut full_board = board.all_resident();
     full_board.offload.enabled = false;
     let full = Engine::load(&o.bundle, &full_board, Verify::Sizes)?;
     let model_id = full.model_id().to_string();
@@ -270,8 +269,7 @@ pub fn run(board: &Board, o: &OffloadBenchOptions) -> Result<OffloadBenchReport,
                   skip: f32,
                   timeout: Duration|
      -> Result<(Engine, MqttRemote), BenchError> {
-        let mut b = board.clone();
-        b.memory.experts_bytes = u64::MAX / 2;
+        let mut b = board.all_resident();
         b.offload.enabled = true;
         b.offload.timeout = timeout;
         b.offload.on_miss = OnMiss::Substitute;
@@ -384,8 +382,7 @@ pub fn run(board: &Board, o: &OffloadBenchOptions) -> Result<OffloadBenchReport,
     // No host at all: substitution only (fast-fail after the breaker opens).
     let (f, path) = bundles.last().unwrap().clone();
     if f < 1.0 {
-        let mut b = board.clone();
-        b.memory.experts_bytes = u64::MAX / 2;
+        let mut b = board.all_resident();
         b.offload.on_miss = OnMiss::Substitute;
         let e = Engine::load(&path, &b, Verify::Sizes)?;
         let (tokens, secs, counts, wait) = decode(&e, &prompts, o.gen_tokens)?;

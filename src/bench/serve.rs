@@ -1,7 +1,10 @@
-//! Daemon benchmark: N concurrent MQTT 5 clients against a `moe-edge serve`
-//! child process on its embedded broker. Reports requests/s, p50/p99 latency,
-//! how many were refused `overloaded`, and the RSS after a nominal phase and
-//! after a 10× overload phase (admission is bounded, so RSS must stay flat).
+//! Daemon benchmark. First what an app sees (`app_latency`: a third-party
+//! client against the daemon on the embedded broker and on Mosquitto, beside
+//! the daemon's own timings). Then N concurrent MQTT 5 clients of ours
+//! against a `moe-edge serve` child process on its embedded broker: requests/s,
+//! p50/p99 latency, how many were refused `overloaded`, and the RSS after a
+//! nominal phase and after a 10× overload phase (admission is bounded, so RSS
+//! must stay flat).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +24,12 @@ pub struct ServeBenchOptions {
     pub clients: usize,
     pub requests: usize,
     pub max_tokens: u64,
+    /// Requests per path measured with the third-party client (0 = none).
+    pub app_requests: usize,
+    /// Python with paho-mqtt (default: $MOE_EDGE_PYTHON, else python3).
+    pub python: Option<std::path::PathBuf>,
+    /// Mosquitto binary (default: `mosquitto` on PATH or in /usr/sbin).
+    pub mosquitto: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +56,10 @@ pub struct ServeBenchReport {
     /// The daemon's RSS before any request.
     pub idle_rss_mb: f64,
     pub phases: Vec<PhaseReport>,
+    /// App-side latency per broker and path (third-party client).
+    pub app: Vec<super::app_latency::AppRow>,
+    /// What could not be measured, and why.
+    pub notes: Vec<String>,
 }
 
 async fn phase(
@@ -181,11 +194,7 @@ pub fn run(
         .spawn()
         .map_err(|e| BenchError::Other(format!("spawning the daemon: {e}")))?;
     let pid = child.id();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::Other(e.to_string()))?;
+    let rt = crate::process::runtime(2).map_err(|e| BenchError::Other(e.to_string()))?;
     let result = rt.block_on(async {
         let url = format!("mqtt://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -222,18 +231,42 @@ pub fn run(
     let _ = child.kill();
     let _ = child.wait();
     let (idle_rss_mb, phases) = result?;
+    let (app, notes) = if o.app_requests > 0 {
+        let exe = std::env::current_exe().map_err(|e| BenchError::Other(e.to_string()))?;
+        super::app_latency::run(&super::app_latency::AppOptions {
+            exe: &exe,
+            bundle,
+            board: &board.name,
+            requests: o.app_requests,
+            python: o.python.clone(),
+            mosquitto: o.mosquitto.clone(),
+        })?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(ServeBenchReport {
         board: board.name.clone(),
         max_concurrent: board.limits.max_concurrent,
         queue_depth: board.limits.queue_depth,
         idle_rss_mb,
         phases,
+        app,
+        notes,
     })
 }
 
 impl ServeBenchReport {
     pub fn table(&self) -> String {
-        let mut s = format!(
+        let mut s = String::new();
+        if !self.app.is_empty() {
+            s += "What an app sees (paho-mqtt, one request at a time, QoS 1):\n";
+            s += &super::app_latency::table(&self.app);
+            s += "\n";
+        }
+        for n in &self.notes {
+            s += &format!("note: {n}\n");
+        }
+        s += &format!(
             "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | overloaded | other errors | req/s | p50 ms | p99 ms | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
             self.board, self.max_concurrent, self.queue_depth, self.idle_rss_mb
         );

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::CascadeError;
 use crate::breaker::Admit;
-use crate::engine::toolcall::FallbackReason;
+use crate::chat::toolcall::FallbackReason;
 use crate::openai::{ApiError, EdgeInfo, ErrorCode, ServedBy, ToolChoice, ValidRequest};
 
 /// Why a request goes up the cascade.

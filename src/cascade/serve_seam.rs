@@ -16,7 +16,7 @@ impl crate::serve::Escalate for Cascade {
         request: ValidRequest,
         reason: crate::serve::EscalateReason,
         _device_reply: Option<ChatCompletion>,
-        sink: Option<crate::serve::escalate::StreamSink>,
+        sink: Option<crate::serve::escalate::ChunkSink>,
     ) -> futures_util::future::BoxFuture<'static, Result<ChatCompletion, ApiError>> {
         let me = self.clone();
         Box::pin(async move {

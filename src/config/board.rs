@@ -116,6 +116,14 @@ pub struct Board {
 const MB: f64 = 1024.0 * 1024.0;
 
 impl Board {
+    /// This board with room for every expert of any bundle: for planning,
+    /// routing statistics and benchmarks that need the whole model resident.
+    pub fn all_resident(&self) -> Board {
+        let mut b = self.clone();
+        b.memory.experts_bytes = u64::MAX / 2;
+        b
+    }
+
     /// `name` is a board name (`boards/NAME.toml` in the working directory,
     /// else built in) or a path to a `.toml` file.
     pub fn load(name: &str) -> Result<Board, ConfigError> {

@@ -111,6 +111,23 @@ pub fn builtin_boards() -> Vec<&'static str> {
 }
 
 /// The plan of `board`, with the bundle at `bundle` when given.
+/// The plans of one board (a name or a `.toml` path) or of every built-in
+/// board, with a bundle's expert counts when given.
+pub fn describe_boards(
+    board: Option<&str>,
+    bundle: Option<&Path>,
+) -> Result<Vec<Plan>, crate::Error> {
+    let names: Vec<String> = match board {
+        Some(b) => vec![b.to_string()],
+        None => builtin_boards().into_iter().map(String::from).collect(),
+    };
+    let mut plans = Vec::new();
+    for name in &names {
+        plans.push(dry_run(&Board::load(name)?, bundle)?);
+    }
+    Ok(plans)
+}
+
 pub fn dry_run(board: &Board, bundle: Option<&Path>) -> Result<Plan, BundleError> {
     let manifest = match bundle {
         Some(dir) => {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::pattern::Nfa;
 use super::substr::SubstringIndex;
 use super::ConstrainError;
-use crate::engine::schema::{Pattern, PatternError};
+use crate::schema::{Pattern, PatternError};
 
 /// Longest string (in characters) when a schema gives no `maxLength`.
 pub const DEFAULT_MAX_STRING: u32 = 256;
@@ -234,7 +234,7 @@ impl Compiler {
             // keep only the options the rest of the schema allows
             let ok: Vec<Value> = options
                 .iter()
-                .filter(|o| crate::engine::schema::validate(schema, o, "enum").is_ok())
+                .filter(|o| crate::schema::validate(schema, o, "enum").is_ok())
                 .cloned()
                 .collect();
             return self.literal(&ok);

@@ -10,7 +10,7 @@
 //! building a constraint spec from an OpenAI request (`request`), and the
 //! substring index grounded strings walk (`substr`).
 //! Does not own: sampling (`engine::sampler` takes the mask as a filter),
-//! parsing or validating finished output (`engine::toolcall`, `engine::schema`:
+//! parsing or validating finished output (`chat::toolcall`, `schema`:
 //! they still check every reply, constrained or not). Plain synchronous code.
 
 pub mod constraint;

@@ -5,7 +5,7 @@
 //! parse tree; a pattern too large for 64 states is not compiled (the string
 //! is then only checked by `schema::validate` after decoding).
 
-use crate::engine::schema::{ClassItem, Node, Pattern};
+use crate::schema::pattern::{ClassItem, Node, Pattern};
 
 /// Most NFA states a pattern may need.
 pub const MAX_STATES: usize = 64;

@@ -1,6 +1,6 @@
 //! The automaton against the demo tokenizer and the tool catalogue: random
 //! and adversarial token choices among the allowed ones always end in output
-//! that parses and validates (`engine::toolcall`, `engine::schema`), and
+//! that parses and validates (`chat::toolcall`, `schema`), and
 //! wrong enums, out-of-range numbers and extra keys are refused.
 
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use super::grammar::Grammar;
 use super::matcher::Matcher;
 use super::request::spec_for;
 use super::*;
-use crate::engine::schema;
-use crate::engine::toolcall::{parse_and_check, parse_output};
+use crate::schema;
+use crate::chat::toolcall::{parse_and_check, parse_output};
 use crate::openai::{Tool, ToolChoice};
 
 fn repo(p: &str) -> String {

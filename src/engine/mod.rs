@@ -1,20 +1,14 @@
-//! Local MoE inference: the step runner (`model`), KV cache (`kv`), router,
-//! sampler, the generation state machine (`generate`), and what turns model
-//! text into OpenAI replies (`toolcall`, `schema`, `template`, `chat`).
-//! Expert storage and residency are `experts`'; graph execution is `runtime`'s.
+//! The inference core: the step runner (`model`), KV cache (`kv`), router,
+//! sampler and the generation state machine (`generate`).
+//! Does not own: what turns requests into prompts and text into OpenAI replies
+//! (`chat`), evaluation (`eval`), expert storage and residency (`experts`),
+//! graph execution (`runtime`).
 
-pub mod chat;
-pub mod eval;
 pub mod generate;
-pub mod golden;
 pub mod kv;
 pub mod model;
-pub mod plan_file;
 pub mod router;
 pub mod sampler;
-pub mod schema;
-pub mod template;
-pub mod toolcall;
 
 pub use generate::{Engine, FinishReason, Finished, GenParams, Generation, Step, Timings};
 pub use model::{ExpertCounts, Model, Observer};

@@ -163,7 +163,7 @@ impl Model {
             store.expert_bytes() as u64,
         );
         if let Some(plan) = &board.plan {
-            let plan = super::plan_file::read_plan(&bundle.path(plan))?;
+            let plan = crate::plan::file::read_plan(&bundle.path(plan))?;
             cache.pin(plan);
         }
         let max_context = a.max_context.min(board.limits.max_context);

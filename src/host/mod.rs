@@ -112,6 +112,35 @@ pub async fn run(
     served
 }
 
+/// `moe-edge host` as one call: binds the HTTP endpoint (if `http_addr`),
+/// prints its address on stdout (scripts and tests read it there), then
+/// [`run`]s on a runtime of its own until `shutdown` resolves.
+pub fn run_blocking(
+    mut opts: HostOptions,
+    http_addr: Option<std::net::SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HostError> {
+    let rt = crate::process::runtime(2).map_err(HostError::Serve)?;
+    rt.block_on(async move {
+        if let Some(addr) = http_addr {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            println!(
+                "moe-edge host: listening on http://{}",
+                l.local_addr().map_err(HostError::Serve)?
+            );
+            opts.http = Some(l);
+        }
+        let result = run(opts, shutdown).await;
+        log::info!("host stopped");
+        result
+    })
+}
+
 /// Failures of the host's servers.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

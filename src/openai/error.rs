@@ -147,6 +147,9 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, as a path: `messages[2].content`, `tools[0].function.name`.
     pub param: Option<String>,
+    /// `no_route`: the hops tried, each with why it could not answer
+    /// (`"device: fallback marker"`); sent as `x_moe_edge.tried`.
+    pub tried: Vec<String>,
 }
 
 impl ApiError {
@@ -155,6 +158,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            tried: Vec::new(),
         }
     }
 
@@ -185,7 +189,10 @@ impl ApiError {
                 list.join("; ")
             )
         };
-        ApiError::new(ErrorCode::NoRoute, message)
+        ApiError {
+            tried: list.iter().map(|s| s.to_string()).collect(),
+            ..ApiError::new(ErrorCode::NoRoute, message)
+        }
     }
 
     /// `internal_error` with a message.
@@ -206,6 +213,9 @@ impl ApiError {
                 param: self.param.clone(),
                 code: Some(self.code.as_str().to_string()),
             },
+            x_moe_edge: (!self.tried.is_empty()).then(|| ErrorEdgeInfo {
+                tried: self.tried.clone(),
+            }),
         }
     }
 
@@ -220,10 +230,19 @@ impl ApiError {
     }
 }
 
-/// `{"error": {...}}`.
+/// `{"error": {...}}`, with `x_moe_edge.tried` on `no_route`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorObject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_moe_edge: Option<ErrorEdgeInfo>,
+}
+
+/// The extension of an error body: the hops tried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEdgeInfo {
+    #[serde(default)]
+    pub tried: Vec<String>,
 }
 
 /// The inner error object. Read leniently: upstream servers send codes and
@@ -267,6 +286,7 @@ impl ErrorBody {
             code,
             message,
             param: self.error.param,
+            tried: self.x_moe_edge.map(|x| x.tried).unwrap_or_default(),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! [`EdgeInfo`]), errors in OpenAI's shape ([`ApiError`] with stable
 //! [`ErrorCode`]s) and SSE formatting/parsing ([`sse`]).
 //! Does not own: transport (MQTT, HTTP), admission, the cascade, tool-call
-//! parsing of model output (`engine::toolcall`), JSON-schema checking
-//! (`engine::schema`) or prompt rendering (`engine::template`).
+//! parsing of model output (`chat::toolcall`), JSON-schema checking
+//! (`schema`) or prompt rendering (`chat::template`).
 //! Pure and synchronous: no I/O, no clocks except [`unix_now`].
 
 pub mod error;
@@ -16,7 +16,7 @@ pub mod request;
 pub mod response;
 pub mod sse;
 
-pub use error::{ApiError, ErrorBody, ErrorCode, ErrorObject};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEdgeInfo, ErrorObject};
 pub use request::{
     ChatRequest, Content, ContentPart, FunctionCall, FunctionDef, Message, Priority, PriorityField,
     RequestLimits, Role, Stop, StreamOptions, TextMessage, Tool, ToolCall, ToolChoice,

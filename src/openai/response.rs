@@ -3,7 +3,7 @@
 //!
 //! The types serialise to OpenAI's shape and also read replies from an
 //! OpenAI-compatible upstream (unknown fields are kept in `extra`). Not here:
-//! turning model output into tool calls (`engine::toolcall`).
+//! turning model output into tool calls (`chat::toolcall`).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};

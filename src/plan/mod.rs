@@ -1,13 +1,17 @@
 //! Expert planning (`moe-edge plan`): routing statistics over calibration
 //! requests (`stats`), the choice of resident experts under a board's budget
-//! (`select`), and the pruned bundle a board carries (`device_bundle`).
+//! (`select`), the plan file (`file`) and the pruned bundle a board carries
+//! (`device_bundle`).
 //! Running the model is the engine's; this module only observes it.
 
 pub mod device_bundle;
+pub mod file;
+pub mod run;
 pub mod select;
 pub mod stats;
 
 pub use select::{select, Selection};
+pub use run::{calib_prompts, PlanOptions, PlanReport};
 pub use stats::{collect, RoutingStats};
 
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,14 @@ pub struct AskOptions {
 
 /// Sends the request and returns the reply (a stream is added up into one
 /// completion); `on_text` sees streamed content as it arrives.
+/// [`ask`] on a runtime of its own (for the `ask` subcommand).
+pub fn ask_blocking(
+    opts: AskOptions,
+    on_text: impl FnMut(&str),
+) -> Result<ChatCompletion, ServeError> {
+    crate::process::runtime(2)?.block_on(ask(opts, on_text))
+}
+
 pub async fn ask(
     opts: AskOptions,
     mut on_text: impl FnMut(&str),

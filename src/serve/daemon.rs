@@ -20,7 +20,7 @@ use super::reply::{Reply, ReplyTo, StreamState};
 use super::status::{State, StatusBase};
 use super::worker::{final_messages, Escalation, Outgoing, Pending, Shared, Worker};
 use super::{BrokerChoice, Ready, ServeConfig, ServeError};
-use crate::engine::chat::ChatPolicy;
+use crate::chat::ChatPolicy;
 use crate::engine::Engine;
 use crate::openai::{ApiError, ChatCompletionChunk, ChatRequest, ErrorCode, RequestLimits};
 use crate::transport::{

@@ -4,7 +4,7 @@
 //! Owns: the [`Escalate`] trait and the reasons a request is handed up
 //! ([`EscalateReason`]). Does not own: any policy, client or breaker (all of
 //! that is `cascade`'s), nor the publishing of the answer (`serve::daemon`
-//! publishes what `escalate` streams into its [`StreamSink`] as it arrives,
+//! publishes what `escalate` streams into its [`ChunkSink`] as it arrives,
 //! or whatever it returns, re-chunked if the app asked for a stream).
 //!
 //! Without an escalator (`ServeConfig::escalate == None`) the daemon answers
@@ -15,15 +15,14 @@
 //! in a `no_route` error.
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
-use crate::engine::toolcall::FallbackReason;
-use crate::openai::{ApiError, ChatCompletion, ChatCompletionChunk, ValidRequest};
+use crate::chat::toolcall::FallbackReason;
+use crate::openai::{ApiError, ChatCompletion, ValidRequest};
 
 /// Where an escalator streams the chunks of a streamed request, as they
 /// arrive from upstream (bounded: a stuck app stalls the upstream read, it
 /// does not grow memory).
-pub type StreamSink = mpsc::Sender<ChatCompletionChunk>;
+pub use crate::cascade::ChunkSink;
 
 /// Why the device hands a request up.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +69,6 @@ pub trait Escalate: Send + Sync + 'static {
         request: ValidRequest,
         reason: EscalateReason,
         device_reply: Option<ChatCompletion>,
-        sink: Option<StreamSink>,
+        sink: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatCompletion, ApiError>>;
 }

@@ -6,8 +6,8 @@
 //! mapping and the streaming protocol ([`reply`], pure), the retained status
 //! ([`status`]), the engine thread that interleaves generations at token
 //! granularity (`worker`), the tokio edges (`daemon`: intake, publisher,
-//! status, shutdown), the cascade seam ([`escalate`]) and the `ask` client
-//! ([`ask`]).
+//! status, shutdown), the cascade seam ([`escalate`]), the `ask` client
+//! ([`ask`]) and the wiring of `moe-edge serve` ([`launch`]).
 //! Does not own: the MQTT client and embedded broker (`transport`), topic
 //! names (`wire::topics`), request validation and reply types (`openai`),
 //! generation (`engine`), the cascade itself (`cascade`).
@@ -23,6 +23,7 @@ pub mod ask;
 mod daemon;
 pub mod dedup;
 pub mod escalate;
+pub mod launch;
 pub mod reply;
 pub mod status;
 mod worker;
@@ -34,7 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use admission::Policy;
-pub use escalate::{Escalate, EscalateReason, StreamSink};
+pub use escalate::{ChunkSink, Escalate, EscalateReason};
+pub use launch::{embedded_url, serve_blocking, DaemonOptions};
 
 use crate::config::Board;
 use crate::engine::Engine;
@@ -68,6 +70,8 @@ pub enum ServeError {
     BadReply(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// Which broker the daemon talks through.

@@ -6,7 +6,7 @@
 //! streaming state machine ([`StreamState`]) that turns engine deltas into
 //! `chat.completion.chunk` messages and the terminator.
 //! Does not own: publishing (`serve::daemon`), tool-call parsing
-//! (`engine::toolcall`), the OpenAI types themselves (`openai`).
+//! (`chat::toolcall`), the OpenAI types themselves (`openai`).
 //!
 //! Wire contract (documented in the README):
 //! - non-streamed: exactly one message, a `chat.completion` or an error

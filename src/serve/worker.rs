@@ -21,7 +21,7 @@ use super::admission::{pick_next, Admission, Policy, Running, Waiting};
 use super::escalate::EscalateReason;
 use super::reply::{Reply, ReplyTo, StreamState};
 use super::status::Load;
-use crate::engine::chat::{api_error, ChatJob, ChatPolicy};
+use crate::chat::{api_error, ChatJob, ChatPolicy};
 use crate::engine::{Engine, EngineError, Step};
 use crate::experts::ExpertError;
 use crate::openai::{ApiError, ChatCompletion, ErrorCode, ValidRequest};
@@ -258,8 +258,8 @@ impl Worker {
         } = w;
         let Pending { request, reply, id } = item;
         if request.non_text {
-            if let Some(tx) = &self.escalations {
-                self.escalate(
+            match &self.escalations {
+                Some(tx) => self.escalate(
                     tx,
                     Escalation {
                         request,
@@ -270,9 +270,10 @@ impl Worker {
                         stream: None,
                         deadline,
                     },
-                );
-                return;
+                ),
+                None => self.fail(reply, &id, no_route(&EscalateReason::NonText)),
             }
+            return;
         }
         let stream = request.stream;
         let include_usage = request.include_usage;
@@ -377,7 +378,7 @@ impl Worker {
                     }
                 }
                 let outcome = self.engine.chat_outcome(&a.job, &f);
-                let mut completion = outcome.completion;
+                let completion = outcome.completion;
                 match (outcome.fallback, &self.escalations) {
                     (Some(reason), Some(tx)) => {
                         let Active {
@@ -400,20 +401,13 @@ impl Worker {
                             },
                         );
                     }
-                    (fallback, _) => {
-                        if let Some(r) = &fallback {
-                            log::info!(
-                                "serve fallback answered by device device={} id={} reason={r:?}",
-                                self.device,
-                                a.job.id
-                            );
-                        }
-                        if a.job.request.non_text {
-                            if let Some(x) = completion.x_moe_edge.as_mut() {
-                                x.fallback_reason
-                                    .get_or_insert_with(|| EscalateReason::NonText.to_string());
-                            }
-                        }
+                    (Some(reason), None) => {
+                        // The device should not answer and nothing is above
+                        // it: say so, never an empty "stop".
+                        let reason = EscalateReason::Fallback(reason);
+                        self.fail(a.to, &a.job.id, no_route(&reason));
+                    }
+                    (None, _) => {
                         log::debug!(
                             "serve done device={} id={} completion_tokens={} total_ms={:.1}",
                             self.device,
@@ -514,4 +508,15 @@ pub(crate) fn final_messages(
             out
         }
     }
+}
+
+/// The error for a request the device should not answer when no host or
+/// cloud is configured (with one configured, the cascade answers instead).
+fn no_route(reason: &EscalateReason) -> ApiError {
+    let mut e = ApiError::no_route(&[format!("device: {reason}")]);
+    e.message.push_str(
+        ". No host or cloud is configured: set [cascade] host_url and/or cloud_url \
+         in the board file (boards/NAME.toml) to hand such requests up",
+    );
+    e
 }

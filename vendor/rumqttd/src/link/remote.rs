@@ -79,10 +79,10 @@ impl<P: Protocol> RemoteLink<P> {
         let clean_session = connect.clean_session;
 
         let topic_alias_max = props.as_ref().and_then(|p| p.topic_alias_max);
-        let session_expiry = props
-            .as_ref()
-            .and_then(|p| p.session_expiry_interval)
-            .unwrap_or(0);
+        let requested_expiry = props.as_ref().and_then(|p| p.session_expiry_interval);
+        let session_expiry = requested_expiry.unwrap_or(0);
+        // moe-edge: MQTT 3.1.1 has no expiry property; MQTT 5 without it means 0.
+        let expiry_for_router = network.is_v5().then_some(session_expiry);
 
         let delay_interval = lastwill_props
             .as_ref()
@@ -100,6 +100,7 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
+            .session_expiry(expiry_for_router)
             .build()?;
 
         let id = link_rx.id();

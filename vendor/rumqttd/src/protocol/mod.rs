@@ -748,4 +748,8 @@ pub enum Error {
 pub trait Protocol {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error>;
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error>;
+    /// moe-edge: whether this is MQTT 5 (session expiry applies).
+    fn is_v5(&self) -> bool {
+        false
+    }
 }

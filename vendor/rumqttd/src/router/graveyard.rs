@@ -1,4 +1,5 @@
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::{
     scheduler::{PauseReason, Tracker},
@@ -32,13 +33,40 @@ impl Graveyard {
         })
     }
 
-    /// Save connection tracker
+    /// moe-edge: removes the saved sessions whose expiry has passed and
+    /// returns the filters they subscribed to (whose logs may now be unused).
+    /// Upstream keeps every persistent session forever.
+    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+        let gone: Vec<String> = self
+            .connections
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut filters = Vec::new();
+        for id in gone {
+            if let Some(saved) = self.connections.remove(&id) {
+                if let Some(state) = saved.session_state {
+                    filters.extend(state.subscriptions);
+                }
+            }
+        }
+        filters
+    }
+
+    /// moe-edge: saved sessions (for tests and status).
+    pub fn len(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Save connection tracker; moe-edge: it expires `expiry` from now.
     pub fn save_state(
         &mut self,
         mut tracker: Tracker,
         subscriptions: HashSet<String>,
         metrics: ConnectionEvents,
         unacked_pubrels: VecDeque<u16>,
+        expiry: Duration,
     ) {
         tracker.pause(PauseReason::Busy);
         let id = tracker.id.clone();
@@ -54,6 +82,7 @@ impl Graveyard {
             SavedState {
                 session_state: Some(session_state),
                 metrics,
+                expires_at: Some(Instant::now() + expiry),
             },
         );
     }
@@ -65,6 +94,7 @@ impl Graveyard {
             SavedState {
                 session_state: None,
                 metrics,
+                expires_at: None,
             },
         );
     }
@@ -74,6 +104,8 @@ impl Graveyard {
 pub struct SavedState {
     pub session_state: Option<SessionState>,
     pub metrics: ConnectionEvents,
+    /// moe-edge: when the saved session ends (None: never, metrics only).
+    pub expires_at: Option<Instant>,
 }
 
 #[derive(Debug)]

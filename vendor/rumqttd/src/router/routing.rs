@@ -14,7 +14,11 @@ use slab::Slab;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::Utf8Error;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+/// moe-edge: the longest a saved persistent session lives after its client
+/// left (MQTT 5 clients ask for less with Session Expiry; MQTT 3.1.1 ones get this).
+const MAX_SESSION_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 use thiserror::Error;
 use tracing::{debug, error, info, trace, warn};
 
@@ -328,6 +332,7 @@ impl Router {
             return;
         }
 
+        self.expire_sessions();
         // Retrieve previous connection state from graveyard
         let saved = self.graveyard.retrieve(&client_id);
         let clean_session = connection.clean;
@@ -538,8 +543,14 @@ impl Router {
             connection.events.events.pop_front();
         }
 
+        // moe-edge: the session's expiry (MQTT 5: what the client asked for,
+        // 0 = the session ends now; MQTT 3.1.1: a day), capped at a day.
+        let expiry = match connection.session_expiry {
+            Some(secs) => Duration::from_secs(u64::from(secs)).min(MAX_SESSION_EXPIRY),
+            None => MAX_SESSION_EXPIRY,
+        };
         // Save state for persistent sessions
-        if !connection.clean {
+        if !connection.clean && !expiry.is_zero() {
             // Add inflight data requests back to tracker
             inflight_data_requests
                 .into_iter()
@@ -564,6 +575,7 @@ impl Router {
                 connection.subscriptions,
                 connection.events,
                 outgoing.unacked_pubrels,
+                expiry,
             );
         } else {
             // moe-edge: upstream saves this connection's event history here, keyed
@@ -574,6 +586,15 @@ impl Router {
             }
         }
         self.router_meters.total_connections -= 1;
+        self.expire_sessions();
+    }
+
+    /// moe-edge: ends the saved sessions whose expiry has passed, and drops
+    /// the logs only they kept. Runs at every connect and disconnect.
+    fn expire_sessions(&mut self) {
+        for filter in self.graveyard.expire(Instant::now()) {
+            self.drop_filter_if_unused(&filter);
+        }
     }
 
     /// Handles new incoming data on a topic

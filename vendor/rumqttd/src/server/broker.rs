@@ -417,6 +417,13 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                     continue;
                 }
             };
+            // moe-edge: every MQTT packet is written whole, so Nagle's
+            // algorithm only adds latency: a PUBLISH written after a small
+            // unacknowledged packet (a PUBACK) waited for the client's
+            // delayed ACK, ~40 ms per hop on Linux.
+            if let Err(e) = stream.set_nodelay(true) {
+                warn!(error=?e, "cannot set TCP_NODELAY");
+            }
 
             let (network, tenant_id) = match self.tls_accept(stream).await {
                 Ok(o) => o,
@@ -528,7 +535,19 @@ async fn remote<P: Protocol>(
     let connect_packet = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
         Err(e) => {
-            error!(error=?e, "Error while handling MQTT connect packet");
+            // moe-edge: a peer that closes before sending a byte (a port
+            // probe, a health check) is routine; a bad CONNECT is the
+            // client's fault, not the broker's: neither is an ERROR.
+            let closed_early = matches!(
+                &e,
+                crate::link::remote::Error::Network(crate::link::network::Error::Io(io))
+                    if io.kind() == std::io::ErrorKind::ConnectionAborted
+            );
+            if closed_early {
+                debug!(error=?e, "connection closed before CONNECT");
+            } else {
+                warn!(error=?e, "Error while handling MQTT connect packet");
+            }
             return;
         }
     };

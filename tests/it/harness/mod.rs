@@ -1,16 +1,51 @@
-//! Set-up shared by the integration test binaries (`mod common;` in each):
+//! The one harness of the integration tests (`tests/it/`, one binary):
 //! real servers and real subprocesses, nothing faked. Each binary uses a part.
-#![allow(dead_code)]
 
+
+pub mod daemon;
 pub mod mosquitto;
 pub mod secure_broker;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+
 use axum::response::Response;
+use moe_edge::bundle::import::{import, ImportOptions};
+use moe_edge::bundle::Dtype;
+
+/// The repository root (fixtures, boards, the demo bundle).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Imports `tests/fixtures/{arch}` (a random-weight Hugging Face checkpoint)
+/// into the bundle directory `out`.
+pub fn import_fixture(arch: &str, out: &Path, dtype: Dtype, model_id: Option<&str>) -> PathBuf {
+    import(&ImportOptions {
+        hf_dir: repo().join("tests/fixtures").join(arch),
+        out_dir: out.to_path_buf(),
+        dtype,
+        experts_dtype: None,
+        model_id: model_id.map(str::to_string),
+        force: true,
+    })
+    .unwrap_or_else(|e| panic!("import the {arch} fixture: {e}"));
+    out.to_path_buf()
+}
+
+/// The random-weight Qwen3-MoE fixture imported once per test process, as
+/// model `fixture-moe`.
+pub fn fixture_bundle() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap().keep().join("bundle");
+        import_fixture("qwen3_moe", &out, Dtype::F32, Some("fixture-moe"))
+    })
+}
 
 /// A `text/event-stream` response sending `events` (whole `data: …\n\n`
 /// strings) one after another, `gap` apart, from a real HTTP handler.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::EngineError;
+use crate::engine::EngineError;
 use crate::experts::ExpertId;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

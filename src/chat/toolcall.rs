@@ -8,12 +8,12 @@
 //! ([`tool_call_id`]), building the OpenAI assistant message, and holding back
 //! streamed text that may be the start of a marker ([`StreamSplitter`]).
 //! Does not own: generation, sampling or stop handling (the rest of `engine`),
-//! JSON-schema rules (`engine::schema`), what the cascade does with a fallback.
+//! JSON-schema rules (`schema`), what the cascade does with a fallback.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::schema::{self, SchemaError};
+use crate::schema::{self, SchemaError};
 use crate::openai::{AssistantMessage, FinishReason, Tool, ToolCall, ToolChoice};
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";

@@ -3,13 +3,12 @@
 //! Mosquitto tests print a notice and pass if `mosquitto` is not installed
 //! (the test script installs it; CI runs that script).
 
-mod common;
 
 use std::future::Future;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::mosquitto::Mosquitto;
+use crate::harness::mosquitto::Mosquitto;
 
 use moe_edge::transport::{
     self, connect, Broker, BrokerConfig, ConnState, Inbox, Message, MqttConfig, MqttHandle,

@@ -4,7 +4,6 @@
 //! missing experts go over MQTT. Nothing depends on exact model answers, only
 //! on equivalence with the full model run locally.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use moe_edge::bundle::Verify;
 use moe_edge::config::{Board, OnMiss};
-use moe_edge::engine::golden::{read_golden, run_prompt};
+use moe_edge::eval::golden::{read_golden, run_prompt};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::sampler::argmax;
 use moe_edge::engine::{Engine, ExpertCounts, GenParams, Step};
@@ -35,7 +34,7 @@ fn device_bundle() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        common::plan_device_bundle(&full_bundle(), 0.25, &dir, "dev25")
+        crate::harness::plan_device_bundle(&full_bundle(), 0.25, &dir, "dev25")
     })
     .clone()
 }
@@ -251,7 +250,7 @@ fn test_prompts(engine: &Engine, shard: usize, shards: usize) -> Vec<(usize, Str
             let req = ChatRequest::from_value(serde_json::json!({ "messages": v["messages"] }))
                 .map_err(|e| e.message)
                 .unwrap();
-            let p = moe_edge::engine::template::render_chat(
+            let p = moe_edge::chat::template::render_chat(
                 &req.text_messages(),
                 engine.bundle.manifest.chat_template.as_deref(),
             )

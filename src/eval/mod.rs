@@ -2,6 +2,10 @@
 //! exact match of tool name + arguments (numbers as numbers, strings
 //! trimmed), fallback precision/recall, per language and per tool. The same
 //! rules as `models/forge/evaluate.py`, so the two can be compared.
+//! `golden` replays reference vectors through the model.
+//! Does not own: running the model (`engine`), chat preparation (`chat`).
+
+pub mod golden;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,8 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::generate::{Engine, GenParams};
-use super::EngineError;
+use crate::engine::generate::{Engine, GenParams};
+use crate::engine::EngineError;
 use crate::constrain::request::spec_for;
 use crate::constrain::{ConstrainError, Spec};
 use crate::openai::{ChatRequest, Message, Tool, ToolChoice};
@@ -389,7 +393,7 @@ pub fn evaluate(
             ..ChatRequest::default()
         };
         let spec = constraint.map(|c| c.spec(&req)).transpose()?;
-        let prompt = super::template::render_chat(
+        let prompt = crate::chat::template::render_chat(
             &req.text_messages(),
             engine.bundle.manifest.chat_template.as_deref(),
         )
@@ -459,6 +463,114 @@ pub fn comparison_markdown(free: &EvalReport, constrained: &EvalReport) -> Strin
         );
     }
     s
+}
+
+/// What `moe-edge eval` was asked to do.
+pub struct SplitOptions {
+    pub bundle: std::path::PathBuf,
+    pub board: crate::config::Board,
+    /// Labelled JSONL split.
+    pub data: std::path::PathBuf,
+    /// Only the first N examples.
+    pub limit: Option<usize>,
+    /// Constrain decoding to the catalogue's schemas.
+    pub constrain: bool,
+    /// Free and constrained, side by side.
+    pub compare: bool,
+    /// The tool catalogue the constraint uses.
+    pub tools: std::path::PathBuf,
+    /// Mark the catalogue's free-text strings `x-grounded`.
+    pub grounded: bool,
+}
+
+/// Evaluates a bundle on a split: the report as text (markdown tables and
+/// timings) and as JSON.
+pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
+    use std::fmt::Write as _;
+    if o.grounded && !(o.constrain || o.compare) {
+        return Err(EngineError::Invalid(
+            "--grounded needs --constrain or --compare".into(),
+        ));
+    }
+    let engine = Engine::load(&o.bundle, &o.board, crate::bundle::Verify::Full).map_err(|e| {
+        EngineError::Invalid(format!("loading bundle {}: {e}", o.bundle.display()))
+    })?;
+    let mut ex: Vec<_> = read_examples(&o.data)?.into_iter().enumerate().collect();
+    if let Some(n) = o.limit {
+        ex.truncate(n);
+    }
+    let mut text = String::new();
+    let spec = if o.constrain || o.compare {
+        let (c, n) = catalogue_constraint(&o.tools, o.grounded)?;
+        if o.grounded {
+            let _ = writeln!(text, "{n} free-text strings of {} marked x-grounded", o.tools.display());
+        }
+        Some(c)
+    } else {
+        None
+    };
+    let t = std::time::Instant::now();
+    let report = evaluate(&engine, &ex, if o.compare { None } else { spec.as_ref() })?;
+    let _ = writeln!(text, "{}", report.to_markdown());
+    let _ = writeln!(
+        text,
+        "{} examples in {:.1} s, {} generated tokens",
+        ex.len(),
+        t.elapsed().as_secs_f64(),
+        report.generated_tokens
+    );
+    let json = |r: &EvalReport| serde_json::to_value(r).expect("a report serialises");
+    if o.compare {
+        let t = std::time::Instant::now();
+        let constrained = evaluate(&engine, &ex, spec.as_ref())?;
+        let _ = writeln!(
+            text,
+            "constrained: {} examples in {:.1} s\n",
+            ex.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let _ = writeln!(text, "{}", comparison_markdown(&report, &constrained));
+        let both = serde_json::json!({"free": json(&report), "constrained": json(&constrained)});
+        return Ok((text, both));
+    }
+    Ok((text, json(&report)))
+}
+
+/// The tools of a file: an OpenAI `tools` array, or a catalogue object with
+/// a `tools` key. A missing file is no tools.
+pub fn load_tools(path: &Path) -> Result<Vec<Tool>, EngineError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bad = |m: String| EngineError::Invalid(format!("{}: {m}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let arr = v.get("tools").cloned().unwrap_or(v);
+    serde_json::from_value(arr).map_err(|e| bad(format!("not an OpenAI tools array: {e}")))
+}
+
+/// Tool-call constraint (tool_choice auto) for a catalogue file; with
+/// `grounded`, its free-text strings are marked `x-grounded` (the count is
+/// returned beside it).
+pub fn catalogue_constraint(
+    path: &Path,
+    grounded: bool,
+) -> Result<(CatalogueConstraint, usize), EngineError> {
+    let mut tools = load_tools(path)?;
+    if tools.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "{}: no tools (the file is missing or its list is empty)",
+            path.display()
+        )));
+    }
+    let n = if grounded {
+        crate::constrain::request::ground_free_strings(&mut tools)
+    } else {
+        0
+    };
+    let c = CatalogueConstraint::new(tools)
+        .map_err(|e| EngineError::Invalid(format!("{}: tools: {e}", path.display())))?;
+    Ok((c, n))
 }
 
 #[cfg(test)]

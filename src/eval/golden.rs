@@ -10,8 +10,8 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 
-use super::model::{ExpertCounts, Model, StepTimes};
-use super::EngineError;
+use crate::engine::model::{ExpertCounts, Model, StepTimes};
+use crate::engine::EngineError;
 
 /// One prompt of a golden file.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +185,34 @@ pub fn run_all(
         .enumerate()
         .map(|(i, g)| run_prompt(model, i, g, keep_logits))
         .collect()
+}
+
+/// `moe-edge golden`: replays `golden` through the bundle on `board`; the
+/// result as JSON and whether every prompt is within `tol`.
+pub fn check_bundle(
+    bundle_dir: &Path,
+    golden: &Path,
+    board: &crate::config::Board,
+    tol: f32,
+    with_logits: bool,
+) -> Result<(serde_json::Value, bool), EngineError> {
+    let bundle = crate::bundle::Bundle::open(bundle_dir, crate::bundle::Verify::Full)
+        .map_err(|e| EngineError::Invalid(format!("opening bundle {}: {e}", bundle_dir.display())))?;
+    let model = Model::load(&bundle, board)?;
+    let prompts = read_golden(golden)?;
+    let results = run_all(&model, &prompts, with_logits)?;
+    let ok = results.iter().all(|r| r.passes(tol));
+    let out = serde_json::json!({
+        "bundle": bundle_dir.display().to_string(),
+        "model_id": bundle.manifest.model_id,
+        "board": board.name,
+        "backend": board.backend.kind.to_string(),
+        "arch": std::env::consts::ARCH,
+        "tol": tol,
+        "ok": ok,
+        "prompts": results,
+    });
+    Ok((out, ok))
 }
 
 #[cfg(test)]

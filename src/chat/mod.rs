@@ -3,14 +3,24 @@
 //! the finished text becomes a `chat.completion` with tool calls parsed and
 //! validated, the `x_moe_edge` extension filled, and a fallback reason when
 //! the device should not answer. Scheduling and transport are the caller's.
+//!
+//! Owns: chat preparation and completion (here), prompt templates
+//! (`template`), tool-call parsing and checking (`toolcall`), the in-process
+//! `moe-edge chat` (`local`).
+//! Does not own: the generation loop (`engine`), the wire types (`openai`),
+//! schema validation (`schema`).
+
+pub mod local;
+pub mod template;
+pub mod toolcall;
 
 use std::time::Instant;
 
-use super::generate::{
+use crate::engine::generate::{
     Engine, FinishReason as GenFinish, Finished, GenParams, Generation, TokenLogprob,
 };
-use super::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
-use super::EngineError;
+use self::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
+use crate::engine::EngineError;
 use crate::config::Board;
 use crate::constrain::request::spec_for;
 use crate::constrain::Spec;
@@ -132,7 +142,7 @@ impl Engine {
         policy: ChatPolicy,
     ) -> Result<ChatJob, ApiError> {
         let accepted = Instant::now();
-        let prompt = super::template::render_chat_with_tools(
+        let prompt = self::template::render_chat_with_tools(
             &request.text_messages(),
             request.tools(),
             self.bundle.manifest.chat_template.as_deref(),

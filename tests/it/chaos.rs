@@ -14,17 +14,15 @@
 //! stalling in tests/cascade.rs (`faulty_clouds`,
 //! `stalled_cloud_times_out_then_fails_fast`).
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::secure_broker::{SecureBroker, APP_A, DEVICE};
-use moe_edge::bundle::import::{import, ImportOptions};
-use moe_edge::bundle::{Dtype, Verify};
+use crate::harness::secure_broker::{SecureBroker, APP_A, DEVICE};
+use moe_edge::bundle::Verify;
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
 use moe_edge::serve::{self, BrokerChoice, ServeConfig};
@@ -37,20 +35,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const SESSION: Duration = Duration::from_secs(600);
 
 fn bundle() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap().keep().join("bundle");
-        import(&ImportOptions {
-            hf_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_moe"),
-            out_dir: out.clone(),
-            dtype: Dtype::F32,
-            model_id: Some("fixture-moe".into()),
-            experts_dtype: None,
-            force: false,
-        })
-        .expect("import fixture");
-        out
-    })
+    crate::harness::fixture_bundle()
 }
 
 fn is_final(v: &Value) -> bool {

@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::{Bundle, Verify};
 use moe_edge::config::Board;
-use moe_edge::engine::golden::{self, GoldenPrompt, PromptResult};
+use moe_edge::eval::golden::{self, GoldenPrompt, PromptResult};
 use moe_edge::engine::Model;
 use moe_edge::runtime::{self, BackendKind, BackendOptions};
 

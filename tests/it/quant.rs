@@ -4,18 +4,15 @@
 //! precision plus a q4 copy of all of them (misses run the q4 copy locally).
 
 use std::path::{Path, PathBuf};
+use crate::harness::repo;
 
 use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::manifest::{expert_tensor_name, ExpertDtype};
 use moe_edge::bundle::{quant, Bundle, Dtype, Verify};
 use moe_edge::config::Board;
-use moe_edge::engine::golden::{argmax, read_golden};
+use moe_edge::eval::golden::{argmax, read_golden};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::{Engine, ExpertCounts};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn import_demo(dir: &Path, name: &str, experts: ExpertDtype) -> PathBuf {
     let out = dir.join(name);

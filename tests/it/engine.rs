@@ -3,9 +3,9 @@
 //! the expert budget against an independently simulated LRU trace.
 
 use std::collections::VecDeque;
+use crate::harness::repo;
 use std::path::{Path, PathBuf};
 
-use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::{Dtype, Verify};
 use moe_edge::config::{Board, ExpertPolicy};
 use moe_edge::engine::model::StepTimes;
@@ -87,22 +87,9 @@ impl Observer for Record {
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn imported(arch: &str, dtype: Dtype) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("bundle");
-    import(&ImportOptions {
-        hf_dir: repo().join("tests/fixtures").join(arch),
-        out_dir: out.clone(),
-        dtype,
-        experts_dtype: None,
-        model_id: None,
-        force: false,
-    })
-    .unwrap_or_else(|e| panic!("import {arch}: {e}"));
+    let out = crate::harness::import_fixture(arch, &tmp.path().join("bundle"), dtype, None);
     (tmp, out)
 }
 

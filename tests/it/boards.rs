@@ -6,16 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::{Bundle, Verify};
 use moe_edge::config::describe::dry_run;
 use moe_edge::config::Board;
 
 fn fixture_bundle(dir: &Path) -> std::path::PathBuf {
-    let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_moe");
-    let out = dir.join("qwen3_moe");
-    import(&ImportOptions::new(&hf, &out)).unwrap();
-    out
+    crate::harness::import_fixture("qwen3_moe", &dir.join("qwen3_moe"), moe_edge::bundle::Dtype::F32, None)
 }
 
 #[test]

@@ -16,22 +16,21 @@
 //! Tests print a notice and pass if mosquitto/openssl are not installed
 //! (scripts/test.sh installs them).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::secure_broker::{password, SecureBroker, APP_A, APP_B, DEVICE, HOST};
-use moe_edge::bundle::import::{import, ImportOptions};
-use moe_edge::bundle::{Dtype, Manifest, Verify};
+use crate::harness::daemon::Daemon;
+use crate::harness::secure_broker::{password, SecureBroker, APP_A, APP_B, DEVICE, HOST};
+use moe_edge::bundle::{Manifest, Verify};
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
 use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
 use moe_edge::host::experts::{ExpertServer, ExpertServerConfig};
-use moe_edge::serve::{self, BrokerChoice, ServeConfig};
+use moe_edge::serve::BrokerChoice;
 use moe_edge::transport::{connect, Inbox, Message, MqttConfig, MqttHandle, PublishOptions, QoS};
 use moe_edge::wire::{topics, DeviceId};
 use serde_json::{json, Value};
@@ -40,26 +39,8 @@ use tokio::sync::oneshot;
 const WAIT: Duration = Duration::from_secs(20);
 const BIN: &str = env!("CARGO_BIN_EXE_moe-edge");
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The random-weight fixture model imported once per test process.
 fn bundle() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap().keep().join("bundle");
-        import(&ImportOptions {
-            hf_dir: repo().join("tests/fixtures/qwen3_moe"),
-            out_dir: out.clone(),
-            dtype: Dtype::F32,
-            model_id: Some("fixture-moe".into()),
-            experts_dtype: None,
-            force: false,
-        })
-        .expect("import fixture");
-        out
-    })
+    crate::harness::fixture_bundle()
 }
 
 fn manifest() -> Manifest {
@@ -159,47 +140,12 @@ impl Client {
 }
 
 /// The daemon for device `edge-1`, logged in as `edge-1` over TLS.
-struct Daemon {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
-}
-
-impl Daemon {
-    async fn start(b: &SecureBroker) -> Daemon {
-        let engine = Arc::new(
-            Engine::load(bundle(), &Board::load("host-cpu").unwrap(), Verify::Full).unwrap(),
-        );
-        let mqtt = b.config("ignored", DEVICE);
-        let mut config = ServeConfig::new(
-            engine,
-            Board::load("host-cpu").unwrap(),
-            DeviceId::new(DEVICE).unwrap(),
-            BrokerChoice::External(Box::new(mqtt)),
-        );
-        let (ready_tx, ready_rx) = oneshot::channel();
-        config.on_ready = Some(ready_tx);
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve::run(config, async move {
-            let _ = stop_rx.await;
-        }));
-        tokio::time::timeout(WAIT, ready_rx)
-            .await
-            .expect("daemon ready in time")
-            .expect("daemon started");
-        Daemon {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("daemon stops in time")
-            .unwrap()
-            .expect("daemon stops cleanly");
-    }
+async fn start_daemon(b: &SecureBroker) -> Daemon {
+    let board = Board::load("host-cpu").unwrap();
+    let engine = Arc::new(Engine::load(bundle(), &board, Verify::Full).unwrap());
+    let mqtt = b.config("ignored", DEVICE);
+    let device = DeviceId::new(DEVICE).unwrap();
+    Daemon::start(engine, board, device, BrokerChoice::External(Box::new(mqtt)), |_| {}).await
 }
 
 // ------------------------------------------------------------------ tests
@@ -244,7 +190,7 @@ async fn apps_read_only_their_own_replies_and_hosts_send_no_requests() {
     let Some(b) = SecureBroker::start("apps_read_only_their_own_replies") else {
         return;
     };
-    let daemon = Daemon::start(&b).await;
+    let daemon = start_daemon(&b).await;
     let mut a = Client::new(&b.config("app-a-1", APP_A)).await;
     let mut bb = Client::new(&b.config("app-b-1", APP_B)).await;
     let a_reply = "moe-edge/clients/app-a/c1/reply";

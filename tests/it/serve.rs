@@ -9,21 +9,21 @@
 //! streaming, tool-call parsing, fallback). Mosquitto tests print a notice
 //! and pass if `mosquitto` is not installed (scripts/test.sh installs it).
 
-mod common;
 
 use std::collections::HashMap;
+use crate::harness::repo;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::mosquitto::{find_bin, Mosquitto};
-use moe_edge::bundle::import::{import, ImportOptions};
-use moe_edge::bundle::{Dtype, Verify};
+use crate::harness::daemon::Daemon;
+use crate::harness::mosquitto::{find_bin, Mosquitto};
+use moe_edge::bundle::Verify;
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
-use moe_edge::serve::{self, BrokerChoice, Ready, ServeConfig};
+use moe_edge::serve::{self, BrokerChoice, ServeConfig};
 use moe_edge::transport::{connect, Inbox, MqttConfig, MqttHandle, PublishOptions, QoS};
 use moe_edge::wire::DeviceId;
 use serde_json::{json, Value};
@@ -33,27 +33,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 // ------------------------------------------------------------------ fixtures
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The fixture model imported once per test process.
 fn bundle() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap().keep();
-        let out = tmp.join("bundle");
-        import(&ImportOptions {
-            hf_dir: repo().join("tests/fixtures/qwen3_moe"),
-            out_dir: out.clone(),
-            dtype: Dtype::F32,
-            experts_dtype: None,
-            model_id: Some("fixture-moe".into()),
-            force: false,
-        })
-        .expect("import fixture");
-        out
-    })
+    crate::harness::fixture_bundle()
 }
 
 fn engine() -> Arc<Engine> {
@@ -112,70 +93,29 @@ fn unique(name: &str) -> String {
 
 // ------------------------------------------------------------------ daemon
 
-/// An in-process daemon; `stop` runs the graceful shutdown.
-struct Daemon {
-    ready: Ready,
-    device: DeviceId,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
+/// A daemon on this file's engine, a fresh device id, status every 50 ms.
+async fn start_daemon(
+    board: Board,
+    broker: BrokerChoice,
+    tweak: impl FnOnce(&mut ServeConfig),
+) -> Daemon {
+    logs();
+    let device = DeviceId::new(unique("dev")).unwrap();
+    Daemon::start(engine(), board, device, broker, |c| {
+        c.status_interval = Duration::from_millis(50);
+        tweak(c)
+    })
+    .await
 }
 
-impl Daemon {
-    async fn start(
-        board: Board,
-        broker: BrokerChoice,
-        tweak: impl FnOnce(&mut ServeConfig),
-    ) -> Daemon {
-        logs();
-        let device = DeviceId::new(unique("dev")).unwrap();
-        let mut config = ServeConfig::new(engine(), board, device.clone(), broker);
-        config.status_interval = Duration::from_millis(50);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        config.on_ready = Some(ready_tx);
-        tweak(&mut config);
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve::run(config, async move {
-            let _ = stop_rx.await;
-        }));
-        let ready = tokio::time::timeout(WAIT, ready_rx)
-            .await
-            .expect("daemon ready in time")
-            .expect("daemon started");
-        Daemon {
-            ready,
-            device,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn embedded(board: Board) -> Daemon {
-        Daemon::start(
-            board,
-            BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
-            |_| {},
-        )
-        .await
-    }
-
-    fn port(&self) -> u16 {
-        self.ready
-            .broker_url
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("daemon stops in time")
-            .unwrap()
-            .expect("daemon stops cleanly");
-    }
+/// [`start_daemon`] on the embedded broker (a free port).
+async fn embedded_daemon(board: Board) -> Daemon {
+    start_daemon(
+        board,
+        BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+        |_| {},
+    )
+    .await
 }
 
 /// An MQTT 5 app: its own reply topic, correlation data per request.
@@ -435,7 +375,7 @@ impl Drop for DaemonProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_and_streams_through_the_embedded_broker() {
-    let d = Daemon::embedded(board(4, 32, 0.0)).await;
+    let d = embedded_daemon(board(4, 32, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
 
     // Non-streamed: one chat.completion, correlation data echoed.
@@ -554,7 +494,7 @@ async fn unsure_calls_are_marked_when_there_is_no_hop() {
     );
     let mut b = board(2, 16, 0.0);
     b.cascade.min_confidence = 0.999;
-    let d = Daemon::start(
+    let d = start_daemon(
         b,
         BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
         |c| c.engine = demo,
@@ -589,7 +529,7 @@ async fn unsure_calls_are_marked_when_there_is_no_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_error_replies_log_lines_and_the_daemon_keeps_serving() {
-    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let d = embedded_daemon(board(2, 16, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     let user = |t: &str| json!([{"role": "user", "content": t}]);
     let long_prompt: String = (0..3000).map(|i| format!("w{i} ")).collect();
@@ -709,7 +649,7 @@ async fn bad_input_gets_error_replies_log_lines_and_the_daemon_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_overloaded_at_once_and_loses_nothing_accepted() {
-    let d = Daemon::embedded(board(1, 3, 0.0)).await;
+    let d = embedded_daemon(board(1, 3, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     let n = 24;
     let t0 = Instant::now();
@@ -764,7 +704,7 @@ async fn full_queue_answers_overloaded_at_once_and_loses_nothing_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn higher_priority_runs_first() {
-    let d = Daemon::embedded(board(1, 16, 0.0)).await;
+    let d = embedded_daemon(board(1, 16, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     // Occupy the only slot, then queue a mix while it runs.
     // A streaming blocker: its first chunk proves it holds the slot before
@@ -817,7 +757,7 @@ async fn higher_priority_runs_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_expire_queued_requests_and_stop_running_ones() {
-    let d = Daemon::embedded(board(1, 16, 0.0)).await;
+    let d = embedded_daemon(board(1, 16, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     app.send(&d.device, &chat("blocking request", 250), "blocker")
         .await;
@@ -870,7 +810,7 @@ async fn deadlines_expire_queued_requests_and_stop_running_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_client_rate_limit() {
-    let d = Daemon::embedded(board(2, 32, 2.0)).await;
+    let d = embedded_daemon(board(2, 32, 2.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     for i in 0..6 {
         app.send(&d.device, &chat("hi", 2), &format!("r{i}")).await;
@@ -886,7 +826,7 @@ async fn per_client_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_everything_and_goes_offline() {
-    let d = Daemon::embedded(board(1, 8, 0.0)).await;
+    let d = embedded_daemon(board(1, 8, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     let mut watcher = App::new(&d.ready.broker_url).await;
     watcher
@@ -944,7 +884,7 @@ async fn mosquitto_mqtt5_and_third_party_clients() {
         return;
     };
     let mqtt = serve::broker_config(&m.url(), None, None, None, None, None).unwrap();
-    let d = Daemon::start(
+    let d = start_daemon(
         board(2, 16, 0.0),
         BrokerChoice::External(Box::new(mqtt)),
         |_| {},
@@ -1140,7 +1080,7 @@ async fn embedded_broker_serves_mqtt311_apps_on_port_plus_one() {
         eprintln!("SKIPPED embedded_broker_serves_mqtt311_apps_on_port_plus_one: no mosquitto_pub");
         return;
     }
-    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let d = embedded_daemon(board(2, 16, 0.0)).await;
     let port = (d.port() + 1).to_string();
     let sub = Sub::start(&[
         "-h",
@@ -1183,7 +1123,7 @@ async fn paho_mqtt5_client_streams() {
         eprintln!("SKIPPED paho_mqtt5_client_streams: $MOE_EDGE_PYTHON is not set (scripts/test.sh sets it)");
         return;
     };
-    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let d = embedded_daemon(board(2, 16, 0.0)).await;
     let script = r#"
 import json, sys, threading
 import paho.mqtt.client as mqtt
@@ -1235,7 +1175,7 @@ sys.exit(0 if ok else 3)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_subcommand_prints_replies_and_fails_on_errors() {
-    let d = Daemon::embedded(board(2, 16, 0.0)).await;
+    let d = embedded_daemon(board(2, 16, 0.0)).await;
     let url = d.ready.broker_url.clone();
     let dev = d.device.to_string();
     let run = |args: Vec<String>| {
@@ -1366,7 +1306,7 @@ async fn cloud_stream_passes_through_to_the_mqtt_app() {
         );
         events.push(chunk(json!({}), json!("stop")));
         events.push("data: [DONE]\n\n".to_string());
-        common::sse(events, GAP)
+        crate::harness::sse(events, GAP)
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cloud = listener.local_addr().unwrap();
@@ -1389,7 +1329,7 @@ async fn cloud_stream_passes_through_to_the_mqtt_app() {
     let cascade =
         moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)
             .unwrap();
-    let d = Daemon::start(
+    let d = start_daemon(
         board,
         BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
         move |c| c.escalate = Some(Arc::new(cascade)),
@@ -1457,7 +1397,7 @@ async fn cloud_stream_passes_through_to_the_mqtt_app() {
 /// answer; another correlation is a new request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_request_is_answered_once() {
-    let d = Daemon::embedded(board(4, 32, 0.0)).await;
+    let d = embedded_daemon(board(4, 32, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
     let body = chat("turn on the lights", 4);
     app.send(&d.device, &body, "once").await;

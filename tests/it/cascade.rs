@@ -11,16 +11,15 @@
 //! deterministically; when the demo bundle (`models/assist-moe/bundle`)
 //! exists, its `<|fallback|>` marker is exercised too.
 
-mod common;
 
-use common::mosquitto::free_port;
-use common::sse;
+use crate::harness::mosquitto::free_port;
+use crate::harness::sse;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -48,19 +47,7 @@ fn tmp_root() -> PathBuf {
     p
 }
 
-/// The random-weight Qwen3-MoE fixture imported once into a bundle.
-fn fixture_bundle() -> &'static Path {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| {
-        use moe_edge::bundle::import::{import, ImportOptions};
-        let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_moe");
-        let out = tmp_root().join("fixture-bundle");
-        let mut o = ImportOptions::new(&hf, &out);
-        o.force = true;
-        import(&o).expect("import the fixture");
-        out
-    })
-}
+use crate::harness::fixture_bundle;
 
 /// The demo bundle, when training has produced it.
 fn demo_bundle() -> Option<PathBuf> {
@@ -70,7 +57,7 @@ fn demo_bundle() -> Option<PathBuf> {
 
 /// A board file: host-cpu with another context size and `[cascade]` section.
 fn board_file(name: &str, max_context: usize, cascade: &str) -> PathBuf {
-    let base = include_str!("../boards/host-cpu.toml");
+    let base = include_str!("../../boards/host-cpu.toml");
     let base = base.split("[cascade]").next().unwrap();
     let text = base
         .replace("name = \"host-cpu\"", &format!("name = \"{name}\""))
@@ -844,7 +831,7 @@ async fn pruned_demo_device_then_full_host_then_cloud_processes() {
     };
     let dir = tmp_root().join("pruned-demo");
     std::fs::create_dir_all(&dir).unwrap();
-    let pruned = common::plan_device_bundle(&demo, 0.25, &dir, "dev25");
+    let pruned = crate::harness::plan_device_bundle(&demo, 0.25, &dir, "dev25");
     let cloud = HostProc::spawn(
         fixture_bundle(),
         &board_file("demo-cloud", 512, ""),

@@ -9,7 +9,7 @@
 //! `<|im_start|>assistant\n`; an assistant turn's calls as
 //! `<tool_call>{json}</tool_call>` right after its content.
 //! Does not own: tokenisation, reading tokenizer_config.json (`bundle`),
-//! parsing what the model answers (`engine::toolcall`).
+//! parsing what the model answers (`chat::toolcall`).
 
 use minijinja::value::{Kwargs, Value as JValue, ValueKind};
 use minijinja::{Environment, Error as JError, ErrorKind};

@@ -1,0 +1,355 @@
+//! `moe-edge bench` as one call: the benchmark modes and their options, the
+//! set-up each needs (engine load, all experts resident where a figure
+//! assumes it), and the report: a table for people and JSON for files.
+//! The measurements themselves live in the sibling modules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::BenchError;
+use crate::bundle::Verify;
+use crate::config::Board;
+use crate::engine::Engine;
+
+/// The benchmark modes (`moe-edge bench MODE`); `Engine` without one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Mode {
+    /// Local engine: prefill/decode tokens/s, TTFT, expert hit rate, peak RSS (the default).
+    Engine {
+        #[arg(long, default_value_t = 32)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// The daemon as apps see it: a third-party client (paho-mqtt, MQTT 5 and
+    /// 3.1.1) against the daemon on the embedded broker and on Mosquitto, p50/p99
+    /// app-side latency beside the daemon's own timings; then N concurrent
+    /// clients of ours and 10x as many: requests/s, p50/p99, RSS.
+    Serve {
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        max_tokens: u64,
+        /// Requests per path measured with the third-party client.
+        #[arg(long, default_value_t = 50)]
+        app_requests: usize,
+        /// Python with paho-mqtt for the app-side rows (default: $MOE_EDGE_PYTHON, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Mosquitto binary for the Mosquitto rows (default: `mosquitto` on PATH or /usr/sbin).
+        #[arg(long)]
+        mosquitto: Option<PathBuf>,
+    },
+    /// Constrained decoding: mask time per token against the decode step (test-split prompts).
+    Constrain {
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        data: PathBuf,
+        /// The tool catalogue the constraint uses (tool_choice auto).
+        #[arg(long, default_value = "models/assist-moe/tools.json")]
+        tools: PathBuf,
+        /// The first N prompts.
+        #[arg(long, default_value_t = 100)]
+        prompts: usize,
+        /// Mark the catalogue's free-text strings `x-grounded` (copied from each prompt).
+        #[arg(long)]
+        grounded: bool,
+    },
+    /// Expert cache policies replayed on a recorded routing trace against Belady's optimum.
+    Cache {
+        /// Requests whose routing statistics make the plan (for plan-pinned).
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+        /// Requests whose routing trace is replayed.
+        #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+        trace: PathBuf,
+        /// Only the first N trace requests.
+        #[arg(long, default_value_t = 300)]
+        limit: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = [0.125, 0.25, 0.5, 0.75])]
+        fractions: Vec<f64>,
+    },
+    /// Scale bundle: `--make DIR` writes a seeded synthetic Qwen3-MoE in a real shape and
+    /// imports it (DIR/bundle, DIR/bundle-f16); otherwise decode tok/s on --bundle against
+    /// the memory-bandwidth roofline measured in the same run.
+    Scale {
+        /// Write the checkpoint to DIR/hf and import it into DIR/bundle (and DIR/bundle-f16).
+        #[arg(long)]
+        make: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Bundle dtypes to import with --make (f32, f16).
+        #[arg(long, value_delimiter = ',', default_values_t = [String::from("f32")])]
+        dtype: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Buffer for the bandwidth measurement, MiB.
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mib: usize,
+        /// Quantised experts: `int8` (activations quantised, integer dot
+        /// products; the default) or `f32` (weights dequantised into f32 FMAs).
+        #[arg(long, default_value = "int8")]
+        quant_dot: String,
+    },
+    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
+    Llama {
+        /// Path of llama.cpp's `llama-bench` binary (see docs/llama-cpp.md).
+        #[arg(long)]
+        llama_bench: PathBuf,
+        /// GGUF of the checkpoint the bundle was imported from.
+        #[arg(long)]
+        gguf: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
+    /// part of the experts on the device and the rest on an expert server (with added delay).
+    Offload {
+        /// External broker (default: the embedded broker on a free port).
+        #[arg(long)]
+        broker: Option<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.75, 0.5, 0.25])]
+        fractions: Vec<f64>,
+        /// Per-reply delays added on the expert server, ms.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 2])]
+        delay_ms: Vec<u64>,
+        #[arg(long, default_value_t = 4)]
+        prompts: usize,
+        #[arg(long, default_value_t = 32)]
+        gen_tokens: usize,
+        #[arg(long, default_value_t = 500)]
+        rtt_calls: usize,
+        /// Deadline of each remote call, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Threshold of the skip-below row (0 = no such row).
+        #[arg(long, default_value_t = 0.3)]
+        skip_below: f32,
+        #[arg(long, default_value = "models/assist-moe/data/calib.jsonl")]
+        calib: PathBuf,
+    },
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Engine {
+            prompt_tokens: 32,
+            gen_tokens: 64,
+            runs: 5,
+        }
+    }
+}
+
+/// What a benchmark measured: a table for people, JSON for files.
+pub struct Report {
+    pub text: String,
+    pub json: Value,
+}
+
+fn report<T: serde::Serialize>(text: String, value: &T) -> Result<Report, BenchError> {
+    let json = serde_json::to_value(value).map_err(|e| BenchError::Other(e.to_string()))?;
+    Ok(Report { text, json })
+}
+
+fn load(bundle: &Path, board: &Board) -> Result<Engine, BenchError> {
+    Engine::load(bundle, board, Verify::Sizes).map_err(|e| {
+        BenchError::Other(format!("loading bundle {}: {e}", bundle.display()))
+    })
+}
+
+/// Runs one benchmark mode on `bundle` with `board`.
+pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchError> {
+    use super::{cache, constrain, engine, llama, offload, scale, serve};
+    match mode {
+        Mode::Engine {
+            prompt_tokens,
+            gen_tokens,
+            runs,
+        } => {
+            let e = load(bundle, board)?;
+            let o = engine::EngineBenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                runs,
+            };
+            let r = engine::run(&e, &board.name, &o)?;
+            report(r.table(), &r)
+        }
+        Mode::Serve {
+            clients,
+            requests,
+            max_tokens,
+            app_requests,
+            python,
+            mosquitto,
+        } => {
+            let o = serve::ServeBenchOptions {
+                clients,
+                requests,
+                max_tokens,
+                app_requests,
+                python,
+                mosquitto,
+            };
+            let r = serve::run(bundle, board, &o)?;
+            report(r.table(), &r)
+        }
+        Mode::Constrain {
+            data,
+            tools,
+            prompts,
+            grounded,
+        } => {
+            let e = load(bundle, board)?;
+            let (c, _) = crate::eval::catalogue_constraint(&tools, grounded)?;
+            let mut ex = crate::eval::read_examples(&data)?;
+            ex.truncate(prompts);
+            let r = constrain::run(&e, &c, &ex)?;
+            report(r.table(), &r)
+        }
+        Mode::Cache {
+            calib,
+            trace,
+            limit,
+            fractions,
+        } => {
+            let e = load(bundle, &board.all_resident())?;
+            let arch = e.model.manifest.architecture.clone();
+            let total = arch.num_layers * arch.num_experts;
+            let other = |x: &dyn std::fmt::Display| BenchError::Other(x.to_string());
+            let calib_prompts = crate::plan::calib_prompts(&e, &[calib]).map_err(|x| other(&x))?;
+            let calib_stats =
+                crate::plan::collect(&e, &calib_prompts, 24).map_err(|x| other(&x))?;
+            let mut prompts = crate::plan::calib_prompts(&e, &[trace]).map_err(|x| other(&x))?;
+            prompts.truncate(limit);
+            let trace_stats = crate::plan::collect(&e, &prompts, 24).map_err(|x| other(&x))?;
+            let accesses: Vec<_> = trace_stats.trace.iter().flatten().copied().collect();
+            let mut rows = Vec::new();
+            for &f in &fractions {
+                let slots = ((f * total as f64).round() as usize).max(1);
+                let plan = crate::plan::select(&calib_stats, slots, arch.top_k).ranked;
+                rows.extend(cache::compare(&accesses, &plan, total, &[f]));
+            }
+            let text = format!(
+                "routing trace: {} requests, {} tokens, {} expert accesses over {} experts\n{}",
+                prompts.len(),
+                trace_stats.tokens,
+                accesses.len(),
+                total,
+                cache::table(&rows)
+            );
+            report(text, &rows)
+        }
+        Mode::Scale {
+            make,
+            seed,
+            dtype,
+            prompt_tokens,
+            gen_tokens,
+            runs,
+            bandwidth_mib,
+            quant_dot,
+        } => {
+            use crate::experts::kernels::{set_quant_dot, QuantDot};
+            match quant_dot.as_str() {
+                "int8" => set_quant_dot(QuantDot::Int8),
+                "f32" => set_quant_dot(QuantDot::F32),
+                other => {
+                    return Err(BenchError::Other(format!(
+                        "--quant-dot `{other}`: expected int8 or f32"
+                    )))
+                }
+            }
+            if let Some(dir) = make {
+                let dtypes = dtype
+                    .iter()
+                    .map(|d| crate::bundle::import::parse_dtype(d))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| BenchError::Other(e.to_string()))?;
+                let made = scale::make(&dir, seed, &dtypes)?;
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                let text = made
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "made {} bundle {}: {:.1} MiB (experts {:.1} MiB, graphs {:.1} MiB)",
+                            m.dtype,
+                            m.dir.display(),
+                            mib(m.total_bytes),
+                            mib(m.experts_bytes),
+                            mib(m.graph_bytes)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return report(text, &made);
+            }
+            // every expert resident: the roofline assumes weights are read from DRAM
+            let e = load(bundle, &board.all_resident())?;
+            let o = engine::EngineBenchOptions {
+                prompt_tokens,
+                gen_tokens,
+                runs,
+            };
+            let r = scale::run(&e, bundle, &board.name, &o, bandwidth_mib << 20)?;
+            report(r.table(), &r)
+        }
+        Mode::Llama {
+            llama_bench,
+            gguf,
+            gen_tokens,
+            threads,
+            runs,
+        } => {
+            let theirs = llama::run(&llama_bench, &gguf, gen_tokens, threads)?;
+            let e = load(bundle, &board.all_resident())?;
+            let o = engine::EngineBenchOptions {
+                prompt_tokens: 16,
+                gen_tokens: gen_tokens + 1,
+                runs,
+            };
+            let ours = engine::run(&e, &board.name, &o)?;
+            let c = llama::LlamaComparison::new(theirs, ours, board.backend.threads);
+            report(c.table(), &c)
+        }
+        Mode::Offload {
+            broker,
+            fractions,
+            delay_ms,
+            prompts,
+            gen_tokens,
+            rtt_calls,
+            timeout_ms,
+            skip_below,
+            calib,
+        } => {
+            let o = offload::OffloadBenchOptions {
+                bundle: bundle.to_path_buf(),
+                broker,
+                fractions,
+                delays_ms: delay_ms,
+                prompts,
+                gen_tokens,
+                rtt_calls,
+                timeout: Duration::from_millis(timeout_ms),
+                skip_below,
+                calib,
+            };
+            let r = offload::run(board, &o)?;
+            report(r.table(), &r)
+        }
+    }
+}
