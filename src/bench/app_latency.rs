@@ -7,8 +7,12 @@
 //! reply (no model run), a final reply, and a stream (first chunk and final
 //! message); MQTT 5 (Response Topic + Correlation Data) and MQTT 3.1.1
 //! (`reply_topic` + `id` in the body). The probe sends one request at a time
-//! on one connection, as an app does; paho keeps Nagle's algorithm on, as
-//! most clients do, so any delayed-ACK stall in the path shows.
+//! on one connection, as an app does, `gap` apart; paho keeps Nagle's
+//! algorithm on, as most clients do, so any delayed-ACK stall in the path
+//! shows. One row sends requests 20 ms apart: a client with Nagle on then
+//! waits for the broker's delayed ACK of its last PUBACK before its next
+//! PUBLISH leaves (the embedded broker acknowledges at once; Mosquitto does
+//! not).
 //!
 //! Owns: starting the brokers and daemons for the rows and reading the
 //! probe's figures. Does not own the daemon or the brokers.
@@ -52,6 +56,8 @@ pub struct AppOptions<'a> {
     pub requests: usize,
     pub python: Option<PathBuf>,
     pub mosquitto: Option<PathBuf>,
+    /// Pause between one reply and the next request.
+    pub gap: Duration,
 }
 
 fn other(e: impl std::fmt::Display) -> BenchError {
@@ -121,15 +127,16 @@ fn wait_port(port: u16, within: Duration) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn start_mosquitto(bin: &Path, port: u16, dir: &Path) -> Result<Proc, BenchError> {
+fn start_mosquitto(bin: &Path, port: u16, dir: &Path, nodelay: bool) -> Result<Proc, BenchError> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false);
     let conf = dir.join("mosquitto.conf");
     let text = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}",
-        if root { "user root\n" } else { "" }
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}{}",
+        if root { "user root\n" } else { "" },
+        if nodelay { "set_tcp_nodelay true\n" } else { "" }
     );
     std::fs::write(&conf, text).map_err(other)?;
     let child = Command::new(bin)
@@ -199,6 +206,15 @@ fn row(broker: &str, path: &str, mqtt: &str, v: &Value) -> AppRow {
     }
 }
 
+/// The demo catalogue's tools (`models/assist-moe/tools.json`, from the
+/// working directory), as apps send them.
+pub fn catalogue_tools() -> Option<Value> {
+    std::fs::read_to_string("models/assist-moe/tools.json")
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("tools").cloned())
+}
+
 /// Every path on every broker found; `Err` only for a broken set-up.
 pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
     let mut notes = Vec::new();
@@ -209,23 +225,25 @@ pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
     let dir = tempfile::tempdir().map_err(other)?;
     let script = dir.path().join("paho_probe.py");
     std::fs::write(&script, PROBE).map_err(other)?;
-    let mut brokers = vec![("embedded", None)];
+    // Mosquitto as deploy/mosquitto configures it (set_tcp_nodelay) and as
+    // it comes (Nagle on its side too).
+    let mut brokers = vec![("embedded", None, false)];
     match find_mosquitto(o.mosquitto.clone()) {
-        Some(m) => brokers.push(("mosquitto", Some(m))),
+        Some(m) => {
+            brokers.push(("mosquitto (set_tcp_nodelay)", Some(m.clone()), true));
+            brokers.push(("mosquitto (stock config)", Some(m), false));
+        }
         None => notes.push("no mosquitto binary: Mosquitto rows skipped".into()),
     }
-    let tools = std::fs::read_to_string("models/assist-moe/tools.json")
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.get("tools").cloned());
+    let tools = catalogue_tools();
     let mut rows = Vec::new();
-    for (name, mosq) in brokers {
+    for (i, (name, mosq, nodelay)) in brokers.into_iter().enumerate() {
         let port = free_port()?;
         let _broker = match &mosq {
-            Some(bin) => Some(start_mosquitto(bin, port, dir.path())?),
+            Some(bin) => Some(start_mosquitto(bin, port, dir.path(), nodelay)?),
             None => None,
         };
-        let device = format!("bench-app-{name}");
+        let device = format!("bench-app-{i}");
         let _daemon = start_daemon(o, &device, port, mosq.is_some())?;
         wait_port(port, Duration::from_secs(60))?;
         let topic = topics::chat_requests(&DeviceId::new(device.clone()).map_err(other)?);
@@ -233,7 +251,8 @@ pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
         let count = o.requests.max(1);
         let base = |proto: u8| {
             json!({"port": if proto == 5 { port } else { v4_port }, "proto": proto,
-                   "count": count, "warmup": 3, "topic": topic, "timeout_s": 30})
+                   "count": count, "warmup": 3, "topic": topic, "timeout_s": 30,
+                   "gap_s": o.gap.as_secs_f64()})
         };
         let with = |proto: u8, extra: Value| {
             let mut c = base(proto);
@@ -261,6 +280,7 @@ pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
             ("final reply (\"set the volume to 7\")", 4, json!({"mode": "daemon", "body": ask})),
             ("stream", 5, json!({"mode": "daemon", "body": stream})),
             ("stream", 4, json!({"mode": "daemon", "body": stream})),
+            ("final reply, requests 20 ms apart", 5, json!({"mode": "daemon", "body": ask, "gap_s": 0.02})),
         ];
         for (path, proto, extra) in cases {
             let v = probe(&py, &script, &with(proto, extra))?;

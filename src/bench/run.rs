@@ -36,8 +36,8 @@ pub enum Mode {
         requests: usize,
         #[arg(long, default_value_t = 16)]
         max_tokens: u64,
-        /// Requests per path measured with the third-party client.
-        #[arg(long, default_value_t = 50)]
+        /// Requests per path measured with the third-party client (0: none).
+        #[arg(long, default_value_t = 30)]
         app_requests: usize,
         /// Python with paho-mqtt for the app-side rows (default: $MOE_EDGE_PYTHON, else python3).
         #[arg(long)]

@@ -210,13 +210,16 @@ pub fn run(
         // the daemon subscribes right after its broker accepts connections
         tokio::time::sleep(Duration::from_secs(2)).await;
         let topic = topics::chat_requests(&DeviceId::new("bench").expect("valid device id"));
-        let body = Arc::new(
-            serde_json::to_vec(&serde_json::json!({
-                "messages": [{"role": "user", "content": "set the fan speed to 3"}],
-                "max_tokens": o.max_tokens,
-            }))
-            .expect("body serialises"),
-        );
+        // With the catalogue's tools, as an app sends it (without tools the
+        // demo model hands the request up: `no_route` with no hop above).
+        let mut req = serde_json::json!({
+            "messages": [{"role": "user", "content": "set the fan speed to 3"}],
+            "max_tokens": o.max_tokens,
+        });
+        if let Some(tools) = super::app_latency::catalogue_tools() {
+            req["tools"] = tools;
+        }
+        let body = Arc::new(serde_json::to_vec(&req).expect("body serialises"));
         let (idle_rss, _) = proc_rss_mb(pid);
         let mut phases = Vec::new();
         for (name, n) in [("nominal", o.clients), ("overload-10x", o.clients * 10)] {
@@ -240,6 +243,7 @@ pub fn run(
             requests: o.app_requests,
             python: o.python.clone(),
             mosquitto: o.mosquitto.clone(),
+            gap: Duration::from_millis(100),
         })?
     } else {
         (Vec::new(), Vec::new())
@@ -259,7 +263,7 @@ impl ServeBenchReport {
     pub fn table(&self) -> String {
         let mut s = String::new();
         if !self.app.is_empty() {
-            s += "What an app sees (paho-mqtt, one request at a time, QoS 1):\n";
+            s += "What an app sees (paho-mqtt, one request at a time 100 ms apart, QoS 1):\n";
             s += &super::app_latency::table(&self.app);
             s += "\n";
         }

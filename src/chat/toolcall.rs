@@ -81,6 +81,14 @@ pub enum FallbackReason {
     LowConfidence { p: f32, floor: f32 },
 }
 
+impl FallbackReason {
+    /// Whether the device's reply still carries an answer (a valid call it
+    /// is unsure of) rather than nothing usable.
+    pub fn has_answer(&self) -> bool {
+        matches!(self, FallbackReason::LowConfidence { .. })
+    }
+}
+
 impl std::fmt::Display for FallbackReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -401,13 +401,22 @@ impl Worker {
                             },
                         );
                     }
-                    (Some(reason), None) => {
-                        // The device should not answer and nothing is above
+                    (Some(reason), None) if !reason.has_answer() => {
+                        // The device has nothing to say and nothing is above
                         // it: say so, never an empty "stop".
                         let reason = EscalateReason::Fallback(reason);
                         self.fail(a.to, &a.job.id, no_route(&reason));
                     }
-                    (None, _) => {
+                    (fallback, _) => {
+                        // A valid call the device is unsure of, with no hop
+                        // above it: the call goes out, marked.
+                        if let Some(r) = &fallback {
+                            log::info!(
+                                "serve unsure call answered by device device={} id={} reason={r}",
+                                self.device,
+                                a.job.id
+                            );
+                        }
                         log::debug!(
                             "serve done device={} id={} completion_tokens={} total_ms={:.1}",
                             self.device,

@@ -1,7 +1,8 @@
 //! Faults with real processes: Mosquitto (the deployed config, TLS,
 //! passwords, ACL, persistence on) restarted while an app keeps sending
-//! requests to the daemon. Daemon and app use persistent sessions
-//! (clean_start = false, session expiry) and QoS 1: every request the app
+//! requests to the daemon (the `moe-edge serve` binary with its default
+//! flags). The app uses a persistent session (clean_start = false, session
+//! expiry), the daemon its default one, and QoS 1: every request the app
 //! sent is answered by exactly one final reply (a completion or an error),
 //! none lost, none processed twice. QoS 1 is at-least-once, so the broker may
 //! deliver that one reply twice across a restart (an in-flight PUBLISH is
@@ -17,15 +18,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crate::harness::secure_broker::{SecureBroker, APP_A, DEVICE};
-use moe_edge::bundle::Verify;
-use moe_edge::config::Board;
-use moe_edge::engine::Engine;
-use moe_edge::serve::{self, BrokerChoice, ServeConfig};
 use moe_edge::transport::{connect, Message, PublishOptions, QoS};
 use moe_edge::wire::{topics, DeviceId};
 use serde_json::{json, Value};
@@ -61,25 +57,47 @@ async fn run_under_restarts(
     restarts: usize,
 ) -> Option<(BTreeMap<String, Vec<Bytes>>, BTreeMap<String, usize>)> {
     let mut b = SecureBroker::start(test)?;
-    // The daemon, on a persistent session.
-    let engine =
-        Arc::new(Engine::load(bundle(), &Board::load("host-cpu").unwrap(), Verify::Full).unwrap());
-    let mut mqtt = b.config("ignored", DEVICE);
-    mqtt.clean_start = false;
-    mqtt.session_expiry = SESSION;
-    let mut config = ServeConfig::new(
-        engine,
-        Board::load("host-cpu").unwrap(),
-        DeviceId::new(DEVICE).unwrap(),
-        BrokerChoice::External(Box::new(mqtt)),
-    );
-    let (ready_tx, ready_rx) = oneshot::channel();
-    config.on_ready = Some(ready_tx);
-    let (stop_daemon, stop_rx) = oneshot::channel::<()>();
-    let daemon = tokio::spawn(serve::run(config, async move {
-        let _ = stop_rx.await;
+    // The daemon: the `moe-edge serve` binary with its default session flags
+    // (a persistent session is the default on an external broker).
+    let daemon_log = tempfile::NamedTempFile::new().unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_moe-edge"))
+        .current_dir(crate::harness::repo())
+        .args(["serve", "--board", "host-cpu", "--device-id", DEVICE, "--username", DEVICE])
+        .arg("--bundle")
+        .arg(bundle())
+        .arg("--broker")
+        .arg(b.url())
+        .arg("--ca")
+        .arg(b.ca())
+        .env("MOE_EDGE_MQTT_PASSWORD", crate::harness::secure_broker::password(DEVICE))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(daemon_log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    // Ready once its retained status says online.
+    let mut watcher_cfg = b.config("app-a-status", APP_A);
+    watcher_cfg.inbox_capacity = 64;
+    let (watch, mut status, watch_driver) = connect(&watcher_cfg).unwrap();
+    let (stop_watch, rx) = oneshot::channel::<()>();
+    let watch_task = tokio::spawn(watch_driver.run(async move {
+        let _ = rx.await;
     }));
-    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+    let status_topic = topics::status(&DeviceId::new(DEVICE).unwrap());
+    watch.subscribe(&status_topic, QoS::AtLeastOnce).await.unwrap();
+    let online = async {
+        loop {
+            let m = status.recv().await.expect("status");
+            if String::from_utf8_lossy(&m.payload).contains("\"online\"") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, online)
+        .await
+        .unwrap_or_else(|_| panic!("daemon online in time; its log:\n{}", std::fs::read_to_string(daemon_log.path()).unwrap()));
+    let _ = stop_watch.send(());
+    let _ = watch_task.await;
 
     // The app, on a persistent session too.
     let mut cfg = b.config("app-a-chaos", APP_A);
@@ -164,8 +182,12 @@ async fn run_under_restarts(
     );
     let _ = stop_app.send(());
     let _ = app_driver.await;
-    let _ = stop_daemon.send(());
-    let _ = tokio::time::timeout(WAIT, daemon).await;
+    // SIGTERM: the daemon drains and publishes offline.
+    let _ = std::process::Command::new("kill").arg(daemon.id().to_string()).status();
+    let _ = tokio::task::block_in_place(|| daemon.wait());
+    let log = std::fs::read_to_string(daemon_log.path()).unwrap();
+    eprintln!("daemon log tail:\n{}", log.lines().rev().take(12).collect::<Vec<_>>().join("\n"));
+    assert!(!log.contains(" ERROR "), "ERROR lines in the daemon log:\n{log}");
     Some((finals, errors))
 }
 

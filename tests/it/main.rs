@@ -7,6 +7,7 @@
 mod harness;
 
 mod aarch64;
+mod apps;
 mod boards;
 mod cascade;
 mod chaos;

@@ -1410,3 +1410,129 @@ async fn a_redelivered_request_is_answered_once() {
     assert_eq!(log_lines(&d.device, "duplicate request dropped").len(), 1);
     d.stop().await;
 }
+
+// ------------------------------------------------------------- never silence
+
+/// The demo model (it says `<|fallback|>` to what is not for it).
+fn demo_engine() -> Arc<Engine> {
+    static E: OnceLock<Arc<Engine>> = OnceLock::new();
+    E.get_or_init(|| {
+        Arc::new(
+            Engine::load(
+                &repo().join("models/assist-moe/bundle"),
+                &Board::load("host-cpu").unwrap(),
+                Verify::Sizes,
+            )
+            .unwrap(),
+        )
+    })
+    .clone()
+}
+
+fn catalogue_tools() -> Value {
+    let text = std::fs::read_to_string(repo().join("models/assist-moe/tools.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["tools"].clone()
+}
+
+/// The final message of one exchange (chunks before it are skipped).
+async fn final_reply(app: &mut App) -> Value {
+    loop {
+        let (_, v, _) = app.recv().await;
+        if v.get("error").is_some()
+            || v["object"] == "chat.completion"
+            || v["object"] == "chat.completion.done"
+        {
+            return v;
+        }
+    }
+}
+
+fn assert_no_route(v: &Value, first_hop: &str, what: &str) {
+    assert_eq!(v["error"]["code"], "no_route", "{what}: {v}");
+    let tried: Vec<&str> = v["x_moe_edge"]["tried"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no x_moe_edge.tried: {v}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tried.iter().any(|t| t.starts_with(first_hop)),
+        "{what}: tried {tried:?} names no `{first_hop}`: {v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(first_hop), "{what}: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_when_the_device_cannot_answer_and_nothing_is_above_it() {
+    let d = start_daemon(
+        board(2, 16, 0.0),
+        BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+        |c| c.engine = demo_engine(),
+    )
+    .await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    // Out of domain: the model says <|fallback|>; no host, no cloud.
+    let mut body = chat("ok, what's the history of the Beatles?", 32);
+    body["tools"] = catalogue_tools();
+    app.send(&d.device, &body, "ood").await;
+    let v = final_reply(&mut app).await;
+    assert_no_route(&v, "device: fallback marker", "out of domain");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("[cascade]"),
+        "the message says what to configure: {v}"
+    );
+    // The same, streamed: the stream ends with the error, not a silent stop.
+    body["stream"] = json!(true);
+    app.send(&d.device, &body, "ood-stream").await;
+    let v = final_reply(&mut app).await;
+    assert_no_route(&v, "device: fallback marker", "out of domain, streamed");
+    // An image part: only a cloud takes it, and there is none.
+    let img = json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what does this sign say?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}],
+        "max_tokens": 16});
+    app.send(&d.device, &img, "img").await;
+    let v = final_reply(&mut app).await;
+    assert_no_route(&v, "device: non-text content", "image part");
+    // What the device can answer it still answers.
+    let mut body = chat("set the volume to 7", 32);
+    body["tools"] = catalogue_tools();
+    app.send(&d.device, &body, "ok").await;
+    let v = final_reply(&mut app).await;
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_when_the_host_is_down_and_there_is_no_cloud() {
+    // A host URL nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(repo().join("boards/host-cpu.toml")).unwrap();
+    let text = text.split("[cascade]").next().unwrap().to_string()
+        + &format!("[cascade]\nhost_url = \"http://127.0.0.1:{port}/v1\"\ntimeout_ms = 2000\nretries = 0\n");
+    let board = Board::parse(&text, Path::new("host-down-board.toml")).unwrap();
+    let cascade =
+        moe_edge::cascade::Cascade::from_config(&board.cascade, moe_edge::cascade::Tier::Device)
+            .unwrap();
+    let d = start_daemon(
+        board,
+        BrokerChoice::Embedded("127.0.0.1:0".parse().unwrap()),
+        move |c| {
+            c.engine = demo_engine();
+            c.escalate = Some(Arc::new(cascade));
+        },
+    )
+    .await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let mut body = chat("ok, what's the history of the Beatles?", 32);
+    body["tools"] = catalogue_tools();
+    app.send(&d.device, &body, "ood").await;
+    let v = final_reply(&mut app).await;
+    assert_no_route(&v, "host", "host down, no cloud");
+    d.stop().await;
+}

@@ -391,10 +391,12 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 let (tenant_id, network) = TLSAcceptor::new(c)?.accept(stream).await?;
                 Ok((network, tenant_id))
             }
-            None => Ok((Box::new(stream), None)),
+            // moe-edge: acknowledge reads at once (see quickack.rs)
+            None => Ok((Box::new(super::quickack::QuickAck(stream)), None)),
         }
         #[cfg(not(any(feature = "use-rustls", feature = "use-native-tls")))]
-        Ok((Box::new(stream), None))
+        // moe-edge: acknowledge reads at once (see quickack.rs)
+        Ok((Box::new(super::quickack::QuickAck(stream)), None))
     }
 
     pub async fn start(&mut self, link_type: LinkType) -> Result<(), Error> {
