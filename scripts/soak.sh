@@ -72,9 +72,11 @@ for c in $(seq "$clients"); do
     (
         ok=0; fail=0
         while [ "$(date +%s)" -lt "$end" ]; do
-            if "$bin" ask "soak client $c request $ok: tell me about the weather" \
-                --broker "mqtt://127.0.0.1:$port" --device-id "$device" --no-tools \
-                --max-tokens 16 --timeout-ms 30000 >/dev/null 2>>"$dir/client-$c.err"; then
+            # An in-domain command with the catalogue's tools: the device
+            # answers it (out-of-domain requests get `no_route` with no hop).
+            if "$bin" ask "set the volume to $(( (ok + c) % 10 ))" \
+                --broker "mqtt://127.0.0.1:$port" --device-id "$device" \
+                --max-tokens 32 --timeout-ms 30000 >/dev/null 2>>"$dir/client-$c.err"; then
                 ok=$((ok + 1))
             else
                 fail=$((fail + 1))

@@ -30,3 +30,27 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+/// One shutdown future shared by several tasks: each [`Stop::wait`] resolves
+/// once the future given to [`Stop::new`] has (call it on a runtime).
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    pub fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// Resolves when shutdown has begun.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}

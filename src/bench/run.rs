@@ -29,23 +29,7 @@ pub enum Mode {
     /// 3.1.1) against the daemon on the embedded broker and on Mosquitto, p50/p99
     /// app-side latency beside the daemon's own timings; then N concurrent
     /// clients of ours and 10x as many: requests/s, p50/p99, RSS.
-    Serve {
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
-        #[arg(long, default_value_t = 10)]
-        requests: usize,
-        #[arg(long, default_value_t = 16)]
-        max_tokens: u64,
-        /// Requests per path measured with the third-party client (0: none).
-        #[arg(long, default_value_t = 30)]
-        app_requests: usize,
-        /// Python with paho-mqtt for the app-side rows (default: $MOE_EDGE_PYTHON, else python3).
-        #[arg(long)]
-        python: Option<PathBuf>,
-        /// Mosquitto binary for the Mosquitto rows (default: `mosquitto` on PATH or /usr/sbin).
-        #[arg(long)]
-        mosquitto: Option<PathBuf>,
-    },
+    Serve(super::serve::ServeBenchOptions),
     /// Constrained decoding: mask time per token against the decode step (test-split prompts).
     Constrain {
         #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
@@ -188,22 +172,7 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             let r = engine::run(&e, &board.name, &o)?;
             report(r.table(), &r)
         }
-        Mode::Serve {
-            clients,
-            requests,
-            max_tokens,
-            app_requests,
-            python,
-            mosquitto,
-        } => {
-            let o = serve::ServeBenchOptions {
-                clients,
-                requests,
-                max_tokens,
-                app_requests,
-                python,
-                mosquitto,
-            };
+        Mode::Serve(o) => {
             let r = serve::run(bundle, board, &o)?;
             report(r.table(), &r)
         }

@@ -19,16 +19,25 @@ use crate::transport::rpc::{Rpc, RpcConfig};
 use crate::transport::{client, MqttConfig};
 use crate::wire::topics::{self, DeviceId};
 
-#[derive(Debug, Clone)]
+/// `moe-edge bench serve`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeBenchOptions {
+    /// Concurrent clients of the load phase (then 10x as many).
+    #[arg(long, default_value_t = 4)]
     pub clients: usize,
+    /// Requests per client in the load phases.
+    #[arg(long, default_value_t = 10)]
     pub requests: usize,
+    #[arg(long, default_value_t = 16)]
     pub max_tokens: u64,
-    /// Requests per path measured with the third-party client (0 = none).
+    /// Requests per path measured with the third-party client (0: none).
+    #[arg(long, default_value_t = 30)]
     pub app_requests: usize,
-    /// Python with paho-mqtt (default: $MOE_EDGE_PYTHON, else python3).
+    /// Python with paho-mqtt for the app-side rows (default: $MOE_EDGE_PYTHON, else python3).
+    #[arg(long)]
     pub python: Option<std::path::PathBuf>,
-    /// Mosquitto binary (default: `mosquitto` on PATH or in /usr/sbin).
+    /// Mosquitto binary for the Mosquitto rows (default: `mosquitto` on PATH or /usr/sbin).
+    #[arg(long)]
     pub mosquitto: Option<std::path::PathBuf>,
 }
 

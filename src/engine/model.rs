@@ -134,25 +134,8 @@ impl Model {
             };
             layers.push(LayerGraph { graph, out, shared });
         }
-        let store = ExpertStore::open(
-            &bundle.path(&m.experts.file),
-            a.num_layers,
-            a.num_experts,
-            a.expert_intermediate_size,
-            a.hidden_size,
-            m.experts.dtype,
-        )?;
-        let lowp = match &m.experts_lowp {
-            Some(x) => Some(ExpertStore::open(
-                &bundle.path(&x.file),
-                a.num_layers,
-                a.num_experts,
-                a.expert_intermediate_size,
-                a.hidden_size,
-                x.dtype,
-            )?),
-            None => None,
-        };
+        let store = ExpertStore::of_bundle(bundle, false)?.expect("a bundle has its experts");
+        let lowp = ExpertStore::of_bundle(bundle, true)?;
         let lowp_bytes: u64 = lowp.as_ref().map_or(0, |s| {
             let n: usize = (0..a.num_layers).map(|l| s.present(l).len()).sum();
             (n * s.expert_bytes()) as u64

@@ -68,6 +68,27 @@ impl std::fmt::Debug for ExpertStore {
 
 impl ExpertStore {
     /// Map the file and index every expert tensor. Checks names, shapes, dtype and alignment.
+    /// The routed experts of a bundle (`experts.safetensors`), or with
+    /// `lowp` its low-precision copy; `None` when the bundle has no such copy.
+    pub fn of_bundle(
+        bundle: &crate::bundle::Bundle,
+        lowp: bool,
+    ) -> Result<Option<ExpertStore>, ExpertError> {
+        let m = &bundle.manifest;
+        let a = &m.architecture;
+        let file = if lowp { m.experts_lowp.as_ref() } else { Some(&m.experts) };
+        let Some(x) = file else { return Ok(None) };
+        ExpertStore::open(
+            &bundle.path(&x.file),
+            a.num_layers,
+            a.num_experts,
+            a.expert_intermediate_size,
+            a.hidden_size,
+            x.dtype,
+        )
+        .map(Some)
+    }
+
     pub fn open(
         path: &Path,
         layers: usize,

@@ -53,14 +53,7 @@ pub async fn run(
         }
     );
     // One shutdown signal for both servers.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop = crate::process::Stop::new(shutdown);
     let expert_server = match opts.experts {
         Some(cfg) => {
             let server = tokio::task::spawn_blocking(move || experts::ExpertServer::open(cfg))
@@ -68,7 +61,7 @@ pub async fn run(
                 .map_err(|e| HostError::Model(format!("loading the experts: {e}")))?
                 .map_err(|e| HostError::Experts(e.to_string()))?;
             let model = server.model_id().clone();
-            let stop = stopped(stop_rx.clone());
+            let stop = stop.wait();
             Some(tokio::spawn(async move {
                 server
                     .run(stop, move |filter| {
@@ -101,7 +94,7 @@ pub async fn run(
     .await
     .map_err(|e| HostError::Model(format!("loading the model: {e}")))??;
     let state = HttpState::for_board(model, &opts.board);
-    let served = serve_listener(listener, state, stopped(stop_rx)).await;
+    let served = serve_listener(listener, state, stop.wait()).await;
     if let Some(task) = expert_server {
         match task.await {
             Ok(Ok(_)) => {}

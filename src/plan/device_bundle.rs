@@ -72,14 +72,7 @@ pub fn write_device_bundle(
         .prefix(".moe-edge-device-")
         .tempdir_in(parent)
         .map_err(|e| BundleError::io(parent, e))?;
-    let store = ExpertStore::open(
-        &src.path(&m.experts.file),
-        a.num_layers,
-        a.num_experts,
-        a.expert_intermediate_size,
-        a.hidden_size,
-        m.experts.dtype,
-    )?;
+    let store = ExpertStore::of_bundle(&src, false)?.expect("a bundle has its experts");
     let mut ids = Vec::new();
     for (l, es) in per_layer.iter().enumerate() {
         for &e in es {

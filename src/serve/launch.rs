@@ -98,16 +98,9 @@ pub async fn serve(
     if !cascade.is_empty() {
         config.escalate = Some(Arc::new(cascade));
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop = crate::process::Stop::new(shutdown);
     let Some(addr) = http else {
-        return super::run(config, stopped(stop_rx)).await;
+        return super::run(config, stop.wait()).await;
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     config.on_ready = Some(ready_tx);
@@ -120,7 +113,7 @@ pub async fn serve(
         listener.local_addr().map_err(ServeError::Io)?
     );
     let http_task = {
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.wait();
         async move {
             let Ok(ready) = ready_rx.await else {
                 return Ok(());
@@ -142,7 +135,7 @@ pub async fn serve(
             .map_err(|e| ServeError::Invalid(format!("http: {e}")))
         }
     };
-    let (daemon, http) = tokio::join!(super::run(config, stopped(stop_rx)), http_task);
+    let (daemon, http) = tokio::join!(super::run(config, stop.wait()), http_task);
     daemon?;
     http
 }

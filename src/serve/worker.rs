@@ -122,6 +122,21 @@ struct Active {
     raw_len: usize,
 }
 
+impl Active {
+    /// Hands this running request to the cascade.
+    fn escalation(self, reason: EscalateReason, device_reply: Option<ChatCompletion>) -> Escalation {
+        Escalation {
+            id: self.job.id,
+            request: self.job.request,
+            reason,
+            device_reply,
+            to: self.to,
+            stream: self.stream,
+            deadline: self.deadline,
+        }
+    }
+}
+
 pub(crate) struct Worker {
     pub engine: Arc<Engine>,
     pub shared: Arc<Shared>,
@@ -381,25 +396,8 @@ impl Worker {
                 let completion = outcome.completion;
                 match (outcome.fallback, &self.escalations) {
                     (Some(reason), Some(tx)) => {
-                        let Active {
-                            job,
-                            to,
-                            stream,
-                            deadline,
-                            ..
-                        } = a;
-                        self.escalate(
-                            tx,
-                            Escalation {
-                                id: job.id,
-                                request: job.request,
-                                reason: EscalateReason::Fallback(reason),
-                                device_reply: Some(completion),
-                                to,
-                                stream,
-                                deadline,
-                            },
-                        );
+                        let e = a.escalation(EscalateReason::Fallback(reason), Some(completion));
+                        self.escalate(tx, e);
                     }
                     (Some(reason), None) if !reason.has_answer() => {
                         // The device has nothing to say and nothing is above
@@ -432,25 +430,8 @@ impl Worker {
                 let a = active.swap_remove(i);
                 match (&e, &self.escalations) {
                     (EngineError::Experts(ExpertError::Unreachable { .. }), Some(tx)) => {
-                        let Active {
-                            job,
-                            to,
-                            stream,
-                            deadline,
-                            ..
-                        } = a;
-                        self.escalate(
-                            tx,
-                            Escalation {
-                                id: job.id,
-                                request: job.request,
-                                reason: EscalateReason::ExpertsUnreachable(e.to_string()),
-                                device_reply: None,
-                                to,
-                                stream,
-                                deadline,
-                            },
-                        );
+                        let why = EscalateReason::ExpertsUnreachable(e.to_string());
+                        self.escalate(tx, a.escalation(why, None));
                     }
                     _ => {
                         let mut err = api_error(&e);

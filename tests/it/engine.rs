@@ -12,47 +12,7 @@ use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::sampler::argmax;
 use moe_edge::engine::{Engine, ExpertCounts, Observer};
 
-struct Golden {
-    ids: Vec<i64>,
-    logits: Vec<f32>,
-    router_ids: Vec<i64>,
-    greedy: Vec<i64>,
-    hidden: Vec<f32>,
-}
-
-fn read_golden(path: &Path) -> Vec<Golden> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |name: String| -> Vec<f32> {
-        let t = st.tensor(&name).unwrap_or_else(|_| panic!("{name}"));
-        t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
-    let i64s = |name: String| -> Vec<i64> {
-        let t = st.tensor(&name).unwrap_or_else(|_| panic!("{name}"));
-        t.data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
-    let mut out = Vec::new();
-    for i in 0.. {
-        if st.tensor(&format!("p{i}.input_ids")).is_err() {
-            break;
-        }
-        out.push(Golden {
-            ids: i64s(format!("p{i}.input_ids")),
-            logits: f32s(format!("p{i}.logits")),
-            router_ids: i64s(format!("p{i}.router_ids")),
-            greedy: i64s(format!("p{i}.greedy")),
-            hidden: f32s(format!("p{i}.hidden")),
-        });
-    }
-    assert!(!out.is_empty(), "{}: no prompts", path.display());
-    out
-}
+use crate::harness::golden::read_golden;
 
 #[derive(Default)]
 struct Record {

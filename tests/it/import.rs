@@ -603,61 +603,16 @@ fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+use crate::harness::golden::{read_golden, GoldenPrompt};
+
 struct Golden {
     prompts: Vec<GoldenPrompt>,
 }
-struct GoldenPrompt {
-    ids: Vec<i64>,
-    logits: Vec<f32>,
-    hidden: Vec<f32>,
-    router_ids: Vec<i64>,
-    router_weights: Vec<f32>,
-    greedy: Vec<i64>,
-}
 
 fn load_golden(path: &Path) -> Golden {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |n: &str| -> Vec<f32> {
-        let t = st
-            .tensor(n)
-            .unwrap_or_else(|e| panic!("{}: {n}: {e}", path.display()));
-        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{n}");
-        t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
-    let i64s = |n: &str| -> Vec<i64> {
-        let t = st
-            .tensor(n)
-            .unwrap_or_else(|e| panic!("{}: {n}: {e}", path.display()));
-        assert_eq!(t.dtype(), safetensors::Dtype::I64, "{n}");
-        t.data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
-    let mut prompts = Vec::new();
-    for i in 0.. {
-        if st.tensor(&format!("p{i}.input_ids")).is_err() {
-            break;
-        }
-        prompts.push(GoldenPrompt {
-            ids: i64s(&format!("p{i}.input_ids")),
-            logits: f32s(&format!("p{i}.logits")),
-            hidden: f32s(&format!("p{i}.hidden")),
-            router_ids: i64s(&format!("p{i}.router_ids")),
-            router_weights: f32s(&format!("p{i}.router_weights")),
-            greedy: st
-                .tensor(&format!("p{i}.greedy"))
-                .ok()
-                .map(|_| i64s(&format!("p{i}.greedy")))
-                .unwrap_or_default(),
-        });
+    Golden {
+        prompts: read_golden(path),
     }
-    assert!(!prompts.is_empty(), "{}: no prompts", path.display());
-    Golden { prompts }
 }
 
 /// Compare one run (prefill or decode) against the golden vectors of a prompt.

@@ -510,6 +510,45 @@ async fn rumqttd_keeps_a_persistent_sessions_log() {
     publ.shutdown().await;
 }
 
+/// A persistent session lives as long as its Session Expiry Interval says:
+/// once that has passed, the next connect ends it and drops the log only it
+/// kept (upstream rumqttd keeps every persistent session forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttd_ends_expired_persistent_sessions() {
+    let broker = embedded_broker();
+    let url = broker.url();
+    let short = |c: &mut MqttConfig| {
+        c.clean_start = false;
+        c.session_expiry = Duration::from_secs(1);
+    };
+    let publ = Client::new(&url, "exp-pub", |_| {}).await;
+    let mut app = Client::new(&url, "exp-app", short).await;
+    app.handle
+        .subscribe("t/exp/reply", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    settle(&mut app, &publ.handle, "t/exp/reply").await;
+    app.shutdown().await;
+    assert_eq!(
+        filters_settle_to(&broker, 0, Duration::from_millis(500)).await,
+        1,
+        "the away session keeps its filter's log until it expires"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Any connect runs the expiry.
+    let other = Client::new(&url, "exp-other", |_| {}).await;
+    assert_eq!(
+        filters_settle_to(&broker, 0, WAIT).await,
+        0,
+        "the expired session's log is gone"
+    );
+    // Coming back after the expiry is a new session: nothing is delivered.
+    let back = Client::new(&url, "exp-app", short).await;
+    back.shutdown().await;
+    other.shutdown().await;
+    publ.shutdown().await;
+}
+
 // ---------------------------------------------------------- Mosquitto tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,6 +693,19 @@ async fn mosquitto_full_inbox_drops_qos0_and_counts() {
     publ.shutdown().await;
 }
 
+/// A subscriber to `topic` with a 2-message inbox and a publisher, settled.
+async fn small_inbox(url: &str, name: &str, topic: &str) -> (Client, Client) {
+    let mut sub = Client::new(url, &format!("{name}-sub"), |c| {
+        c.inbox_capacity = 2;
+        c.overflow_wait = Duration::from_millis(20);
+    })
+    .await;
+    let publ = Client::new(url, &format!("{name}-pub"), |_| {}).await;
+    sub.handle.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    settle(&mut sub, &publ.handle, topic).await;
+    (sub, publ)
+}
+
 /// rumqttd ignores Receive Maximum, so a QoS 1 flood can overfill a small
 /// inbox: the driver waits `overflow_wait`, then drops and counts; it neither
 /// blocks for good nor dies, and later messages still arrive.
@@ -661,17 +713,7 @@ async fn mosquitto_full_inbox_drops_qos0_and_counts() {
 async fn rumqttd_qos1_overflow_is_bounded_and_counted() {
     let broker = embedded_broker();
     let url = broker.url();
-    let mut sub = Client::new(&url, "ovf-sub", |c| {
-        c.inbox_capacity = 2;
-        c.overflow_wait = Duration::from_millis(20);
-    })
-    .await;
-    let publ = Client::new(&url, "ovf-pub", |_| {}).await;
-    sub.handle
-        .subscribe("t/ovf", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    settle(&mut sub, &publ.handle, "t/ovf").await;
+    let (mut sub, publ) = small_inbox(&url, "ovf", "t/ovf").await;
     let before = sub.handle.stats().received;
     for i in 0..30 {
         publ.handle
@@ -715,17 +757,7 @@ async fn mosquitto_qos1_flow_control_loses_nothing() {
         return;
     };
     let url = m.url();
-    let mut sub = Client::new(&url, "fc-sub", |c| {
-        c.inbox_capacity = 2;
-        c.overflow_wait = Duration::from_millis(20);
-    })
-    .await;
-    let publ = Client::new(&url, "fc-pub", |_| {}).await;
-    sub.handle
-        .subscribe("t/fc", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    settle(&mut sub, &publ.handle, "t/fc").await;
+    let (mut sub, publ) = small_inbox(&url, "fc", "t/fc").await;
     let n = 30;
     for i in 0..n {
         publ.handle

@@ -9,17 +9,16 @@
 //! streaming, tool-call parsing, fallback). Mosquitto tests print a notice
 //! and pass if `mosquitto` is not installed (scripts/test.sh installs it).
 
-
-use std::collections::HashMap;
 use crate::harness::repo;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crate::harness::daemon::Daemon;
 use crate::harness::mosquitto::{find_bin, Mosquitto};
+use bytes::Bytes;
 use moe_edge::bundle::Verify;
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
@@ -247,6 +246,21 @@ struct Sub {
 }
 
 impl Sub {
+    /// `mosquitto_sub -V version -t topic -v` on 127.0.0.1:`port`.
+    fn on(port: &str, version: &str, topic: &str) -> Sub {
+        Sub::start(&[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-V",
+            version,
+            "-t",
+            topic,
+            "-v",
+        ])
+    }
+
     fn start(args: &[&str]) -> Sub {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.txt");
@@ -286,6 +300,28 @@ impl Drop for Sub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `mosquitto_pub -q 1` of `body` on 127.0.0.1:`port`; `props` are MQTT 5
+/// publish properties (`-D publish NAME VALUE`).
+fn publish_on(port: &str, version: &str, topic: &str, body: &str, props: &[(&str, &str)]) {
+    let mut args = vec![
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-V",
+        version,
+        "-q",
+        "1",
+        "-t",
+        topic,
+    ];
+    for (name, value) in props {
+        args.extend(["-D", "publish", name, value]);
+    }
+    args.extend(["-m", body]);
+    mosquitto_pub(&args);
 }
 
 fn mosquitto_pub(args: &[&str]) {
@@ -903,74 +939,35 @@ async fn mosquitto_mqtt5_and_third_party_clients() {
     );
 
     // mosquitto_pub/sub, MQTT 5: response topic + correlation data.
-    let sub = Sub::start(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "mqttv5",
-        "-t",
-        "tp/replies",
-        "-v",
-    ]);
+    let sub = Sub::on(&port, "mqttv5", "tp/replies");
     std::thread::sleep(Duration::from_millis(300));
     let body = serde_json::to_string(&chat("play some music", 5)).unwrap();
-    mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
+    publish_on(
         &port,
-        "-V",
         "mqttv5",
-        "-q",
-        "1",
-        "-t",
         &req_topic,
-        "-D",
-        "publish",
-        "response-topic",
-        "tp/replies",
-        "-D",
-        "publish",
-        "correlation-data",
-        "mp-1",
-        "-m",
         &body,
-    ]);
+        &[
+            ("response-topic", "tp/replies"),
+            ("correlation-data", "mp-1"),
+        ],
+    );
     let out = sub.wait_for("chat.completion", |t| t.contains("\"chat.completion\""));
     assert!(out.starts_with("tp/replies {"), "{out}");
 
     // mosquitto_pub MQTT 3.1.1: reply topic and id in the body.
-    let sub311 = Sub::start(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "mqttv311",
-        "-t",
-        "legacy/replies",
-        "-v",
-    ]);
+    let sub311 = Sub::on(&port, "mqttv311", "legacy/replies");
     std::thread::sleep(Duration::from_millis(300));
     let mut b = chat("navigate home", 5);
     b["reply_topic"] = json!("legacy/replies");
     b["id"] = json!("legacy-42");
-    mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
+    publish_on(
         &port,
-        "-V",
         "mqttv311",
-        "-q",
-        "1",
-        "-t",
         &req_topic,
-        "-m",
         &serde_json::to_string(&b).unwrap(),
-    ]);
+        &[],
+    );
     let out = sub311.wait_for("reply", |t| t.contains("legacy-42"));
     let payload = out.trim().strip_prefix("legacy/replies ").unwrap();
     let v: Value = serde_json::from_str(payload).unwrap();
@@ -1040,24 +1037,13 @@ fn daemon_process_on_mosquitto_status_last_will_and_sigterm() {
     status_sub.wait_for("online", |t| t.contains("\"state\":\"online\""));
     std::thread::sleep(Duration::from_millis(200));
     let body = serde_json::to_string(&chat("something long", 250)).unwrap();
-    mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
+    publish_on(
         &port,
-        "-V",
         "mqttv5",
-        "-q",
-        "1",
-        "-t",
         &format!("moe-edge/{device}/v1/chat/completions"),
-        "-D",
-        "publish",
-        "response-topic",
-        "term/replies",
-        "-m",
         &body,
-    ]);
+        &[("response-topic", "term/replies")],
+    );
     p.wait_log("serve engine thread started");
     std::thread::sleep(Duration::from_millis(30));
     p.signal("-TERM");
@@ -1082,35 +1068,18 @@ async fn embedded_broker_serves_mqtt311_apps_on_port_plus_one() {
     }
     let d = embedded_daemon(board(2, 16, 0.0)).await;
     let port = (d.port() + 1).to_string();
-    let sub = Sub::start(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "mqttv311",
-        "-t",
-        "old/replies",
-        "-v",
-    ]);
+    let sub = Sub::on(&port, "mqttv311", "old/replies");
     std::thread::sleep(Duration::from_millis(300));
     let mut b = chat("dim the lights", 4);
     b["reply_topic"] = json!("old/replies");
     b["id"] = json!("old-1");
-    mosquitto_pub(&[
-        "-h",
-        "127.0.0.1",
-        "-p",
+    publish_on(
         &port,
-        "-V",
         "mqttv311",
-        "-q",
-        "1",
-        "-t",
         &d.ready.requests_topic,
-        "-m",
         &serde_json::to_string(&b).unwrap(),
-    ]);
+        &[],
+    );
     let out = sub.wait_for("reply", |t| t.contains("old-1"));
     assert!(out.contains("\"chat.completion\""), "{out}");
     drop(sub);
@@ -1479,7 +1448,10 @@ async fn no_route_when_the_device_cannot_answer_and_nothing_is_above_it() {
     let v = final_reply(&mut app).await;
     assert_no_route(&v, "device: fallback marker", "out of domain");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("[cascade]"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[cascade]"),
         "the message says what to configure: {v}"
     );
     // The same, streamed: the stream ends with the error, not a silent stop.

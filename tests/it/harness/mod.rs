@@ -3,6 +3,7 @@
 
 
 pub mod daemon;
+pub mod golden;
 pub mod mosquitto;
 pub mod secure_broker;
 
