@@ -28,7 +28,8 @@ pub struct ServeBenchOptions {
     /// Requests per client in the load phases.
     #[arg(long, default_value_t = 10)]
     pub requests: usize,
-    #[arg(long, default_value_t = 16)]
+    /// Token cap of each load-phase request (a tool call takes about 20).
+    #[arg(long, default_value_t = 48)]
     pub max_tokens: u64,
     /// Requests per path measured with the third-party client (0: none).
     #[arg(long, default_value_t = 30)]
