@@ -366,10 +366,10 @@ def main():
         (HAND, "Set 1, written by hand for this report; names, places and texts mostly outside the generator pools."),
         (HAND2, "Set 2, written after `grammar.py` and before any model trained on it was evaluated; phrasings chosen "
                 "to differ from the generator's where it was easy."),
-        (HAND3, "Set 3, written in the seventh session before that session's corpus changes and before any model "
+        (HAND3, "Set 3, written before the corpus's near-miss and surface-noise parts and before any model "
                 "trained on them: everyday wordings, values outside the pools, out-of-domain requests that use the "
                 "tools' words."),
-        (HAND4, "Set 4, written in the eighth session before its checkpoint was evaluated on anything; not kept out of "
+        (HAND4, "Set 4, written before the committed checkpoint was evaluated on anything; not kept out of "
                 f"the training phrasings by the leak guard: {verbatim_in_train(args.data_dir, HAND4)} of its "
                 f"{len(HAND4)} requests are also training requests, word for word (short commands such as "
                 "\"Pause the music\", 「写真撮って」)."),

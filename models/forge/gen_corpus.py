@@ -1157,9 +1157,9 @@ def _grammar_pool(lang):
 
 GRAMMAR = {"en": _grammar_pool("en"), "ja": _grammar_pool("ja")}
 # How a training request picks its composed phrasing: "expansion" (every expansion equally likely, so a frame
-# with many alternatives is drawn more often; the corpus up to the seventh session) or "frame" (first a frame,
+# with many alternatives is drawn more often) or "frame" (first a frame,
 # then one of its expansions: a short indirect wish such as "my seat is cold" is drawn as often as a long direct
-# command; the committed corpus since the eighth session).
+# command; the committed corpus).
 SAMPLE_BY = "frame"
 
 
@@ -1213,7 +1213,7 @@ def leak_guard(patterns, lang):
 
 OOD_G = {"en": G.EN_OOD_G + leak_guard(G.EN_OOD_G2, "en"), "ja": G.JA_OOD_G + leak_guard(G.JA_OOD_G2, "ja")}
 
-# Surface noise on training requests (seventh session): fillers, a lower-cased or unpunctuated request,
+# Surface noise on training requests: fillers, a lower-cased or unpunctuated request,
 # a typo or a repeated word, never inside a value the answer copies.
 AUG_P = 0.3
 EN_FILLERS = ["uh", "um", "like", "please", "actually", "just", "okay", "so", "now", "maybe", "kindly", "quickly",

@@ -517,7 +517,7 @@ JA_OOD_G = (
     + expand("(今夜見る|子供向けの|雨の日に|私におすすめの)(映画|本|ゲーム|ドラマ|趣味)(を教えて|ある？|を提案して)")
 )
 
-# Seventh session: near-miss requests (they use the tools' words but ask for knowledge, advice or writing) and
+# Near-miss requests (they use the tools' words but ask for knowledge, advice or writing) and
 # everyday questions, more of them in Japanese. gen_corpus.py drops any expansion that shares a word 4-gram
 # (Japanese: a 6-character run) with a held-out test template or a hand-written request (LEAK_GUARD).
 EN_OOD_G2 = (

@@ -88,7 +88,7 @@ HAND2 = [
     ("ja", "母の日のプレゼントに何がいいと思う？", None),
 ]
 
-# A third hand-written set, written on 2026-11-24 (seventh session) before the corpus augmentation of that session
+# A third hand-written set, written before the corpus's surface noise and near-miss requests
 # and before any model trained on it; everyday wordings, values outside the generator pools, near-miss
 # out-of-domain requests that use the tools' words.
 HAND3 = [
@@ -142,7 +142,7 @@ HAND3 = [
     ("ja", "今日はなんだか眠いなあ", None),
 ]
 
-# Set 4 (eighth session), written before the eighth session's checkpoint was evaluated on anything.
+# Set 4, written before the committed checkpoint was evaluated on anything.
 HAND4 = [
     ("en", "Bump the passenger side up to 22", {"name": "set_temperature", "arguments": {"zone": "passenger", "celsius": 22}}),
     ("en", "Fan speed five please", {"name": "set_fan_speed", "arguments": {"level": 5}}),

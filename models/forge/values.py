@@ -530,7 +530,7 @@ NOISE_EN = ADJ_EN + NOUN_EN + [w for o in OBJ_EN for w in o.split()] + CITIES_EN
 NOISE_JA = SURNAME_A + SURNAME_B + GIVEN_A + PLACE_A + PLACE_B + HIRA + KATA + JA_WORDS
 
 
-# Wide noise (eighth session): letters and characters outside every pool, so that copying, not the pools'
+# Wide noise: letters and characters outside every pool, so that copying, not the pools'
 # statistics, is what the model learns: any letter string, upper-case acronyms ("COTEN", "J-WAVE"), codes
 # ("T5", "B-12"), every kana (small ones and the long mark included) and kanji from the whole CJK block
 # (most of them are not tokens of the 2048 vocabulary, so they are copied as their three UTF-8 bytes).
