@@ -58,7 +58,9 @@ pub struct MqttConfig {
     pub connect_timeout: Duration,
     /// Deadline for handing a request to the event loop (publish, subscribe).
     pub request_timeout: Duration,
-    /// Reconnect backoff: first wait, doubled per failure up to `backoff_max`.
+    /// Reconnect backoff: first wait, doubled per failure up to `backoff_max`
+    /// (2 s by default: a restarted broker sees the client back within 2 s,
+    /// and a persistent session keeps what arrives meanwhile).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// How long the driver waits for inbox room for a QoS ≥ 1 message.
@@ -104,7 +106,7 @@ impl MqttConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(2),
             overflow_wait: Duration::from_millis(200),
         }
     }
