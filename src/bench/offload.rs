@@ -207,11 +207,7 @@ fn decode(
 }
 
 pub fn run(board: &Board, o: &OffloadBenchOptions) -> Result<OffloadBenchReport, BenchError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(other)?;
+    let rt = crate::process::runtime(2).map_err(other)?;
     let _embedded;
     let url = match &o.broker {
         Some(u) => u.clone(),
