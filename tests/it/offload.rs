@@ -61,30 +61,13 @@ fn mixed_bundle() -> PathBuf {
             .status()
             .expect("run moe-edge import");
         assert!(st.success(), "moe-edge import --experts-dtype q4 failed");
-        let out = dir.join("mixed25");
-        let st = Command::new(BIN)
-            .current_dir(ROOT)
-            .args(["plan", "--bundle"])
-            .arg(full_bundle())
-            .args([
-                "--board",
-                "host-cpu",
-                "--fraction",
-                "0.25",
-                "--gen-tokens",
-                "4",
-            ])
-            .arg("--lowp")
-            .arg(&q4)
-            .arg("--out")
-            .arg(dir.join("plan.json"))
-            .arg("--device-bundle")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run moe-edge plan");
-        assert!(st.success(), "moe-edge plan --lowp failed");
-        out
+        crate::harness::plan_device_bundle_with(
+            &full_bundle(),
+            0.25,
+            &dir,
+            "mixed25",
+            &["--lowp".as_ref(), q4.as_os_str()],
+        )
     })
     .clone()
 }

@@ -74,17 +74,21 @@ pub fn sse(events: Vec<String>, gap: Duration) -> Response {
 /// keeping `fraction` of the experts; writes `DIR/plan.json` and the pruned
 /// device bundle `DIR/NAME`, which it returns.
 pub fn plan_device_bundle(bundle: &Path, fraction: f32, dir: &Path, name: &str) -> PathBuf {
+    plan_device_bundle_with(bundle, fraction, dir, name, &[])
+}
+
+/// [`plan_device_bundle`] with more `plan` flags (e.g. `--lowp DIR`).
+pub fn plan_device_bundle_with(
+    bundle: &Path,
+    fraction: f32,
+    dir: &Path,
+    name: &str,
+    extra: &[&std::ffi::OsStr],
+) -> PathBuf {
     let out = dir.join(name);
     let st = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "plan",
-            "--board",
-            "host-cpu",
-            "--gen-tokens",
-            "4",
-            "--force",
-        ])
+        .args(["plan", "--board", "host-cpu", "--gen-tokens", "4", "--force"])
         .arg("--fraction")
         .arg(fraction.to_string())
         .arg("--bundle")
@@ -93,12 +97,13 @@ pub fn plan_device_bundle(bundle: &Path, fraction: f32, dir: &Path, name: &str) 
         .arg(dir.join("plan.json"))
         .arg("--device-bundle")
         .arg(&out)
+        .args(extra)
         .stdout(Stdio::null())
         .status()
         .expect("run moe-edge plan");
     assert!(
         st.success(),
-        "moe-edge plan failed for {}",
+        "moe-edge plan {extra:?} failed for {}",
         bundle.display()
     );
     out
