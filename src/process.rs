@@ -14,20 +14,18 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Resolves on ctrl-c or SIGTERM (the one shutdown signal of every long
 /// running subcommand; pass it as the `shutdown` future).
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    async {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => log::info!("ctrl-c received"),
-            _ = term => log::info!("SIGTERM received"),
+            Err(_) => std::future::pending::<()>().await,
         }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => log::info!("ctrl-c received"),
+        _ = term => log::info!("SIGTERM received"),
     }
 }
 

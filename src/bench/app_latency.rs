@@ -130,13 +130,21 @@ fn wait_port(port: u16, within: Duration) -> Result<(), BenchError> {
 fn start_mosquitto(bin: &Path, port: u16, dir: &Path, nodelay: bool) -> Result<Proc, BenchError> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false);
     let conf = dir.join("mosquitto.conf");
     let text = format!(
         "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}{}",
         if root { "user root\n" } else { "" },
-        if nodelay { "set_tcp_nodelay true\n" } else { "" }
+        if nodelay {
+            "set_tcp_nodelay true\n"
+        } else {
+            ""
+        }
     );
     std::fs::write(&conf, text).map_err(other)?;
     let child = Command::new(bin)
@@ -152,10 +160,22 @@ fn start_mosquitto(bin: &Path, port: u16, dir: &Path, nodelay: bool) -> Result<P
 }
 
 /// `moe-edge serve` on `broker` (None: its embedded broker on `port`).
-fn start_daemon(o: &AppOptions, device: &str, port: u16, external: bool) -> Result<Proc, BenchError> {
+fn start_daemon(
+    o: &AppOptions,
+    device: &str,
+    port: u16,
+    external: bool,
+) -> Result<Proc, BenchError> {
     let mut cmd = Command::new(o.exe);
-    cmd.args(["serve", "--device-id", device, "--board", o.board, "--bundle"])
-        .arg(o.bundle);
+    cmd.args([
+        "serve",
+        "--device-id",
+        device,
+        "--board",
+        o.board,
+        "--bundle",
+    ])
+    .arg(o.bundle);
     if external {
         cmd.args(["--broker", &format!("mqtt://127.0.0.1:{port}")]);
     } else {
@@ -181,7 +201,8 @@ fn probe(py: &Path, script: &Path, cfg: &Value) -> Result<Value, BenchError> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| BenchError::Other(format!("paho probe output: {e}")))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| BenchError::Other(format!("paho probe output: {e}")))
 }
 
 fn row(broker: &str, path: &str, mqtt: &str, v: &Value) -> AppRow {
@@ -269,18 +290,49 @@ pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
         let mut stream = ask.clone();
         stream["stream"] = json!(true);
         // The daemon answers once it has subscribed: the first request waits for it.
-        let ready = with(5, json!({"mode": "daemon", "body": ask, "count": 1, "warmup": 0, "timeout_s": 60}));
+        let ready = with(
+            5,
+            json!({"mode": "daemon", "body": ask, "count": 1, "warmup": 0, "timeout_s": 60}),
+        );
         probe(&py, &script, &ready)?;
         let cases = [
-            ("echo through the broker (no daemon)", 5, json!({"mode": "echo"})),
-            ("echo through the broker (no daemon)", 4, json!({"mode": "echo"})),
-            ("error reply (`{not json`)", 5, json!({"mode": "daemon", "body": null, "raw": "{not json"})),
-            ("error reply (`messages` not an array)", 4, json!({"mode": "daemon", "body": {"messages": 5}})),
-            ("final reply (\"set the volume to 7\")", 5, json!({"mode": "daemon", "body": ask})),
-            ("final reply (\"set the volume to 7\")", 4, json!({"mode": "daemon", "body": ask})),
+            (
+                "echo through the broker (no daemon)",
+                5,
+                json!({"mode": "echo"}),
+            ),
+            (
+                "echo through the broker (no daemon)",
+                4,
+                json!({"mode": "echo"}),
+            ),
+            (
+                "error reply (`{not json`)",
+                5,
+                json!({"mode": "daemon", "body": null, "raw": "{not json"}),
+            ),
+            (
+                "error reply (`messages` not an array)",
+                4,
+                json!({"mode": "daemon", "body": {"messages": 5}}),
+            ),
+            (
+                "final reply (\"set the volume to 7\")",
+                5,
+                json!({"mode": "daemon", "body": ask}),
+            ),
+            (
+                "final reply (\"set the volume to 7\")",
+                4,
+                json!({"mode": "daemon", "body": ask}),
+            ),
             ("stream", 5, json!({"mode": "daemon", "body": stream})),
             ("stream", 4, json!({"mode": "daemon", "body": stream})),
-            ("final reply, requests 20 ms apart", 5, json!({"mode": "daemon", "body": ask, "gap_s": 0.02})),
+            (
+                "final reply, requests 20 ms apart",
+                5,
+                json!({"mode": "daemon", "body": ask, "gap_s": 0.02}),
+            ),
         ];
         for (path, proto, extra) in cases {
             let v = probe(&py, &script, &with(proto, extra))?;
@@ -303,7 +355,17 @@ pub fn table(rows: &[AppRow]) -> String {
         };
         s += &format!(
             "| {} | {} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} | {} |\n",
-            r.broker, r.path, r.mqtt, r.n, r.lost, r.first_p50_ms, r.first_p99_ms, r.final_p50_ms, r.final_p99_ms, eng, gap
+            r.broker,
+            r.path,
+            r.mqtt,
+            r.n,
+            r.lost,
+            r.first_p50_ms,
+            r.first_p99_ms,
+            r.final_p50_ms,
+            r.final_p99_ms,
+            eng,
+            gap
         );
     }
     s

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::{percentile, BenchError};
 use crate::constrain::Constraint;
-use crate::eval::{CatalogueConstraint, Example};
 use crate::engine::{Engine, GenParams};
+use crate::eval::{CatalogueConstraint, Example};
 use crate::openai::ChatRequest;
 
 #[derive(Debug, Clone, Serialize)]

@@ -149,9 +149,8 @@ fn report<T: serde::Serialize>(text: String, value: &T) -> Result<Report, BenchE
 }
 
 fn load(bundle: &Path, board: &Board) -> Result<Engine, BenchError> {
-    Engine::load(bundle, board, Verify::Sizes).map_err(|e| {
-        BenchError::Other(format!("loading bundle {}: {e}", bundle.display()))
-    })
+    Engine::load(bundle, board, Verify::Sizes)
+        .map_err(|e| BenchError::Other(format!("loading bundle {}: {e}", bundle.display())))
 }
 
 /// Runs one benchmark mode on `bundle` with `board`.

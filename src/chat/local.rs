@@ -42,7 +42,10 @@ impl LocalChat {
         self.n += 1;
         let id = format!("chatcmpl-local-{}", self.n);
         let valid = req.validate(&self.limits)?;
-        Ok(self.engine.complete_chat(valid, id, self.policy)?.completion)
+        Ok(self
+            .engine
+            .complete_chat(valid, id, self.policy)?
+            .completion)
     }
 
     /// One JSONL line of `--batch`: the chat.completion or the error, as JSON.

@@ -16,14 +16,14 @@ pub mod toolcall;
 
 use std::time::Instant;
 
-use crate::engine::generate::{
-    Engine, FinishReason as GenFinish, Finished, GenParams, Generation, TokenLogprob,
-};
 use self::toolcall::{parse_and_check, FallbackReason, StreamSplitter};
-use crate::engine::EngineError;
 use crate::config::Board;
 use crate::constrain::request::spec_for;
 use crate::constrain::Spec;
+use crate::engine::generate::{
+    Engine, FinishReason as GenFinish, Finished, GenParams, Generation, TokenLogprob,
+};
+use crate::engine::EngineError;
 use crate::openai::{
     ApiError, ChatCompletion, EdgeInfo, ErrorCode, ExpertStats, FinishReason, ServedBy, Timings,
     Usage, ValidRequest,

@@ -13,8 +13,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::schema::{self, SchemaError};
 use crate::openai::{AssistantMessage, FinishReason, Tool, ToolCall, ToolChoice};
+use crate::schema::{self, SchemaError};
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";
 pub const TOOL_CALL_CLOSE: &str = "</tool_call>";

@@ -38,7 +38,11 @@ pub fn import(a: ImportArgs) -> anyhow::Result<()> {
         hf_dir: a.hf,
         out_dir: a.out,
         dtype: parse_dtype(&a.dtype)?,
-        experts_dtype: a.experts_dtype.as_deref().map(parse_experts_dtype).transpose()?,
+        experts_dtype: a
+            .experts_dtype
+            .as_deref()
+            .map(parse_experts_dtype)
+            .transpose()?,
         model_id: a.model_id,
         force: a.force,
     };
@@ -229,7 +233,8 @@ pub struct BoardsArgs {
 }
 
 pub fn boards(a: BoardsArgs) -> anyhow::Result<()> {
-    let plans = moe_edge::config::describe::describe_boards(a.board.as_deref(), a.bundle.as_deref())?;
+    let plans =
+        moe_edge::config::describe::describe_boards(a.board.as_deref(), a.bundle.as_deref())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plans)?);
     } else {

@@ -125,7 +125,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
     };
     if a.dry_run {
-        print!("{}", serve::describe_plan(&board, &a.bundle, &device, &desc));
+        print!(
+            "{}",
+            serve::describe_plan(&board, &a.bundle, &device, &desc)
+        );
         return Ok(());
     }
     let opts = DaemonOptions {
@@ -138,7 +141,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         offload: a.offload,
         offload_skip_below: a.offload_skip_below,
     };
-    Ok(serve::serve_blocking(opts, moe_edge::process::shutdown_signal())?)
+    Ok(serve::serve_blocking(
+        opts,
+        moe_edge::process::shutdown_signal(),
+    )?)
 }
 
 #[derive(clap::Args)]
@@ -201,7 +207,11 @@ pub fn host(a: HostArgs) -> anyhow::Result<()> {
         experts,
         verify: Verify::Full,
     };
-    Ok(host::run_blocking(opts, a.http, moe_edge::process::shutdown_signal())?)
+    Ok(host::run_blocking(
+        opts,
+        a.http,
+        moe_edge::process::shutdown_signal(),
+    )?)
 }
 
 #[derive(clap::Args)]

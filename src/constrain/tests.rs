@@ -13,9 +13,9 @@ use super::grammar::Grammar;
 use super::matcher::Matcher;
 use super::request::spec_for;
 use super::*;
-use crate::schema;
 use crate::chat::toolcall::{parse_and_check, parse_output};
 use crate::openai::{Tool, ToolChoice};
+use crate::schema;
 
 fn repo(p: &str) -> String {
     format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))

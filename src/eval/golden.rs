@@ -196,8 +196,10 @@ pub fn check_bundle(
     tol: f32,
     with_logits: bool,
 ) -> Result<(serde_json::Value, bool), EngineError> {
-    let bundle = crate::bundle::Bundle::open(bundle_dir, crate::bundle::Verify::Full)
-        .map_err(|e| EngineError::Invalid(format!("opening bundle {}: {e}", bundle_dir.display())))?;
+    let bundle =
+        crate::bundle::Bundle::open(bundle_dir, crate::bundle::Verify::Full).map_err(|e| {
+            EngineError::Invalid(format!("opening bundle {}: {e}", bundle_dir.display()))
+        })?;
     let model = Model::load(&bundle, board)?;
     let prompts = read_golden(golden)?;
     let results = run_all(&model, &prompts, with_logits)?;

@@ -13,10 +13,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::generate::{Engine, GenParams};
-use crate::engine::EngineError;
 use crate::constrain::request::spec_for;
 use crate::constrain::{ConstrainError, Spec};
+use crate::engine::generate::{Engine, GenParams};
+use crate::engine::EngineError;
 use crate::openai::{ChatRequest, Message, Tool, ToolChoice};
 
 /// One labelled example.
@@ -492,9 +492,8 @@ pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
             "--grounded needs --constrain or --compare".into(),
         ));
     }
-    let engine = Engine::load(&o.bundle, &o.board, crate::bundle::Verify::Full).map_err(|e| {
-        EngineError::Invalid(format!("loading bundle {}: {e}", o.bundle.display()))
-    })?;
+    let engine = Engine::load(&o.bundle, &o.board, crate::bundle::Verify::Full)
+        .map_err(|e| EngineError::Invalid(format!("loading bundle {}: {e}", o.bundle.display())))?;
     let mut ex: Vec<_> = read_examples(&o.data)?.into_iter().enumerate().collect();
     if let Some(n) = o.limit {
         ex.truncate(n);
@@ -503,7 +502,11 @@ pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
     let spec = if o.constrain || o.compare {
         let (c, n) = catalogue_constraint(&o.tools, o.grounded)?;
         if o.grounded {
-            let _ = writeln!(text, "{n} free-text strings of {} marked x-grounded", o.tools.display());
+            let _ = writeln!(
+                text,
+                "{n} free-text strings of {} marked x-grounded",
+                o.tools.display()
+            );
         }
         Some(c)
     } else {

@@ -76,7 +76,11 @@ impl ExpertStore {
     ) -> Result<Option<ExpertStore>, ExpertError> {
         let m = &bundle.manifest;
         let a = &m.architecture;
-        let file = if lowp { m.experts_lowp.as_ref() } else { Some(&m.experts) };
+        let file = if lowp {
+            m.experts_lowp.as_ref()
+        } else {
+            Some(&m.experts)
+        };
         let Some(x) = file else { return Ok(None) };
         ExpertStore::open(
             &bundle.path(&x.file),

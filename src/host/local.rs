@@ -21,9 +21,9 @@ use super::HostError;
 use crate::bundle::Verify;
 use crate::cascade::policy::{deadline_miss, may_stream_text_early};
 use crate::cascade::{Cascade, ChunkSink, Escalation};
-use crate::config::Board;
-use crate::chat::{api_error, ChatOutcome, ChatPolicy};
 use crate::chat::toolcall::StreamSplitter;
+use crate::chat::{api_error, ChatOutcome, ChatPolicy};
+use crate::config::Board;
 use crate::engine::{Engine, Step};
 use crate::openai::{
     ApiError, ChatCompletion, ChatCompletionChunk, Delta, ErrorCode, ServedBy, ValidRequest,

@@ -10,8 +10,8 @@ pub mod run;
 pub mod select;
 pub mod stats;
 
-pub use select::{select, Selection};
 pub use run::{calib_prompts, PlanOptions, PlanReport};
+pub use select::{select, Selection};
 pub use stats::{collect, RoutingStats};
 
 #[derive(Debug, thiserror::Error)]

@@ -62,7 +62,11 @@ pub fn calib_prompts(engine: &Engine, files: &[PathBuf]) -> Result<Vec<String>, 
     let mut prompts = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| file_err(f, e))?;
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let at = |msg: String| file_err(f, format!("line {}: {msg}", i + 1));
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;

@@ -195,8 +195,9 @@ fn integers_and_multiples() {
     assert!(err(ex.clone(), json!(0)).contains("exclusive minimum"));
     assert!(err(ex, json!(1)).contains("exclusive maximum"));
     ok(json!({"type": ["integer", "null"]}), json!(null));
-    assert!(err(json!({"type": ["integer", "null"]}), json!("x"))
-        .contains("expected integer or null"));
+    assert!(
+        err(json!({"type": ["integer", "null"]}), json!("x")).contains("expected integer or null")
+    );
     ok(json!({"enum": [1, "a"]}), json!(1.0));
     ok(json!({"const": {"a": [1]}}), json!({"a": [1.0]}));
     assert!(err(json!({"const": "x"}), json!("y")).contains("is not \"x\""));
@@ -208,8 +209,7 @@ fn strings_arrays_combinators() {
     ok(s.clone(), json!("日本"));
     assert!(err(s.clone(), json!("a")).contains("minLength 2"));
     assert!(err(s, json!("abcd")).contains("maxLength 3"));
-    let a =
-        json!({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2});
+    let a = json!({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2});
     ok(a.clone(), json!([1, 2]));
     assert_eq!(
         err(a.clone(), json!([1, "x"])),
@@ -259,7 +259,6 @@ fn unsupported_and_failing_patterns() {
     )
     .contains("does not match pattern"));
 }
-
 
 #[test]
 fn check_schema_rejects_malformed() {

@@ -72,24 +72,30 @@ pub async fn serve(
         offload,
         offload_skip_below,
     } = opts;
-    let mut engine = Engine::load(&bundle, &board, Verify::Full).map_err(|e| {
-        ServeError::Invalid(format!("loading bundle {}: {e}", bundle.display()))
-    })?;
+    let mut engine = Engine::load(&bundle, &board, Verify::Full)
+        .map_err(|e| ServeError::Invalid(format!("loading bundle {}: {e}", bundle.display())))?;
     // The broker every client of this process uses.
     let client_mqtt = match &broker {
         BrokerChoice::External(c) => (**c).clone(),
         BrokerChoice::Embedded(listen) => MqttConfig::from_url(&embedded_url(*listen), "moe-edge")?,
     };
     if board.offload.enabled || offload {
-        let remote = offload_remote(&engine, &board, &device, client_mqtt.clone(), offload_skip_below)
-            .await?;
+        let remote = offload_remote(
+            &engine,
+            &board,
+            &device,
+            client_mqtt.clone(),
+            offload_skip_below,
+        )
+        .await?;
         engine.model.set_remote(Some(remote));
     }
     let model_id = engine.model_id().to_string();
     // The cascade (host, then cloud, from the board's [cascade]); with no hop
     // configured the device answers what it can and says so when it cannot.
-    let cascade = crate::cascade::Cascade::from_config(&board.cascade, crate::cascade::Tier::Device)
-        .map_err(|e| ServeError::Invalid(format!("board {}: cascade: {e}", board.name)))?;
+    let cascade =
+        crate::cascade::Cascade::from_config(&board.cascade, crate::cascade::Tier::Device)
+            .map_err(|e| ServeError::Invalid(format!("board {}: cascade: {e}", board.name)))?;
     let http_board = board.clone();
     let http_device = device.clone();
     let external = matches!(broker, BrokerChoice::External(_));
@@ -151,8 +157,12 @@ async fn offload_remote(
 ) -> Result<Arc<dyn RemoteExperts>, ServeError> {
     use crate::experts::remote::{MqttRemote, RemoteConfig};
     let bad = |e: &dyn std::fmt::Display| ServeError::Invalid(format!("offload: {e}"));
-    let mut cfg = RemoteConfig::new(&engine.model.manifest, device.clone(), board.offload.timeout)
-        .map_err(|e| bad(&e))?;
+    let mut cfg = RemoteConfig::new(
+        &engine.model.manifest,
+        device.clone(),
+        board.offload.timeout,
+    )
+    .map_err(|e| bad(&e))?;
     if board.offload.on_miss == OnMiss::Substitute {
         cfg.skip_below = skip_below;
     }

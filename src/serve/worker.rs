@@ -124,7 +124,11 @@ struct Active {
 
 impl Active {
     /// Hands this running request to the cascade.
-    fn escalation(self, reason: EscalateReason, device_reply: Option<ChatCompletion>) -> Escalation {
+    fn escalation(
+        self,
+        reason: EscalateReason,
+        device_reply: Option<ChatCompletion>,
+    ) -> Escalation {
         Escalation {
             id: self.job.id,
             request: self.job.request,

@@ -24,7 +24,16 @@ fn paho_gets_every_reply_on_the_embedded_broker_and_on_mosquitto() {
     let json = out_dir.path().join("serve.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_moe-edge"))
         .current_dir(repo())
-        .args(["bench", "serve", "--clients", "1", "--requests", "2", "--app-requests", "2"])
+        .args([
+            "bench",
+            "serve",
+            "--clients",
+            "1",
+            "--requests",
+            "2",
+            "--app-requests",
+            "2",
+        ])
         .arg("--python")
         .arg(&py)
         .arg("--mosquitto")
@@ -40,10 +49,17 @@ fn paho_gets_every_reply_on_the_embedded_broker_and_on_mosquitto() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{stdout}");
-    assert!(!stdout.contains("| nominal | 1 | 2 | 0 |"), "the load phase got no completion:\n{stdout}");
+    assert!(
+        !stdout.contains("| nominal | 1 | 2 | 0 |"),
+        "the load phase got no completion:\n{stdout}"
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = report["app"].as_array().expect("app rows");
-    for broker in ["embedded", "mosquitto (set_tcp_nodelay)", "mosquitto (stock config)"] {
+    for broker in [
+        "embedded",
+        "mosquitto (set_tcp_nodelay)",
+        "mosquitto (stock config)",
+    ] {
         let mine: Vec<&Value> = rows.iter().filter(|r| r["broker"] == broker).collect();
         assert_eq!(mine.len(), 9, "{broker}: every path measured: {rows:?}");
         for r in mine {
@@ -53,11 +69,25 @@ fn paho_gets_every_reply_on_the_embedded_broker_and_on_mosquitto() {
             let path = r["path"].as_str().unwrap();
             if path.starts_with("error") {
                 let codes = r["error_codes"].as_object().unwrap();
-                let code = if r["mqtt"] == "5" { "invalid_json" } else { "invalid_request" };
-                assert_eq!(codes.get(code).and_then(Value::as_u64), Some(2), "{what}: {r}");
+                let code = if r["mqtt"] == "5" {
+                    "invalid_json"
+                } else {
+                    "invalid_request"
+                };
+                assert_eq!(
+                    codes.get(code).and_then(Value::as_u64),
+                    Some(2),
+                    "{what}: {r}"
+                );
             } else if !path.starts_with("echo") {
-                assert!(r["engine_p50_ms"].as_f64().is_some_and(|t| t > 0.0), "{what}: no daemon timings: {r}");
-                assert!(r["error_codes"].as_object().unwrap().is_empty(), "{what}: {r}");
+                assert!(
+                    r["engine_p50_ms"].as_f64().is_some_and(|t| t > 0.0),
+                    "{what}: no daemon timings: {r}"
+                );
+                assert!(
+                    r["error_codes"].as_object().unwrap().is_empty(),
+                    "{what}: {r}"
+                );
             }
         }
     }

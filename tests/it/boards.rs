@@ -11,7 +11,12 @@ use moe_edge::config::describe::dry_run;
 use moe_edge::config::Board;
 
 fn fixture_bundle(dir: &Path) -> std::path::PathBuf {
-    crate::harness::import_fixture("qwen3_moe", &dir.join("qwen3_moe"), moe_edge::bundle::Dtype::F32, None)
+    crate::harness::import_fixture(
+        "qwen3_moe",
+        &dir.join("qwen3_moe"),
+        moe_edge::bundle::Dtype::F32,
+        None,
+    )
 }
 
 #[test]

@@ -11,7 +11,6 @@
 //! deterministically; when the demo bundle (`models/assist-moe/bundle`)
 //! exists, its `<|fallback|>` marker is exercised too.
 
-
 use crate::harness::mosquitto::free_port;
 use crate::harness::sse;
 use std::io::{BufRead, BufReader};

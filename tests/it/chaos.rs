@@ -15,13 +15,12 @@
 //! stalling in tests/cascade.rs (`faulty_clouds`,
 //! `stalled_cloud_times_out_then_fails_fast`).
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crate::harness::secure_broker::{SecureBroker, APP_A, DEVICE};
+use bytes::Bytes;
 use moe_edge::transport::{connect, Message, PublishOptions, QoS};
 use moe_edge::wire::{topics, DeviceId};
 use serde_json::{json, Value};
@@ -62,14 +61,25 @@ async fn run_under_restarts(
     let daemon_log = tempfile::NamedTempFile::new().unwrap();
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_moe-edge"))
         .current_dir(crate::harness::repo())
-        .args(["serve", "--board", "host-cpu", "--device-id", DEVICE, "--username", DEVICE])
+        .args([
+            "serve",
+            "--board",
+            "host-cpu",
+            "--device-id",
+            DEVICE,
+            "--username",
+            DEVICE,
+        ])
         .arg("--bundle")
         .arg(bundle())
         .arg("--broker")
         .arg(b.url())
         .arg("--ca")
         .arg(b.ca())
-        .env("MOE_EDGE_MQTT_PASSWORD", crate::harness::secure_broker::password(DEVICE))
+        .env(
+            "MOE_EDGE_MQTT_PASSWORD",
+            crate::harness::secure_broker::password(DEVICE),
+        )
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(daemon_log.reopen().unwrap())
@@ -84,7 +94,10 @@ async fn run_under_restarts(
         let _ = rx.await;
     }));
     let status_topic = topics::status(&DeviceId::new(DEVICE).unwrap());
-    watch.subscribe(&status_topic, QoS::AtLeastOnce).await.unwrap();
+    watch
+        .subscribe(&status_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let online = async {
         loop {
             let m = status.recv().await.expect("status");
@@ -95,7 +108,12 @@ async fn run_under_restarts(
     };
     tokio::time::timeout(WAIT, online)
         .await
-        .unwrap_or_else(|_| panic!("daemon online in time; its log:\n{}", std::fs::read_to_string(daemon_log.path()).unwrap()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "daemon online in time; its log:\n{}",
+                std::fs::read_to_string(daemon_log.path()).unwrap()
+            )
+        });
     let _ = stop_watch.send(());
     let _ = watch_task.await;
 
@@ -183,11 +201,19 @@ async fn run_under_restarts(
     let _ = stop_app.send(());
     let _ = app_driver.await;
     // SIGTERM: the daemon drains and publishes offline.
-    let _ = std::process::Command::new("kill").arg(daemon.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status();
     let _ = tokio::task::block_in_place(|| daemon.wait());
     let log = std::fs::read_to_string(daemon_log.path()).unwrap();
-    eprintln!("daemon log tail:\n{}", log.lines().rev().take(12).collect::<Vec<_>>().join("\n"));
-    assert!(!log.contains(" ERROR "), "ERROR lines in the daemon log:\n{log}");
+    eprintln!(
+        "daemon log tail:\n{}",
+        log.lines().rev().take(12).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        !log.contains(" ERROR "),
+        "ERROR lines in the daemon log:\n{log}"
+    );
     Some((finals, errors))
 }
 

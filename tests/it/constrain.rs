@@ -3,17 +3,17 @@
 //! parse and validate against the catalogue, `required`/named force a call,
 //! `none` forbids one, and `response_format` json_schema gives valid JSON.
 
-use std::path::Path;
 use crate::harness::repo;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use moe_edge::bundle::Verify;
-use moe_edge::config::Board;
-use moe_edge::chat::ChatPolicy;
-use moe_edge::schema;
 use moe_edge::chat::toolcall::FallbackReason;
+use moe_edge::chat::ChatPolicy;
+use moe_edge::config::Board;
 use moe_edge::engine::Engine;
 use moe_edge::openai::{ChatRequest, FinishReason, RequestLimits, Tool};
+use moe_edge::schema;
 use serde_json::{json, Value};
 
 fn engine() -> &'static Engine {

@@ -2,8 +2,8 @@
 //! architecture (fixtures imported into a temp dir) and the demo bundle, and
 //! the expert budget against an independently simulated LRU trace.
 
-use std::collections::VecDeque;
 use crate::harness::repo;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use moe_edge::bundle::{Dtype, Verify};

@@ -3,7 +3,6 @@
 //! Mosquitto tests print a notice and pass if `mosquitto` is not installed
 //! (the test script installs it; CI runs that script).
 
-
 use std::future::Future;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

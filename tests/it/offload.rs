@@ -4,7 +4,6 @@
 //! missing experts go over MQTT. Nothing depends on exact model answers, only
 //! on equivalence with the full model run locally.
 
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use moe_edge::bundle::Verify;
 use moe_edge::config::{Board, OnMiss};
-use moe_edge::eval::golden::{read_golden, run_prompt};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::sampler::argmax;
 use moe_edge::engine::{Engine, ExpertCounts, GenParams, Step};
+use moe_edge::eval::golden::{read_golden, run_prompt};
 use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
 use moe_edge::transport::{Broker, BrokerConfig, MqttConfig};
 use moe_edge::wire::DeviceId;

@@ -17,8 +17,8 @@ use std::sync::{Mutex, OnceLock};
 use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::{Bundle, Verify};
 use moe_edge::config::Board;
-use moe_edge::eval::golden::{self, GoldenPrompt, PromptResult};
 use moe_edge::engine::Model;
+use moe_edge::eval::golden::{self, GoldenPrompt, PromptResult};
 use moe_edge::runtime::{self, BackendKind, BackendOptions};
 
 const FIXTURES: [&str; 4] = ["qwen3_moe", "qwen2_moe", "mixtral", "olmoe"];

@@ -3,16 +3,16 @@
 //! golden vectors, and a device bundle with 25 % of the experts at full
 //! precision plus a q4 copy of all of them (misses run the q4 copy locally).
 
-use std::path::{Path, PathBuf};
 use crate::harness::repo;
+use std::path::{Path, PathBuf};
 
 use moe_edge::bundle::import::{import, ImportOptions};
 use moe_edge::bundle::manifest::{expert_tensor_name, ExpertDtype};
 use moe_edge::bundle::{quant, Bundle, Dtype, Verify};
 use moe_edge::config::Board;
-use moe_edge::eval::golden::{argmax, read_golden};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::{Engine, ExpertCounts};
+use moe_edge::eval::golden::{argmax, read_golden};
 
 fn import_demo(dir: &Path, name: &str, experts: ExpertDtype) -> PathBuf {
     let out = dir.join(name);

@@ -16,15 +16,14 @@
 //! Tests print a notice and pass if mosquitto/openssl are not installed
 //! (scripts/test.sh installs them).
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crate::harness::daemon::Daemon;
 use crate::harness::secure_broker::{password, SecureBroker, APP_A, APP_B, DEVICE, HOST};
+use bytes::Bytes;
 use moe_edge::bundle::{Manifest, Verify};
 use moe_edge::config::Board;
 use moe_edge::engine::Engine;
@@ -145,7 +144,14 @@ async fn start_daemon(b: &SecureBroker) -> Daemon {
     let engine = Arc::new(Engine::load(bundle(), &board, Verify::Full).unwrap());
     let mqtt = b.config("ignored", DEVICE);
     let device = DeviceId::new(DEVICE).unwrap();
-    Daemon::start(engine, board, device, BrokerChoice::External(Box::new(mqtt)), |_| {}).await
+    Daemon::start(
+        engine,
+        board,
+        device,
+        BrokerChoice::External(Box::new(mqtt)),
+        |_| {},
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ tests

@@ -271,7 +271,6 @@ impl ChatRequest {
             .and_then(Priority::from_field)
             .unwrap_or_default()
     }
-
 }
 
 #[cfg(test)]

@@ -201,10 +201,9 @@ fn wrong_types_name_the_field() {
         assert_eq!(e.code, ErrorCode::InvalidRequest, "{body}");
         assert_eq!(e.param.as_deref(), Some(param), "{body}");
     }
-    let e = parse(
-        json!({"messages": [], "tools": [{"type": "function", "function": {"name": 3}}]}),
-    )
-    .unwrap_err();
+    let e =
+        parse(json!({"messages": [], "tools": [{"type": "function", "function": {"name": 3}}]}))
+            .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidTools);
     assert_eq!(e.param.as_deref(), Some("tools[0].function.name"));
 }

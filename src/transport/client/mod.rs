@@ -60,8 +60,8 @@ mod message;
 
 use acks::{acker, AckTicket, Acks};
 pub use config::{LastWill, MqttConfig, TlsConfig};
-pub use message::{ConnState, Message, PublishOptions, Stats, StatsSnapshot};
 use message::{bump, worth_logging};
+pub use message::{ConnState, Message, PublishOptions, Stats, StatsSnapshot};
 
 use super::{preview, truncate_text, TransportError};
 
@@ -70,11 +70,9 @@ pub(super) const LOG_PAYLOAD: usize = 64;
 /// Longest error text in a log line.
 const LOG_ERROR: usize = 200;
 
-
 /// A handler the driver calls synchronously for publishes on an exact topic
 /// (used by `rpc`; must not block).
 pub(crate) type Route = Arc<dyn Fn(Message) + Send + Sync>;
-
 
 struct Shared {
     client_id: String,

@@ -15,7 +15,12 @@ fn f32_at(b: &[u8], at: usize) -> f32 {
     f32::from_bits(u32_at(b, at))
 }
 
-pub(super) fn check_pair(token: usize, slot: usize, p: Pair, experts: u16) -> Result<(), FrameError> {
+pub(super) fn check_pair(
+    token: usize,
+    slot: usize,
+    p: Pair,
+    experts: u16,
+) -> Result<(), FrameError> {
     if p.expert == NO_EXPERT {
         if p.weight.to_bits() != 0 {
             return Err(FrameError::BadWeight {

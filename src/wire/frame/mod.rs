@@ -467,10 +467,10 @@ pub fn encode_error(out: &mut Vec<u8>, header: &ReplyHeader, code: ErrorCode, me
 // ---------------------------------------------------------------- decoding
 
 mod decode;
-pub use decode::*;
 use decode::check_pair;
 #[cfg(test)]
 use decode::u16_at;
+pub use decode::*;
 
 #[cfg(test)]
 mod tests;

@@ -55,8 +55,16 @@ pub fn read_golden(path: &Path) -> Vec<GoldenPrompt> {
             logits: f32s(&name("logits")),
             hidden: f32s(&name("hidden")),
             router_ids: i64s(&name("router_ids")),
-            router_weights: if has(&name("router_weights")) { f32s(&name("router_weights")) } else { Vec::new() },
-            greedy: if has(&name("greedy")) { i64s(&name("greedy")) } else { Vec::new() },
+            router_weights: if has(&name("router_weights")) {
+                f32s(&name("router_weights"))
+            } else {
+                Vec::new()
+            },
+            greedy: if has(&name("greedy")) {
+                i64s(&name("greedy"))
+            } else {
+                Vec::new()
+            },
         });
     }
     assert!(!prompts.is_empty(), "{}: no prompts", path.display());

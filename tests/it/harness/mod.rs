@@ -1,15 +1,14 @@
 //! The one harness of the integration tests (`tests/it/`, one binary):
 //! real servers and real subprocesses, nothing faked. Each binary uses a part.
 
-
 pub mod daemon;
 pub mod golden;
 pub mod mosquitto;
 pub mod secure_broker;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -88,7 +87,14 @@ pub fn plan_device_bundle_with(
     let out = dir.join(name);
     let st = Command::new(env!("CARGO_BIN_EXE_moe-edge"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["plan", "--board", "host-cpu", "--gen-tokens", "4", "--force"])
+        .args([
+            "plan",
+            "--board",
+            "host-cpu",
+            "--gen-tokens",
+            "4",
+            "--force",
+        ])
         .arg("--fraction")
         .arg(fraction.to_string())
         .arg("--bundle")
