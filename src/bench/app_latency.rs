@@ -64,18 +64,12 @@ fn other(e: impl std::fmt::Display) -> BenchError {
     BenchError::Other(e.to_string())
 }
 
+/// A free port whose successor is free too (the embedded broker's 3.1.1
+/// listener is port + 1).
 fn free_port() -> Result<u16, BenchError> {
-    // Two free ports in a row (the embedded broker's 3.1.1 listener is port + 1).
-    for _ in 0..50 {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(other)?
-            .port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return Ok(p);
-        }
-    }
-    Err(BenchError::Other("no two free ports in a row".into()))
+    crate::transport::broker::free_port_pair([127, 0, 0, 1].into())
+        .map(|a| a.port())
+        .map_err(other)
 }
 
 /// A Python that imports paho-mqtt: `--python`, `$MOE_EDGE_PYTHON`, `python3`.
@@ -230,10 +224,10 @@ fn row(broker: &str, path: &str, mqtt: &str, v: &Value) -> AppRow {
 /// The demo catalogue's tools (`models/assist-moe/tools.json`, from the
 /// working directory), as apps send them.
 pub fn catalogue_tools() -> Option<Value> {
-    std::fs::read_to_string("models/assist-moe/tools.json")
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.get("tools").cloned())
+    let tools = crate::eval::load_tools(Path::new("models/assist-moe/tools.json")).ok()?;
+    (!tools.is_empty())
+        .then(|| serde_json::to_value(tools).ok())
+        .flatten()
 }
 
 /// Every path on every broker found; `Err` only for a broken set-up.

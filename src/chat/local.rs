@@ -59,44 +59,52 @@ impl LocalChat {
     }
 }
 
-/// The reply for people: one `tool_call name(arguments)` line per call, the
-/// text if any; then (second) a `served_by=...` line with the extension.
-pub fn render_text(c: &ChatCompletion) -> (String, String) {
-    let mut body = String::new();
+/// A reply for people: what `chat` and `ask` print.
+pub struct Rendered {
+    /// One `tool_call name(arguments)` line per call.
+    pub calls: String,
+    /// The text, if any, with a newline.
+    pub content: String,
+    /// `served_by=... fallback=... experts=... timings_ms=...`.
+    pub info: String,
+}
+
+pub fn render_text(c: &ChatCompletion) -> Rendered {
+    let mut r = Rendered {
+        calls: String::new(),
+        content: String::new(),
+        info: String::new(),
+    };
     if let Some(m) = c.message() {
         for call in m.tool_calls() {
-            body.push_str(&format!(
+            r.calls += &format!(
                 "tool_call {}({})\n",
                 call.function.name, call.function.arguments
-            ));
+            );
         }
         if let Some(t) = m.content.as_deref().filter(|t| !t.is_empty()) {
-            body.push_str(t);
-            body.push('\n');
+            r.content = format!("{t}\n");
         }
     }
-    let info = match &c.x_moe_edge {
-        Some(x) => {
-            format!(
-                "served_by={} fallback={} experts={} timings_ms={} tokens_per_second={:.1}{}{}",
-                x.served_by.as_str(),
-                x.fallback_reason.as_deref().unwrap_or("-"),
-                j(&x.experts),
-                j(&x.timings_ms),
-                x.tokens_per_second,
-                x.confidence
-                    .map(|p| format!(" confidence={p:.3}"))
-                    .unwrap_or_default(),
-                if x.tried.is_empty() {
-                    String::new()
-                } else {
-                    format!(" tried={}", x.tried.join(","))
-                }
-            )
-        }
-        None => String::new(),
-    };
-    (body, info)
+    if let Some(x) = &c.x_moe_edge {
+        r.info = format!(
+            "served_by={} fallback={} experts={} timings_ms={} tokens_per_second={:.1}{}{}",
+            x.served_by.as_str(),
+            x.fallback_reason.as_deref().unwrap_or("-"),
+            j(&x.experts),
+            j(&x.timings_ms),
+            x.tokens_per_second,
+            x.confidence
+                .map(|p| format!(" confidence={p:.3}"))
+                .unwrap_or_default(),
+            if x.tried.is_empty() {
+                String::new()
+            } else {
+                format!(" tried={}", x.tried.join(","))
+            }
+        );
+    }
+    r
 }
 
 fn j<T: serde::Serialize>(v: &T) -> String {

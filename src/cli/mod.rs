@@ -66,6 +66,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+use moe_edge::openai::{ChatRequest, Message, Tool};
+
+/// A chat request of one user message (after an optional system message).
+fn request(
+    system: Option<String>,
+    text: String,
+    tools: Vec<Tool>,
+    max_tokens: Option<u64>,
+) -> ChatRequest {
+    let mut messages: Vec<Message> = system.into_iter().map(Message::system).collect();
+    messages.push(Message::user(text));
+    ChatRequest {
+        messages,
+        tools: (!tools.is_empty()).then_some(tools),
+        max_completion_tokens: max_tokens,
+        ..ChatRequest::default()
+    }
+}
+
 /// Writes `value` as pretty JSON to `path`, if given.
 fn write_json(path: Option<&std::path::Path>, value: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(p) = path {

@@ -89,7 +89,7 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         .text
         .context("give the message to send, e.g. moe-edge chat \"turn on the lights\"")?;
     let tools = moe_edge::eval::load_tools(&a.tools)?;
-    let req = super::mqtt::request(a.system, text, tools, a.max_tokens);
+    let req = super::request(a.system, text, tools, a.max_tokens);
     let out = local.complete(req);
     if a.json {
         let v = match &out {
@@ -99,9 +99,9 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let (body, info) = render_text(&out.map_err(|e| anyhow::anyhow!("{}", e.message))?);
-    print!("{body}");
-    println!("{info}");
+    let r = render_text(&out.map_err(|e| anyhow::anyhow!("{}", e.message))?);
+    print!("{}{}", r.calls, r.content);
+    println!("{}", r.info);
     Ok(())
 }
 

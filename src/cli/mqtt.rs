@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use moe_edge::bundle::{Verify, DEFAULT_BUNDLE};
 use moe_edge::config::Board;
-use moe_edge::openai::{ChatRequest, Message, Tool};
 use moe_edge::transport::MqttConfig;
 
 /// How to authenticate to an MQTT broker: TLS files and credentials (serve,
@@ -251,23 +250,6 @@ pub struct AskArgs {
     json: bool,
 }
 
-/// A chat request of one user message (after an optional system message).
-pub fn request(
-    system: Option<String>,
-    text: String,
-    tools: Vec<Tool>,
-    max_tokens: Option<u64>,
-) -> ChatRequest {
-    let mut messages: Vec<Message> = system.into_iter().map(Message::system).collect();
-    messages.push(Message::user(text));
-    ChatRequest {
-        messages,
-        tools: (!tools.is_empty()).then_some(tools),
-        max_completion_tokens: max_tokens,
-        ..ChatRequest::default()
-    }
-}
-
 pub fn ask(a: AskArgs) -> anyhow::Result<()> {
     use moe_edge::openai::PriorityField;
     use moe_edge::serve::ask::{ask_blocking, AskOptions};
@@ -277,7 +259,7 @@ pub fn ask(a: AskArgs) -> anyhow::Result<()> {
     } else {
         moe_edge::eval::load_tools(&a.tools)?
     };
-    let mut request = request(a.system, a.text, tools, a.max_tokens);
+    let mut request = super::request(a.system, a.text, tools, a.max_tokens);
     request.stream = a.stream.then_some(true);
     request.x_priority = a.priority.map(|p| match p.parse::<i64>() {
         Ok(n) => PriorityField::Level(n),
@@ -302,16 +284,14 @@ pub fn ask(a: AskArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&completion)?);
         return Ok(());
     }
-    let (body, info) = moe_edge::chat::local::render_text(&completion);
+    let r = moe_edge::chat::local::render_text(&completion);
     if streamed {
-        // The text is out already; end its line, then the tool calls.
+        // The text is out already: end its line.
         println!();
-        body.lines()
-            .filter(|l| l.starts_with("tool_call "))
-            .for_each(|l| println!("{l}"));
     } else {
-        print!("{body}");
+        print!("{}", r.content);
     }
-    eprintln!("{info}");
+    print!("{}", r.calls);
+    eprintln!("{}", r.info);
     Ok(())
 }

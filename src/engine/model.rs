@@ -134,8 +134,8 @@ impl Model {
             };
             layers.push(LayerGraph { graph, out, shared });
         }
-        let store = ExpertStore::of_bundle(bundle, false)?.expect("a bundle has its experts");
-        let lowp = ExpertStore::of_bundle(bundle, true)?;
+        let store = ExpertStore::of_bundle(bundle)?;
+        let lowp = ExpertStore::lowp_of_bundle(bundle)?;
         let lowp_bytes: u64 = lowp.as_ref().map_or(0, |s| {
             let n: usize = (0..a.num_layers).map(|l| s.present(l).len()).sum();
             (n * s.expert_bytes()) as u64

@@ -68,20 +68,28 @@ impl std::fmt::Debug for ExpertStore {
 
 impl ExpertStore {
     /// Map the file and index every expert tensor. Checks names, shapes, dtype and alignment.
-    /// The routed experts of a bundle (`experts.safetensors`), or with
-    /// `lowp` its low-precision copy; `None` when the bundle has no such copy.
-    pub fn of_bundle(
+    /// The routed experts of a bundle (`experts.safetensors`).
+    pub fn of_bundle(bundle: &crate::bundle::Bundle) -> Result<ExpertStore, ExpertError> {
+        ExpertStore::of_file(bundle, &bundle.manifest.experts)
+    }
+
+    /// The bundle's low-precision copy of its experts, if it has one.
+    pub fn lowp_of_bundle(
         bundle: &crate::bundle::Bundle,
-        lowp: bool,
     ) -> Result<Option<ExpertStore>, ExpertError> {
-        let m = &bundle.manifest;
-        let a = &m.architecture;
-        let file = if lowp {
-            m.experts_lowp.as_ref()
-        } else {
-            Some(&m.experts)
-        };
-        let Some(x) = file else { return Ok(None) };
+        bundle
+            .manifest
+            .experts_lowp
+            .as_ref()
+            .map(|x| ExpertStore::of_file(bundle, x))
+            .transpose()
+    }
+
+    fn of_file(
+        bundle: &crate::bundle::Bundle,
+        x: &crate::bundle::manifest::ExpertsInfo,
+    ) -> Result<ExpertStore, ExpertError> {
+        let a = &bundle.manifest.architecture;
         ExpertStore::open(
             &bundle.path(&x.file),
             a.num_layers,
@@ -90,7 +98,6 @@ impl ExpertStore {
             a.hidden_size,
             x.dtype,
         )
-        .map(Some)
     }
 
     pub fn open(

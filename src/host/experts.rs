@@ -255,7 +255,7 @@ impl ExpertServer {
         let m = &bundle.manifest;
         let a = &m.architecture;
         let model_id = ModelId::new(m.model_id.clone())?;
-        let store = ExpertStore::of_bundle(&bundle, false)?.expect("a bundle has its experts");
+        let store = ExpertStore::of_bundle(&bundle)?;
         let missing = (0..a.num_layers)
             .map(|l| a.num_experts - store.present(l).len())
             .sum::<usize>();

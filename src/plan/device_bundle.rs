@@ -72,7 +72,7 @@ pub fn write_device_bundle(
         .prefix(".moe-edge-device-")
         .tempdir_in(parent)
         .map_err(|e| BundleError::io(parent, e))?;
-    let store = ExpertStore::of_bundle(src, false)?.expect("a bundle has its experts");
+    let store = ExpertStore::of_bundle(src)?;
     let mut ids = Vec::new();
     for (l, es) in per_layer.iter().enumerate() {
         for &e in es {

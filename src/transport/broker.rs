@@ -253,7 +253,7 @@ fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), TransportError>
 
 /// A free port p on `ip` such that p + 1 is free too (best effort: another
 /// process may take them before rumqttd binds; `start` then fails cleanly).
-fn free_port_pair(ip: IpAddr) -> Result<SocketAddr, TransportError> {
+pub fn free_port_pair(ip: IpAddr) -> Result<SocketAddr, TransportError> {
     for _ in 0..50 {
         let l = TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|e| TransportError::Io {
             path: format!("{ip}:0"),

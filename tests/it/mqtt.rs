@@ -447,6 +447,28 @@ async fn rumqttd_forgets_reply_topics_nobody_reads() {
     publ.shutdown().await;
 }
 
+/// A persistent session with this expiry.
+fn persistent(expiry: Duration) -> impl Fn(&mut MqttConfig) + Copy {
+    move |c: &mut MqttConfig| {
+        c.clean_start = false;
+        c.session_expiry = expiry;
+    }
+}
+
+/// Client `id` subscribed to `topic` (QoS 1), settled against `publ`.
+async fn subscribed(
+    url: &str,
+    id: &str,
+    topic: &str,
+    publ: &Client,
+    tweak: impl FnOnce(&mut MqttConfig),
+) -> Client {
+    let mut c = Client::new(url, id, tweak).await;
+    c.handle.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    settle(&mut c, &publ.handle, topic).await;
+    c
+}
+
 /// A persistent session's subscription outlives its connection: the patched
 /// broker keeps that filter's log, so what was published while the app was
 /// away reaches it when it comes back.
@@ -454,17 +476,9 @@ async fn rumqttd_forgets_reply_topics_nobody_reads() {
 async fn rumqttd_keeps_a_persistent_sessions_log() {
     let broker = embedded_broker();
     let url = broker.url();
-    let persistent = |c: &mut MqttConfig| {
-        c.clean_start = false;
-        c.session_expiry = Duration::from_secs(300);
-    };
+    let persistent = persistent(Duration::from_secs(300));
     let publ = Client::new(&url, "ps-pub", |_| {}).await;
-    let mut app = Client::new(&url, "ps-app", persistent).await;
-    app.handle
-        .subscribe("t/ps/reply", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    settle(&mut app, &publ.handle, "t/ps/reply").await;
+    let app = subscribed(&url, "ps-app", "t/ps/reply", &publ, persistent).await;
     // A clean-session reader of the same topic that leaves after the
     // persistent one: the last live reader is gone, the saved session is not.
     let mut other = Client::new(&url, "ps-other", |_| {}).await;
@@ -516,17 +530,9 @@ async fn rumqttd_keeps_a_persistent_sessions_log() {
 async fn rumqttd_ends_expired_persistent_sessions() {
     let broker = embedded_broker();
     let url = broker.url();
-    let short = |c: &mut MqttConfig| {
-        c.clean_start = false;
-        c.session_expiry = Duration::from_secs(1);
-    };
+    let short = persistent(Duration::from_secs(1));
     let publ = Client::new(&url, "exp-pub", |_| {}).await;
-    let mut app = Client::new(&url, "exp-app", short).await;
-    app.handle
-        .subscribe("t/exp/reply", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    settle(&mut app, &publ.handle, "t/exp/reply").await;
+    let app = subscribed(&url, "exp-app", "t/exp/reply", &publ, short).await;
     app.shutdown().await;
     assert_eq!(
         filters_settle_to(&broker, 0, Duration::from_millis(500)).await,

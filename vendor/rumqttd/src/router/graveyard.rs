@@ -54,11 +54,6 @@ impl Graveyard {
         filters
     }
 
-    /// moe-edge: saved sessions (for tests and status).
-    pub fn len(&self) -> usize {
-        self.connections.len()
-    }
-
     /// Save connection tracker; moe-edge: it expires `expiry` from now.
     pub fn save_state(
         &mut self,
