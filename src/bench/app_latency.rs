@@ -66,7 +66,7 @@ fn other(e: impl std::fmt::Display) -> BenchError {
 
 /// A free port whose successor is free too (the embedded broker's 3.1.1
 /// listener is port + 1).
-fn free_port() -> Result<u16, BenchError> {
+pub(super) fn free_port() -> Result<u16, BenchError> {
     crate::transport::broker::free_port_pair([127, 0, 0, 1].into())
         .map(|a| a.port())
         .map_err(other)
@@ -101,7 +101,7 @@ pub fn find_mosquitto(given: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// A child process killed on drop.
-struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -153,23 +153,19 @@ fn start_mosquitto(bin: &Path, port: u16, dir: &Path, nodelay: bool) -> Result<P
     Ok(p)
 }
 
-/// `moe-edge serve` on `broker` (None: its embedded broker on `port`).
-fn start_daemon(
-    o: &AppOptions,
+/// A `moe-edge serve` child process (`exe`) for `device`: on its embedded
+/// broker listening on `port`, or on the broker at `port` when `external`.
+pub(super) fn start_daemon(
+    exe: &Path,
+    bundle: &Path,
+    board: &str,
     device: &str,
     port: u16,
     external: bool,
 ) -> Result<Proc, BenchError> {
-    let mut cmd = Command::new(o.exe);
-    cmd.args([
-        "serve",
-        "--device-id",
-        device,
-        "--board",
-        o.board,
-        "--bundle",
-    ])
-    .arg(o.bundle);
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--device-id", device, "--board", board, "--bundle"])
+        .arg(bundle);
     if external {
         cmd.args(["--broker", &format!("mqtt://127.0.0.1:{port}")]);
     } else {
@@ -259,7 +255,7 @@ pub fn run(o: &AppOptions) -> Result<(Vec<AppRow>, Vec<String>), BenchError> {
             None => None,
         };
         let device = format!("bench-app-{i}");
-        let _daemon = start_daemon(o, &device, port, mosq.is_some())?;
+        let _daemon = start_daemon(o.exe, o.bundle, o.board, &device, port, mosq.is_some())?;
         wait_port(port, Duration::from_secs(60))?;
         let topic = topics::chat_requests(&DeviceId::new(device.clone()).map_err(other)?);
         let v4_port = if mosq.is_some() { port } else { port + 1 };

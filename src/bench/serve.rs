@@ -182,28 +182,10 @@ pub fn run(
     board: &Board,
     o: &ServeBenchOptions,
 ) -> Result<ServeBenchReport, BenchError> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| BenchError::Other(e.to_string()))?
-        .port();
+    let port = super::app_latency::free_port()?;
     let exe = std::env::current_exe().map_err(|e| BenchError::Other(e.to_string()))?;
-    let mut child = std::process::Command::new(exe)
-        .args([
-            "serve",
-            "--device-id",
-            "bench",
-            "--board",
-            &board.name,
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--bundle")
-        .arg(bundle)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| BenchError::Other(format!("spawning the daemon: {e}")))?;
-    let pid = child.id();
+    let daemon = super::app_latency::start_daemon(&exe, bundle, &board.name, "bench", port, false)?;
+    let pid = daemon.0.id();
     let rt = crate::process::runtime(2).map_err(|e| BenchError::Other(e.to_string()))?;
     let result = rt.block_on(async {
         let url = format!("mqtt://127.0.0.1:{port}");
@@ -241,11 +223,9 @@ pub fn run(
         }
         Ok((idle_rss, phases))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     let (idle_rss_mb, phases) = result?;
     let (app, notes) = if o.app_requests > 0 {
-        let exe = std::env::current_exe().map_err(|e| BenchError::Other(e.to_string()))?;
         super::app_latency::run(&super::app_latency::AppOptions {
             exe: &exe,
             bundle,
