@@ -245,6 +245,22 @@ pub struct ExpertsInfo {
     pub present: Option<Vec<Vec<u32>>>,
 }
 
+/// `dense.safetensors`: every dense weight of the model under its Hugging
+/// Face name, for the native CPU backend (the ONNX graphs carry their own
+/// copies for ONNX Runtime and tract). Matrices keep the checkpoint's
+/// [out, in] layout, one row per output, encoded as `dtype` (U8 rows of
+/// `ExpertDtype::row_bytes(in)` bytes when quantised; a matrix whose `in` is
+/// not a multiple of `QUANT_GROUP` stays F16). Norm weights, biases, the
+/// router and the shared-expert gate stay F32. With `dtype` q4 the LM head is
+/// q8 (as llama.cpp keeps its output layer above 4 bits). Tensors start on
+/// 64-byte boundaries (`__pad.{n}` tensors fill the gaps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseInfo {
+    pub file: String,
+    pub dtype: ExpertDtype,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEntry {
@@ -271,6 +287,9 @@ pub struct Manifest {
     /// miss on `experts` runs this copy locally. Written by `moe-edge plan --lowp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts_lowp: Option<ExpertsInfo>,
+    /// Dense weights for the native backend; bundles without it run on tract or ort only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseInfo>,
     pub files: Vec<FileEntry>,
 }
 

@@ -1,5 +1,6 @@
 //! The bundle a daemon loads: `manifest.json`, `tokenizer.json`, ONNX graphs of
-//! the dense work and `experts.safetensors`. This module owns opening a bundle
+//! the dense work, `dense.safetensors` (the same weights for the native
+//! backend) and `experts.safetensors`. This module owns opening a bundle
 //! and checking its files (sizes always, sha256 on demand); `import/` writes
 //! bundles from Hugging Face checkpoints. Running graphs is `runtime`'s job,
 //! serving experts is `experts`'.
@@ -7,6 +8,7 @@
 pub mod files;
 pub mod import;
 pub mod manifest;
+pub mod names;
 pub mod quant;
 
 use std::path::{Path, PathBuf};

@@ -172,12 +172,13 @@ impl Board {
             msg,
         };
         let kind = match raw.runtime.backend.as_str() {
+            "native" => BackendKind::Native,
             "tract" => BackendKind::Tract,
             "ort" => BackendKind::Ort,
             other => {
                 return Err(field(
                     "runtime.backend",
-                    format!("is `{other}`, expected `tract` or `ort`"),
+                    format!("is `{other}`, expected `native`, `tract` or `ort`"),
                 ))
             }
         };
@@ -189,10 +190,10 @@ impl Board {
                 ));
             }
         }
-        if kind == BackendKind::Tract && raw.runtime.providers.iter().any(|p| p != "cpu") {
+        if kind != BackendKind::Ort && raw.runtime.providers.iter().any(|p| p != "cpu") {
             return Err(field(
                 "runtime.providers",
-                "tract runs on the CPU only; GPU providers need backend = \"ort\"".into(),
+                format!("{kind} runs on the CPU only; GPU providers need backend = \"ort\""),
             ));
         }
         let threads = raw.runtime.threads.unwrap_or(2);

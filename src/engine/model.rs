@@ -12,9 +12,9 @@ use super::EngineError;
 use crate::bundle::{Bundle, Manifest};
 use crate::config::{Board, OnMiss};
 use crate::experts::dispatch::{self, Pairs, RemoteExperts};
-use crate::experts::kernels::expert_ffn_tokens;
+use crate::experts::batch::{self, Work};
 use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
-use crate::runtime::{self, Graph, Tensor, TensorView};
+use crate::runtime::{self, Graph, Part, Pool, Tensor, TensorView};
 
 /// Where the experts of one request ran.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -90,6 +90,8 @@ pub struct Model {
     cos: Vec<f32>,
     sin: Vec<f32>,
     max_context: usize,
+    /// Compute threads (the board's `threads`), shared with the native backend.
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Model {
@@ -113,12 +115,13 @@ impl Model {
     pub fn load(bundle: &Bundle, board: &Board) -> Result<Model, EngineError> {
         let m = bundle.manifest.clone();
         let a = &m.architecture;
-        let backend = runtime::backend(&board.backend)?;
-        let embed = backend.load(&bundle.path(&m.graphs.embed))?;
-        let head = backend.load(&bundle.path(&m.graphs.head))?;
+        let pool = Arc::new(Pool::new(board.backend.threads));
+        let backend = runtime::backend_with_pool(&board.backend, pool.clone())?;
+        let embed = backend.load_part(bundle, Part::Embed)?;
+        let head = backend.load_part(bundle, Part::Head)?;
         let mut layers = Vec::with_capacity(a.num_layers);
-        for file in &m.graphs.layers {
-            let graph = backend.load(&bundle.path(file))?;
+        for (l, file) in m.graphs.layers.iter().enumerate() {
+            let graph = backend.load_part(bundle, Part::Layer(l))?;
             let g = graph.as_ref();
             let out = [
                 find(g, "resid", file)?,
@@ -165,6 +168,7 @@ impl Model {
             cos,
             sin,
             max_context,
+            pool,
         })
     }
 
@@ -446,18 +450,19 @@ impl Model {
         counts: &mut ExpertCounts,
     ) {
         let Some(store) = &self.lowp else { return };
-        let a = &self.manifest.architecture;
-        let h = a.hidden_size;
-        let mut act = Vec::new();
-        for (e, work) in work.iter_mut().enumerate() {
+        let h = self.manifest.architecture.hidden_size;
+        let mut items = Vec::new();
+        for (e, work) in work.iter().enumerate() {
             if work.is_empty() {
                 continue;
             }
             counts.low_precision += work.len() as u64;
             let w = store.get(l, e).expect("low-precision expert present");
-            expert_ffn_tokens(w, h, x, work, &mut act, out);
-            work.clear();
+            items.push(Work { w, tokens: work });
         }
+        batch::run(&self.pool, h, x, &items, out);
+        drop(items);
+        work.iter_mut().for_each(Vec::clear);
     }
 
     fn run_local(
@@ -468,10 +473,10 @@ impl Model {
         out: &mut [f32],
         counts: &mut ExpertCounts,
     ) {
-        let a = &self.manifest.architecture;
-        let h = a.hidden_size;
-        let mut act = Vec::new();
-        for (e, work) in local.iter_mut().enumerate() {
+        let h = self.manifest.architecture.hidden_size;
+        let mut items = Vec::new();
+        let mut transient = Vec::new();
+        for (e, work) in local.iter().enumerate() {
             if work.is_empty() {
                 continue;
             }
@@ -487,15 +492,20 @@ impl Model {
                         self.store.release(vl as usize, ve as usize);
                     }
                 }
-                Access::Transient => counts.paged += work.len() as u64,
+                Access::Transient => {
+                    counts.paged += work.len() as u64;
+                    transient.push(e);
+                }
             }
             let w = self.store.get(l, e).expect("local expert present in store");
-            expert_ffn_tokens(w, h, x, work, &mut act, out);
-            if matches!(access, Access::Transient) {
-                self.store.release(l, e);
-            }
-            work.clear();
+            items.push(Work { w, tokens: work });
         }
+        batch::run(&self.pool, h, x, &items, out);
+        drop(items);
+        for e in transient {
+            self.store.release(l, e);
+        }
+        local.iter_mut().for_each(Vec::clear);
     }
 }
 

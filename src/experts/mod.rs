@@ -2,12 +2,14 @@
 //! - `store`: `experts.safetensors` memmapped, one page-aligned slice per expert (no copies)
 //! - `cache`: the residency policy under the board's budget (LRU, LFU, pinned); pure, no I/O
 //! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16/q8/q4 weights
+//! - `batch`: the experts of one layer step together, spread over the compute pool
 //! - `qkernels`: the int8/int4 row kernels of quantised experts (AVX2, NEON/sdot, portable)
 //! - `dispatch`: what happens to an expert this device does not carry (substitute, remote)
 //! - `remote`: the MQTT client of remote experts (one request per layer step, deadlines, counters)
 //!
 //! Routing itself (softmax, top-k) is the engine's (`engine::router`).
 
+pub mod batch;
 pub mod cache;
 pub mod dispatch;
 pub mod kernels;

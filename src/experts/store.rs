@@ -38,6 +38,14 @@ impl<'a> ExpertWeights<'a> {
             ExpertWeights::Q8(w) | ExpertWeights::Q4(w) => w.len(),
         }
     }
+    /// The raw bytes of the weights.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            ExpertWeights::F32(w) => bytemuck::cast_slice(w),
+            ExpertWeights::F16(w) => bytemuck::cast_slice(w),
+            ExpertWeights::Q8(w) | ExpertWeights::Q4(w) => w,
+        }
+    }
     /// The intermediate size I for hidden size `hidden`.
     pub fn inter(&self, hidden: usize) -> usize {
         self.bytes() / (3 * self.dtype().row_bytes(hidden))

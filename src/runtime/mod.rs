@@ -1,15 +1,23 @@
-//! Backends that run the bundle's dense ONNX graphs, behind one trait and the
-//! project's own tensor type. Owns backend selection ("not compiled with X"
-//! when a feature is off); knows nothing of models, KV caches or experts.
+//! Backends that run the dense parts of a step (embed, each layer, head),
+//! behind one trait and the project's own tensor type: `native` (our own CPU
+//! code over `dense.safetensors`), `tract` and `ort` (the bundle's ONNX
+//! graphs). Owns backend selection ("not compiled with X" when a feature is
+//! off) and the compute thread pool; knows nothing of KV caches, routing or
+//! experts.
 
+pub mod native;
 #[cfg(feature = "ort")]
 pub mod ort;
+pub mod pool;
 mod tensor;
 #[cfg(feature = "tract")]
 pub mod tract;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::bundle::Bundle;
+pub use pool::Pool;
 pub use tensor::{Tensor, TensorData, TensorView, ViewData};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,7 @@ pub enum RuntimeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    Native,
     Tract,
     Ort,
 }
@@ -35,6 +44,7 @@ pub enum BackendKind {
 impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            BackendKind::Native => "native",
             BackendKind::Tract => "tract",
             BackendKind::Ort => "ort",
         })
@@ -82,14 +92,43 @@ pub trait Graph: Send + Sync {
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, RuntimeError>;
 }
 
-pub trait Backend: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn load(&self, path: &Path) -> Result<Box<dyn Graph>, RuntimeError>;
+/// The dense parts of a step (see `bundle::manifest::Graphs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Embed,
+    Layer(usize),
+    Head,
 }
 
-/// The backend the options ask for, or "not compiled" when its feature is off.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// An ONNX graph file.
+    fn load(&self, path: &Path) -> Result<Box<dyn Graph>, RuntimeError>;
+    /// One part of a bundle's step. Graph backends load the part's ONNX file.
+    fn load_part(&self, bundle: &Bundle, part: Part) -> Result<Box<dyn Graph>, RuntimeError> {
+        let g = &bundle.manifest.graphs;
+        let file = match part {
+            Part::Embed => &g.embed,
+            Part::Layer(l) => &g.layers[l],
+            Part::Head => &g.head,
+        };
+        self.load(&bundle.path(file))
+    }
+}
+
+/// The backend the options ask for, with a compute pool of `opts.threads`.
 pub fn backend(opts: &BackendOptions) -> Result<Box<dyn Backend>, RuntimeError> {
+    backend_with_pool(opts, Arc::new(Pool::new(opts.threads)))
+}
+
+/// The backend the options ask for, on `pool` (which the engine's experts
+/// share), or "not compiled" when its feature is off.
+pub fn backend_with_pool(
+    opts: &BackendOptions,
+    pool: Arc<Pool>,
+) -> Result<Box<dyn Backend>, RuntimeError> {
     match opts.kind {
+        BackendKind::Native => Ok(Box::new(native::NativeBackend::new(pool))),
         #[cfg(feature = "tract")]
         BackendKind::Tract => Ok(Box::new(tract::TractBackend::new())),
         #[cfg(not(feature = "tract"))]

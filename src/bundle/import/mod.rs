@@ -11,6 +11,8 @@
 //! a failed import never leaves a bundle that looks valid.
 #![cfg_attr(not(feature = "tract"), allow(unused_imports, dead_code))]
 
+#[cfg(feature = "tract")]
+pub mod dense;
 pub mod experts;
 // The ONNX writer builds on tract's protobuf types: no `tract`, no import
 // (the fuzz targets build the library without it).
@@ -149,6 +151,7 @@ pub struct ImportReport {
     pub total_bytes: u64,
     pub experts_bytes: u64,
     pub graph_bytes: u64,
+    pub dense_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -175,9 +178,10 @@ impl std::fmt::Display for ImportReport {
         )?;
         writeln!(
             f,
-            "  {:.1} MiB total: graphs {:.1} MiB, experts {:.1} MiB",
+            "  {:.1} MiB total: graphs {:.1} MiB, dense weights {:.1} MiB, experts {:.1} MiB",
             mb(self.total_bytes),
             mb(self.graph_bytes),
+            mb(self.dense_bytes),
             mb(self.experts_bytes)
         )?;
         write!(f, "  took {:.2}s", self.elapsed.as_secs_f64())
@@ -309,6 +313,9 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         Ok(())
     })?;
 
+    // dense weights for the native backend, quantised like the experts
+    let dense_bytes = dense::write(&dir.join(dense::DENSE_FILE), &arch, &ck, edt)?;
+
     // tokenizer
     let tdst = dir.join(TOKENIZER_FILE);
     std::fs::copy(&tok.tokenizer_path, &tdst).map_err(|e| ImportError::io(&tdst, e))?;
@@ -325,6 +332,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         files.push(fe);
     }
     files.push(file_entry(dir, EXPERTS_FILE)?);
+    files.push(file_entry(dir, dense::DENSE_FILE)?);
     files.push(file_entry(dir, TOKENIZER_FILE)?);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -350,6 +358,10 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
             present: None,
         },
         experts_lowp: None,
+        dense: Some(manifest::DenseInfo {
+            file: dense::DENSE_FILE.into(),
+            dtype: edt,
+        }),
         files,
     };
     let mpath = dir.join(MANIFEST_FILE);
@@ -404,6 +416,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         total_bytes,
         experts_bytes,
         graph_bytes,
+        dense_bytes,
         elapsed: start.elapsed(),
     })
 }

@@ -1,0 +1,246 @@
+//! The routed experts of one layer step computed together on the compute
+//! pool. Few tokens per expert (decode): every expert's gate/up rows are cut
+//! into blocks that threads claim, then its down rows likewise, each thread
+//! adding into its own output that is summed at the end; so two threads
+//! stream disjoint weight rows whatever the number of experts. Many tokens
+//! per expert (prefill): each expert is one piece of work, its gate/up and
+//! down products batched GEMMs over its tokens. Owns no weights and no
+//! routing; the engine decides which experts run for which tokens.
+
+use super::ExpertWeights;
+use crate::experts::kernels::kernels;
+use crate::runtime::native::linear::{matmul, matmul_t_acc, Act, Rows, GEMM_FROM_TOKENS, SERIAL_BELOW_BYTES};
+use crate::runtime::pool::{Pool, SharedMut};
+
+/// One expert and the (token, router weight) pairs it serves; tokens distinct.
+pub struct Work<'a> {
+    pub w: ExpertWeights<'a>,
+    pub tokens: &'a [(usize, f32)],
+}
+
+/// Intermediate rows per block of decode work.
+const BLOCK: usize = 32;
+
+fn parts(w: ExpertWeights<'_>, h: usize) -> [Rows<'_>; 3] {
+    let enc = w.dtype();
+    let i = w.inter(h);
+    let all = Rows::new(enc, 3 * i, h, w.as_bytes());
+    [all.sub(0, i), all.sub(i, 2 * i), all.sub(2 * i, 3 * i)]
+}
+
+/// Add `weight * ffn(x_token)` of every work item into `out` ([T, H]).
+pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]) {
+    if items.is_empty() {
+        return;
+    }
+    let t = x.len() / h;
+    if items.iter().any(|it| it.tokens.len() >= GEMM_FROM_TOKENS) {
+        return run_batched(pool, h, x, t, items, out);
+    }
+    let k = kernels();
+    // each item's tokens in the form its weights take
+    let acts: Vec<Vec<Act<'_>>> = items
+        .iter()
+        .map(|it| {
+            it.tokens
+                .iter()
+                .map(|&(ti, _)| Act::new(&x[ti * h..(ti + 1) * h], it.w.dtype()))
+                .collect()
+        })
+        .collect();
+    // blocks: (item, first row)
+    let mut blocks = Vec::new();
+    let mut act_off = Vec::with_capacity(items.len());
+    let mut total_act = 0;
+    let mut bytes = 0;
+    for (n, it) in items.iter().enumerate() {
+        let i = it.w.inter(h);
+        act_off.push(total_act);
+        total_act += i * it.tokens.len();
+        bytes += it.w.bytes();
+        for r in (0..i).step_by(BLOCK) {
+            blocks.push((n, r));
+        }
+    }
+    let mut act = vec![0f32; total_act];
+    let serial = bytes < SERIAL_BELOW_BYTES || pool.threads() == 1;
+    let slots = if serial { 1 } else { pool.threads() };
+    let mut private = vec![0f32; slots * t * h];
+    {
+        let act_w = SharedMut::new(&mut act);
+        let gate_up = |b: usize, _slot: usize| {
+            let (n, r0) = blocks[b];
+            let it = &items[n];
+            let [g, u, _] = parts(it.w, h);
+            let r1 = (r0 + BLOCK).min(g.rows);
+            let i = g.rows;
+            for (j, (&(_, wt), a)) in it.tokens.iter().zip(&acts[n]).enumerate() {
+                // SAFETY: block (n, r0) owns act[item n, token j, rows r0..r1].
+                let dst = unsafe { act_w.slice(act_off[n] + j * i + r0..act_off[n] + j * i + r1) };
+                for (d, r) in dst.iter_mut().zip(r0..r1) {
+                    let gv = g.dot(k, r, a);
+                    let uv = u.dot(k, r, a);
+                    *d = super::kernels::silu(gv) * uv * wt;
+                }
+            }
+        };
+        if serial {
+            (0..blocks.len()).for_each(|b| gate_up(b, 0));
+        } else {
+            pool.run(blocks.len(), &gate_up);
+        }
+    }
+    {
+        let priv_w = SharedMut::new(&mut private);
+        let act = &act;
+        let down = |b: usize, slot: usize| {
+            let (n, r0) = blocks[b];
+            let it = &items[n];
+            let [_, _, d] = parts(it.w, h);
+            let r1 = (r0 + BLOCK).min(d.rows);
+            let i = d.rows;
+            // SAFETY: slot `slot` is one thread at a time and owns its part.
+            let mine = unsafe { priv_w.slice(slot * t * h..(slot + 1) * t * h) };
+            for (j, &(ti, _)) in it.tokens.iter().enumerate() {
+                let y = &mut mine[ti * h..(ti + 1) * h];
+                for r in r0..r1 {
+                    let s = act[act_off[n] + j * i + r];
+                    if s != 0.0 {
+                        d.axpy(k, r, s, y);
+                    }
+                }
+            }
+        };
+        if serial {
+            (0..blocks.len()).for_each(|b| down(b, 0));
+        } else {
+            pool.run(blocks.len(), &down);
+        }
+    }
+    for part in private.chunks_exact(t * h) {
+        for (o, p) in out.iter_mut().zip(part) {
+            *o += p;
+        }
+    }
+}
+
+/// Prefill: one piece of work per expert, GEMMs over its tokens.
+fn run_batched(pool: &Pool, h: usize, x: &[f32], t: usize, items: &[Work<'_>], out: &mut [f32]) {
+    let slots = pool.threads();
+    let mut private = vec![0f32; slots * t * h];
+    let priv_w = SharedMut::new(&mut private);
+    pool.run(items.len(), &|n, slot| {
+        let it = &items[n];
+        let [g, u, d] = parts(it.w, h);
+        let (m, i) = (it.tokens.len(), g.rows);
+        let mut xs = Vec::with_capacity(m * h);
+        for &(ti, _) in it.tokens {
+            xs.extend_from_slice(&x[ti * h..(ti + 1) * h]);
+        }
+        let mut gv = vec![0f32; m * i];
+        let mut uv = vec![0f32; m * i];
+        // inside a region these run on this thread alone
+        matmul(pool, g, &xs, m, &mut gv);
+        matmul(pool, u, &xs, m, &mut uv);
+        for (j, &(_, wt)) in it.tokens.iter().enumerate() {
+            for (gv, uv) in gv[j * i..(j + 1) * i].iter_mut().zip(&uv[j * i..(j + 1) * i]) {
+                *gv = super::kernels::silu(*gv) * uv * wt;
+            }
+        }
+        let mut y = vec![0f32; m * h];
+        matmul_t_acc(d, &gv, m, &mut y, &mut Vec::new());
+        // SAFETY: slot `slot` is one thread at a time and owns its part.
+        let mine = unsafe { priv_w.slice(slot * t * h..(slot + 1) * t * h) };
+        for (j, &(ti, _)) in it.tokens.iter().enumerate() {
+            for (o, v) in mine[ti * h..(ti + 1) * h].iter_mut().zip(&y[j * h..(j + 1) * h]) {
+                *o += v;
+            }
+        }
+    });
+    for part in private.chunks_exact(t * h) {
+        for (o, p) in out.iter_mut().zip(part) {
+            *o += p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::manifest::ExpertDtype;
+    use crate::bundle::quant::encode_rows;
+    use crate::experts::kernels::expert_ffn_tokens;
+
+    fn weights(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2246822519) ^ seed) % 997) as f32 / 2000.0 - 0.25)
+            .collect()
+    }
+
+    /// Against the one-expert-at-a-time kernel the engine used before.
+    #[test]
+    fn matches_expert_at_a_time() {
+        let (h, i, t) = (64, 96, 9);
+        let x = weights(t * h, 1);
+        for enc in [ExpertDtype::F32, ExpertDtype::F16, ExpertDtype::Q8, ExpertDtype::Q4] {
+            let raw: Vec<Vec<u8>> = (0..3)
+                .map(|e| {
+                    let mut b = Vec::new();
+                    encode_rows(&weights(3 * i * h, 10 + e), h, enc, &mut b);
+                    b
+                })
+                .collect();
+            let ew = |b: &[u8]| -> ExpertWeights<'_> {
+                match enc {
+                    ExpertDtype::F32 => ExpertWeights::F32(bytemuck::cast_slice(b)),
+                    ExpertDtype::F16 => ExpertWeights::F16(bytemuck::cast_slice(b)),
+                    ExpertDtype::Q8 => ExpertWeights::Q8(b),
+                    ExpertDtype::Q4 => ExpertWeights::Q4(b),
+                }
+            };
+            // aligned copies for the f32/f16 casts
+            let aligned: Vec<Vec<f32>> = raw
+                .iter()
+                .map(|b| {
+                    let mut v = vec![0f32; b.len().div_ceil(4)];
+                    bytemuck::cast_slice_mut::<f32, u8>(&mut v)[..b.len()].copy_from_slice(b);
+                    v
+                })
+                .collect();
+            let bytes: Vec<&[u8]> = aligned
+                .iter()
+                .zip(&raw)
+                .map(|(v, b)| &bytemuck::cast_slice::<f32, u8>(v)[..b.len()])
+                .collect();
+            for tokens in [vec![vec![(0, 0.7)], vec![(0, 0.3)], vec![]], (0..3)
+                .map(|e| (0..t).filter(|ti| (ti + e) % 2 == 0).map(|ti| (ti, 0.5)).collect())
+                .collect::<Vec<Vec<(usize, f32)>>>()]
+            {
+                let mut want = vec![0f32; t * h];
+                let mut act = Vec::new();
+                for (e, toks) in tokens.iter().enumerate() {
+                    if !toks.is_empty() {
+                        expert_ffn_tokens(ew(bytes[e]), h, &x, &mut toks.clone(), &mut act, &mut want);
+                    }
+                }
+                for threads in [1, 2] {
+                    let pool = Pool::new(threads);
+                    let items: Vec<Work<'_>> = tokens
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, toks)| !toks.is_empty())
+                        .map(|(e, toks)| Work {
+                            w: ew(bytes[e]),
+                            tokens: toks,
+                        })
+                        .collect();
+                    let mut got = vec![0f32; t * h];
+                    run(&pool, h, &x, &items, &mut got);
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() < 2e-3 * (1.0 + b.abs()), "{enc:?} {threads}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}
