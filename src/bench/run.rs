@@ -84,7 +84,9 @@ pub enum Mode {
         #[arg(long, default_value = "int8")]
         quant_dot: String,
     },
-    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint.
+    /// Side by side with llama.cpp's llama-bench on a GGUF of the same checkpoint:
+    /// decode and prefill at each thread count on both sides, the read bandwidth
+    /// at each, every figure's roofline share and the best-against-best ratios.
     Llama {
         /// Path of llama.cpp's `llama-bench` binary (see docs/llama-cpp.md).
         #[arg(long)]
@@ -94,10 +96,17 @@ pub enum Mode {
         gguf: PathBuf,
         #[arg(long, default_value_t = 64)]
         gen_tokens: usize,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
+        /// Prompt of the prefill measurement (0: decode only).
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        /// Thread counts, each run on both sides.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+        threads: Vec<usize>,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Buffer for the bandwidth measurement, MiB.
+        #[arg(long, default_value_t = 1024)]
+        bandwidth_mib: usize,
     },
     /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
     /// part of the experts on the device and the rest on an expert server (with added delay).
@@ -279,18 +288,67 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             llama_bench,
             gguf,
             gen_tokens,
+            prompt_tokens,
             threads,
             runs,
+            bandwidth_mib,
         } => {
-            let theirs = llama::run(&llama_bench, &gguf, gen_tokens, threads)?;
-            let e = load(bundle, &board.all_resident())?;
-            let o = engine::EngineBenchOptions {
-                prompt_tokens: 16,
-                gen_tokens: gen_tokens + 1,
-                runs,
-            };
-            let ours = engine::run(&e, &board.name, &o)?;
-            let c = llama::LlamaComparison::new(theirs, ours, board.backend.threads);
+            let mut bw = Vec::new();
+            let mut theirs = Vec::new();
+            let mut ours = Vec::new();
+            let mut backend = String::new();
+            let mut active = 0;
+            for &t in &threads {
+                bw.push(super::bandwidth::measure(bandwidth_mib << 20, t, 5));
+                theirs.push(llama::run(&llama_bench, &gguf, prompt_tokens, gen_tokens, t, runs)?);
+                let mut b = board.all_resident();
+                b.backend.threads = t;
+                b.limits.max_context = b.limits.max_context.max(prompt_tokens + gen_tokens + 1);
+                let e = load(bundle, &b)?;
+                backend = e.model.backend_name().to_string();
+                active = scale::active_bytes(&e.model.manifest, backend == "native").total;
+                let decode = engine::run(
+                    &e,
+                    &board.name,
+                    &engine::EngineBenchOptions {
+                        prompt_tokens: 16,
+                        gen_tokens: gen_tokens + 1,
+                        runs,
+                    },
+                )?;
+                let prefill = if prompt_tokens > 0 {
+                    engine::run(
+                        &e,
+                        &board.name,
+                        &engine::EngineBenchOptions {
+                            prompt_tokens,
+                            gen_tokens: 1,
+                            runs,
+                        },
+                    )?
+                } else {
+                    decode.clone()
+                };
+                ours.push(llama::OurRun {
+                    threads: t,
+                    decode_tok_s: decode.decode_tok_s,
+                    prefill_tok_s: prefill.prefill_tok_s,
+                    decode,
+                    prefill,
+                });
+            }
+            let c = llama::LlamaComparison::new(
+                &llama_bench,
+                &gguf,
+                bundle,
+                &backend,
+                prompt_tokens,
+                gen_tokens,
+                bw,
+                active,
+                theirs,
+                ours,
+            );
             report(c.table(), &c)
         }
         Mode::Offload {

@@ -277,8 +277,10 @@ fn dtype_name(d: Dtype) -> &'static str {
     }
 }
 
-/// Bytes a decode step reads: every layer graph and the head graph (their
-/// files: weights dominate), one embedding row, and top-k experts per layer.
+/// Bytes a decode step reads: the dense weights of every layer and the head,
+/// one embedding row, and top-k experts per layer. With the native backend
+/// the dense weights are `dense.safetensors`' (in its dtype); with a graph
+/// backend, the ONNX files' (weights dominate them).
 #[derive(Debug, Clone, Serialize)]
 pub struct ActiveBytes {
     pub layer_graphs: u64,
@@ -288,8 +290,27 @@ pub struct ActiveBytes {
     pub total: u64,
 }
 
-pub fn active_bytes(m: &Manifest) -> ActiveBytes {
+pub fn active_bytes(m: &Manifest, native: bool) -> ActiveBytes {
     let a = &m.architecture;
+    let experts = (a.num_layers * a.top_k * m.experts.expert_bytes) as u64;
+    if let (true, Some(d)) = (native, &m.dense) {
+        use crate::bundle::names::Names;
+        let plan = crate::bundle::import::dense::plan(a, d.dtype);
+        let bytes = |name: &str| plan.iter().find(|p| p.name == name).map_or(0, |p| p.bytes() as u64);
+        let embed = bytes(Names::embed());
+        let embed_row = embed / a.vocab_size as u64;
+        let head = if a.tie_word_embeddings { embed } else { bytes(Names::lm_head()) }
+            + bytes(Names::final_norm());
+        let all: u64 = plan.iter().map(|p| p.bytes() as u64).sum();
+        let layers = all - embed - head + if a.tie_word_embeddings { embed } else { 0 };
+        return ActiveBytes {
+            layer_graphs: layers,
+            head_graph: head,
+            embed_row,
+            experts,
+            total: layers + head + embed_row + experts,
+        };
+    }
     let size_of = |graph: &str| -> u64 {
         m.files
             .iter()
@@ -300,7 +321,6 @@ pub fn active_bytes(m: &Manifest) -> ActiveBytes {
     let layer_graphs: u64 = m.graphs.layers.iter().map(|g| size_of(g)).sum();
     let head_graph = size_of(&m.graphs.head);
     let embed_row = (a.hidden_size * m.dtype.size()) as u64;
-    let experts = (a.num_layers * a.top_k * m.experts.expert_bytes) as u64;
     ActiveBytes {
         layer_graphs,
         head_graph,
@@ -332,7 +352,8 @@ pub fn run(
 ) -> Result<ScaleReport, BenchError> {
     let bandwidth = super::bandwidth::measure(bw_bytes, 2, 5);
     let m = &engine.model.manifest;
-    let active = active_bytes(m);
+    let native = engine.model.backend_name() == "native";
+    let active = active_bytes(m, native);
     let r = super::engine::run(engine, board, o)?;
     let roofline = bandwidth.read_gb_s * 1e9 / active.total as f64;
     log::info!(

@@ -92,6 +92,7 @@ pub struct Model {
     max_context: usize,
     /// Compute threads (the board's `threads`), shared with the native backend.
     pool: Arc<Pool>,
+    backend_name: &'static str,
 }
 
 impl std::fmt::Debug for Model {
@@ -169,12 +170,18 @@ impl Model {
             sin,
             max_context,
             pool,
+            backend_name: backend.name(),
         })
     }
 
     /// Experts this device lacks go to `remote` first.
     pub fn set_remote(&mut self, remote: Option<Arc<dyn RemoteExperts>>) {
         self.remote = remote;
+    }
+
+    /// The backend running the dense parts (`native`, `tract`, `ort`).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
     }
 
     pub fn max_context(&self) -> usize {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::graphs::{dense_tensors, Names};
+use crate::bundle::names::{dense_tensors, Names};
 use super::weights::Checkpoint;
 use super::ImportError;
 use crate::bundle::manifest::{Architecture, ExpertDtype, QUANT_GROUP};

@@ -8,88 +8,13 @@
 use super::onnx::{attr_int, Dim, Elem, GraphBuilder};
 use super::weights::{transpose, Checkpoint};
 use super::ImportError;
-use crate::bundle::manifest::{ArchKind, Architecture, Dtype, QkNorm};
+use crate::bundle::manifest::{Architecture, Dtype, QkNorm};
 
 const T: Dim = Dim::Sym("T");
 const P: Dim = Dim::Sym("P");
 const PT: Dim = Dim::Sym("P+T");
 
-pub use crate::bundle::names::Names;
-
-/// Whether each attention projection has a bias: (q, k, v, o).
-fn biases(a: &Architecture) -> (bool, bool) {
-    match a.kind {
-        // Qwen2-MoE: q/k/v biased (`qkv_bias`, default true), o never.
-        ArchKind::Qwen2Moe => (a.attention_bias, false),
-        ArchKind::Mixtral => (false, false),
-        ArchKind::Qwen3Moe | ArchKind::Olmoe => (a.attention_bias, a.attention_bias),
-    }
-}
-
-/// Every dense tensor the graphs read, with its expected shape (used to check
-/// a checkpoint before anything is written).
-pub fn dense_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
-    let (h, d, nh, kvh) = (a.hidden_size, a.head_dim, a.num_heads, a.num_kv_heads);
-    let mut v = vec![
-        (Names::embed().to_string(), vec![a.vocab_size, h]),
-        (Names::final_norm().to_string(), vec![h]),
-    ];
-    if !a.tie_word_embeddings {
-        v.push((Names::lm_head().to_string(), vec![a.vocab_size, h]));
-    }
-    let (qkv_bias, o_bias) = biases(a);
-    for l in 0..a.num_layers {
-        let n = |s: &str| Names::layer(l, s);
-        v.push((n("input_layernorm.weight"), vec![h]));
-        v.push((n("post_attention_layernorm.weight"), vec![h]));
-        v.push((n("self_attn.q_proj.weight"), vec![nh * d, h]));
-        v.push((n("self_attn.k_proj.weight"), vec![kvh * d, h]));
-        v.push((n("self_attn.v_proj.weight"), vec![kvh * d, h]));
-        v.push((n("self_attn.o_proj.weight"), vec![h, nh * d]));
-        if qkv_bias {
-            v.push((n("self_attn.q_proj.bias"), vec![nh * d]));
-            v.push((n("self_attn.k_proj.bias"), vec![kvh * d]));
-            v.push((n("self_attn.v_proj.bias"), vec![kvh * d]));
-        }
-        if o_bias {
-            v.push((n("self_attn.o_proj.bias"), vec![h]));
-        }
-        match a.qk_norm {
-            QkNorm::None => {}
-            QkNorm::PerHead => {
-                v.push((n("self_attn.q_norm.weight"), vec![d]));
-                v.push((n("self_attn.k_norm.weight"), vec![d]));
-            }
-            QkNorm::Full => {
-                v.push((n("self_attn.q_norm.weight"), vec![nh * d]));
-                v.push((n("self_attn.k_norm.weight"), vec![kvh * d]));
-            }
-        }
-        v.push((Names::router(a.kind, l), vec![a.num_experts, h]));
-        if let Some(is) = a.shared_expert_intermediate_size {
-            v.push((n("mlp.shared_expert.gate_proj.weight"), vec![is, h]));
-            v.push((n("mlp.shared_expert.up_proj.weight"), vec![is, h]));
-            v.push((n("mlp.shared_expert.down_proj.weight"), vec![h, is]));
-            v.push((n("mlp.shared_expert_gate.weight"), vec![1, h]));
-        }
-    }
-    v
-}
-
-/// Every routed expert tensor with its expected shape.
-pub fn expert_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
-    let (h, i) = (a.hidden_size, a.expert_intermediate_size);
-    let mut v = Vec::new();
-    for l in 0..a.num_layers {
-        for e in 0..a.num_experts {
-            let [g, u, d] = Names::expert(a.kind, l, e);
-            v.push((g, vec![i, h]));
-            v.push((u, vec![i, h]));
-            v.push((d, vec![h, i]));
-        }
-    }
-    v
-}
+pub use crate::bundle::names::{biases, dense_tensors, expert_tensors, Names};
 
 /// Load a [out, in] linear weight as an f32 graph value [in, out].
 fn linear_weight(

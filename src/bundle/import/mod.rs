@@ -11,7 +11,6 @@
 //! a failed import never leaves a bundle that looks valid.
 #![cfg_attr(not(feature = "tract"), allow(unused_imports, dead_code))]
 
-#[cfg(feature = "tract")]
 pub mod dense;
 pub mod experts;
 // The ONNX writer builds on tract's protobuf types: no `tract`, no import

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::linear::{matmul, Rows};
 use super::ops::{attention, rms_norm_rows, rope, silu};
 use super::weights::{DenseWeights, Mat};
-use crate::bundle::names::Names;
-use crate::bundle::manifest::{ArchKind, Architecture, QkNorm};
+use crate::bundle::names::{biases, Names};
+use crate::bundle::manifest::{Architecture, QkNorm};
 use crate::runtime::pool::Pool;
 use crate::runtime::{Graph, RuntimeError, Tensor, TensorView, ViewData};
 
@@ -44,15 +44,6 @@ pub struct Layer {
     shared: Option<Shared>,
     inputs: Vec<String>,
     outputs: Vec<String>,
-}
-
-/// Whether the attention projections have biases: (q/k/v, o).
-fn biases(a: &Architecture) -> (bool, bool) {
-    match a.kind {
-        ArchKind::Qwen2Moe => (a.attention_bias, false),
-        ArchKind::Mixtral => (false, false),
-        ArchKind::Qwen3Moe | ArchKind::Olmoe => (a.attention_bias, a.attention_bias),
-    }
 }
 
 impl Layer {
