@@ -22,6 +22,8 @@ pub struct EngineBenchOptions {
 pub struct EngineBenchReport {
     pub model_id: String,
     pub board: String,
+    /// The backend of the dense work (`native`, `tract`, `ort`).
+    pub backend: String,
     pub kernels: String,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
@@ -31,7 +33,10 @@ pub struct EngineBenchReport {
     pub decode_ms_per_token_p50: f64,
     pub decode_ms_per_token_p99: f64,
     pub ttft_ms: f64,
+    /// Dense work (attention, norms, router, embedding, head) of the busy time.
     pub graphs_share: f64,
+    /// The LM head's part of it.
+    pub head_share: f64,
     pub experts_share: f64,
     pub expert_hit_rate: f64,
     pub expert_bytes_resident: u64,
@@ -93,6 +98,7 @@ pub fn run(
             ttft_s += pf;
             decode_s += dclock.elapsed().as_secs_f64();
             times.graphs_us += t.graphs_us;
+            times.head_us += t.head_us;
             times.experts_us += t.experts_us;
         }
     }
@@ -104,6 +110,7 @@ pub fn run(
     Ok(EngineBenchReport {
         model_id: engine.model_id().to_string(),
         board: board.to_string(),
+        backend: m.backend_name().to_string(),
         kernels: kernels_label(engine.model.store().dtype()),
         prompt_tokens: ids.len(),
         gen_tokens: o.gen_tokens,
@@ -114,6 +121,7 @@ pub fn run(
         decode_ms_per_token_p99: percentile(&per_token, 99.0),
         ttft_ms: ttft_s / runs * 1e3,
         graphs_share: times.graphs_us as f64 / busy,
+        head_share: times.head_us as f64 / busy,
         experts_share: times.experts_us as f64 / busy,
         expert_hit_rate: stats.hit_rate(),
         expert_bytes_resident: resident,
@@ -126,9 +134,9 @@ pub fn run(
 impl EngineBenchReport {
     pub fn table(&self) -> String {
         format!(
-            "| model | board | kernels | prompt | gen | prefill tok/s | decode tok/s | decode ms/tok p50 / p99 | TTFT ms | graphs / experts time | expert hit rate | peak RSS MB |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|\n\
-             | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.3} / {:.3} | {:.2} | {:.0} % / {:.0} % | {:.1} % | {:.1} |",
+            "| model | board | kernels | prompt | gen | prefill tok/s | decode tok/s | decode ms/tok p50 / p99 | TTFT ms | backend | dense (of it head) / experts time | expert hit rate | peak RSS MB |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {} | {:.0} | {:.1} | {:.3} / {:.3} | {:.2} | {} | {:.0} % ({:.0} %) / {:.0} % | {:.1} % | {:.1} |",
             self.model_id,
             self.board,
             self.kernels,
@@ -139,7 +147,9 @@ impl EngineBenchReport {
             self.decode_ms_per_token_p50,
             self.decode_ms_per_token_p99,
             self.ttft_ms,
+            self.backend,
             self.graphs_share * 100.0,
+            self.head_share * 100.0,
             self.experts_share * 100.0,
             self.expert_hit_rate * 100.0,
             self.peak_rss_mb

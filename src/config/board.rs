@@ -14,6 +14,10 @@ use crate::runtime::{BackendKind, BackendOptions, OrtOptions};
 pub const BUILTIN: &[(&str, &str)] = &[
     ("host-cpu", include_str!("../../boards/host-cpu.toml")),
     (
+        "host-cpu-tract",
+        include_str!("../../boards/host-cpu-tract.toml"),
+    ),
+    (
         "jetson-orin-nano-8gb",
         include_str!("../../boards/jetson-orin-nano-8gb.toml"),
     ),
@@ -386,7 +390,7 @@ mod tests {
     fn bad_backend_named() {
         let text = BUILTIN[0]
             .1
-            .replace("backend = \"tract\"", "backend = \"tpu\"");
+            .replace("backend = \"native\"", "backend = \"tpu\"");
         let e = Board::parse(&text, Path::new("b.toml"))
             .unwrap_err()
             .to_string();

@@ -60,7 +60,10 @@ pub trait Observer {
 /// Timings of the parts of a step, accumulated.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepTimes {
+    /// Dense work: embedding, attention, norms, router, shared expert, LM head.
     pub graphs_us: u64,
+    /// The part of `graphs_us` spent in the final norm and LM head.
+    pub head_us: u64,
     pub experts_us: u64,
     pub remote_wait_us: u64,
 }
@@ -315,7 +318,9 @@ impl Model {
             .head
             .run(&[TensorView::f32(vec![rows, h], last)])?
             .swap_remove(0);
-        times.graphs_us += clock.elapsed().as_micros() as u64;
+        let head_us = clock.elapsed().as_micros() as u64;
+        times.graphs_us += head_us;
+        times.head_us += head_us;
         Ok(logits)
     }
 

@@ -190,14 +190,14 @@ mod tests {
                     b
                 })
                 .collect();
-            let ew = |b: &[u8]| -> ExpertWeights<'_> {
+            fn ew(enc: ExpertDtype, b: &[u8]) -> ExpertWeights<'_> {
                 match enc {
                     ExpertDtype::F32 => ExpertWeights::F32(bytemuck::cast_slice(b)),
                     ExpertDtype::F16 => ExpertWeights::F16(bytemuck::cast_slice(b)),
                     ExpertDtype::Q8 => ExpertWeights::Q8(b),
                     ExpertDtype::Q4 => ExpertWeights::Q4(b),
                 }
-            };
+            }
             // aligned copies for the f32/f16 casts
             let aligned: Vec<Vec<f32>> = raw
                 .iter()
@@ -220,7 +220,7 @@ mod tests {
                 let mut act = Vec::new();
                 for (e, toks) in tokens.iter().enumerate() {
                     if !toks.is_empty() {
-                        expert_ffn_tokens(ew(bytes[e]), h, &x, &mut toks.clone(), &mut act, &mut want);
+                        expert_ffn_tokens(ew(enc, bytes[e]), h, &x, &mut toks.clone(), &mut act, &mut want);
                     }
                 }
                 for threads in [1, 2] {
@@ -230,7 +230,7 @@ mod tests {
                         .enumerate()
                         .filter(|(_, toks)| !toks.is_empty())
                         .map(|(e, toks)| Work {
-                            w: ew(bytes[e]),
+                            w: ew(enc, bytes[e]),
                             tokens: toks,
                         })
                         .collect();

@@ -48,9 +48,11 @@ fn native() -> Command {
 }
 
 /// Run `moe-edge golden` through `cmd`; the parsed JSON.
-fn golden(mut cmd: Command, bundle: &Path, golden: &Path, what: &str) -> Value {
+fn golden(mut cmd: Command, board: &str, bundle: &Path, golden: &Path, what: &str) -> Value {
     let out = cmd
         .arg("golden")
+        .arg("--board")
+        .arg(board)
         .arg("--bundle")
         .arg(bundle)
         .arg("--golden")
@@ -108,10 +110,16 @@ fn aarch64_build_answers_golden_prompts_like_x86_64() {
         ));
     }
     let mut worst = 0f32;
-    for (name, bundle, gold) in &cases {
-        let x = golden(native(), bundle, gold, &format!("{name} x86-64"));
+    // the native backend (host-cpu) and tract (host-cpu-tract)
+    for ((name, bundle, gold), (board, backend)) in cases
+        .iter()
+        .flat_map(|c| [(c, ("host-cpu", "native")), (c, ("host-cpu-tract", "tract"))])
+    {
+        let name = &format!("{name} {backend}");
+        let x = golden(native(), board, bundle, gold, &format!("{name} x86-64"));
         let a = golden(
             qemu(&bin),
+            board,
             bundle,
             gold,
             &format!("{name} aarch64 under qemu"),
@@ -121,7 +129,8 @@ fn aarch64_build_answers_golden_prompts_like_x86_64() {
             "{name}: the qemu run is not aarch64: {}",
             a["arch"]
         );
-        assert_eq!(a["backend"], "tract");
+        assert_eq!(a["backend"], backend);
+        assert_eq!(x["backend"], backend);
         let (xp, ap) = (
             x["prompts"].as_array().unwrap(),
             a["prompts"].as_array().unwrap(),

@@ -1,6 +1,8 @@
 //! Engine against the transformers golden vectors, for every supported
-//! architecture (fixtures imported into a temp dir) and the demo bundle, and
-//! the expert budget against an independently simulated LRU trace.
+//! architecture (fixtures imported into a temp dir) and the demo bundle,
+//! through the native backend (`host-cpu`) and tract (`host-cpu-tract`);
+//! native against tract on the demo's test split; and the expert budget
+//! against an independently simulated LRU trace.
 
 use crate::harness::repo;
 use std::collections::VecDeque;
@@ -63,8 +65,19 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Prefill all prompt tokens, compare hidden/logits/routes, then greedy-decode.
 fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool) {
-    let board = Board::load("host-cpu").unwrap();
+    for board in BACKENDS {
+        check_golden_on(board, bundle, golden, tol, exact_argmax_only);
+    }
+}
+
+/// The native backend's board and tract's.
+const BACKENDS: [&str; 2] = ["host-cpu", "host-cpu-tract"];
+
+fn check_golden_on(board: &str, bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool) {
+    let board = Board::load(board).unwrap();
     let engine = Engine::load(bundle, &board, Verify::Full).unwrap();
+    let backend = engine.model.backend_name();
+    assert_eq!(backend, board.backend.kind.to_string());
     let a = engine.model.manifest.architecture.clone();
     for (pi, g) in read_golden(golden).iter().enumerate() {
         let t = g.ids.len();
@@ -83,12 +96,12 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
                 assert_eq!(
                     argmax(&logits[row * v..(row + 1) * v]),
                     argmax(&g.logits[row * v..(row + 1) * v]),
-                    "prompt {pi} row {row}: argmax differs"
+                    "{backend} prompt {pi} row {row}: argmax differs"
                 );
             }
         } else {
             let d = max_diff(logits, &g.logits);
-            assert!(d < tol, "prompt {pi}: max |Δlogit| = {d}");
+            assert!(d < tol, "{backend} prompt {pi}: max |Δlogit| = {d}");
             for l in 0..a.num_layers {
                 let want = &g.hidden[(l + 1) * t * a.hidden_size..(l + 2) * t * a.hidden_size];
                 // The residual stream of a trained model reaches a few hundred (the first
@@ -98,7 +111,7 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
                 let d = max_diff(&rec.hidden[l], want);
                 assert!(
                     d < bound,
-                    "prompt {pi} layer {l}: max |Δhidden| = {d} (bound {bound})"
+                    "{backend} prompt {pi} layer {l}: max |Δhidden| = {d} (bound {bound})"
                 );
             }
             for l in 0..a.num_layers {
@@ -108,7 +121,7 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
                     .collect();
                 assert_eq!(
                     rec.ids[l], want,
-                    "prompt {pi} layer {l}: router top-k differs"
+                    "{backend} prompt {pi} layer {l}: router top-k differs"
                 );
             }
         }
@@ -123,7 +136,7 @@ fn check_golden(bundle: &Path, golden: &Path, tol: f32, exact_argmax_only: bool)
             next = argmax(l.as_f32().unwrap());
             got.push(next as i64);
         }
-        assert_eq!(got, g.greedy, "prompt {pi}: greedy tokens differ");
+        assert_eq!(got, g.greedy, "{backend} prompt {pi}: greedy tokens differ");
         assert_eq!(c.substituted + c.remote, 0);
     }
 }
@@ -234,4 +247,30 @@ fn budget_quarter_lru_matches_simulation() {
     );
     assert!(s.misses > 0 && s.hits > 0);
     assert_eq!(engine.model.resident_experts(), slots.min(lru.len()));
+}
+
+/// The native backend answers the demo's test split exactly as tract does:
+/// the same score, the same failures with the same outputs, the same number
+/// of generated tokens (the first 150 requests; `moe-edge eval` runs all).
+#[test]
+fn native_matches_tract_on_the_test_split() {
+    let run = |board: &str| {
+        let (_, v) = moe_edge::eval::run_split(&moe_edge::eval::SplitOptions {
+            bundle: repo().join("models/assist-moe/bundle"),
+            board: Board::load(board).unwrap(),
+            data: repo().join("models/assist-moe/data/test.jsonl"),
+            limit: Some(150),
+            constrain: false,
+            compare: false,
+            tools: repo().join("models/assist-moe/tools.json"),
+            grounded: false,
+        })
+        .unwrap();
+        v
+    };
+    let (native, tract) = (run("host-cpu"), run("host-cpu-tract"));
+    for key in ["overall", "invalid", "fallback_tp", "fallback_fp", "fallback_fn", "generated_tokens", "failures"] {
+        assert_eq!(native[key], tract[key], "{key} differs between native and tract");
+    }
+    assert_eq!(native["overall"]["total"], 150);
 }
