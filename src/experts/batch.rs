@@ -64,8 +64,12 @@ pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]
     }
     let mut act = vec![0f32; total_act];
     let serial = bytes < SERIAL_BELOW_BYTES || pool.threads() == 1;
-    let slots = if serial { 1 } else { pool.threads() };
-    let mut private = vec![0f32; slots * t * h];
+    // Down rows are summed per group of blocks, groups fixed by the sizes and
+    // the thread count alone, then the groups in order: the result does not
+    // depend on which thread ran what.
+    let groups = if serial { 1 } else { (pool.threads() * 2).min(blocks.len()) };
+    let per_group = blocks.len().div_ceil(groups);
+    let mut partial = vec![0f32; groups * t * h];
     {
         let act_w = SharedMut::new(&mut act);
         let gate_up = |b: usize, _slot: usize| {
@@ -91,45 +95,55 @@ pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]
         }
     }
     {
-        let priv_w = SharedMut::new(&mut private);
+        let part_w = SharedMut::new(&mut partial);
         let act = &act;
-        let down = |b: usize, slot: usize| {
-            let (n, r0) = blocks[b];
-            let it = &items[n];
-            let [_, _, d] = parts(it.w, h);
-            let r1 = (r0 + BLOCK).min(d.rows);
-            let i = d.rows;
-            // SAFETY: slot `slot` is one thread at a time and owns its part.
-            let mine = unsafe { priv_w.slice(slot * t * h..(slot + 1) * t * h) };
-            for (j, &(ti, _)) in it.tokens.iter().enumerate() {
-                let y = &mut mine[ti * h..(ti + 1) * h];
-                for r in r0..r1 {
-                    let s = act[act_off[n] + j * i + r];
-                    if s != 0.0 {
-                        d.axpy(k, r, s, y);
+        let down = |grp: usize, _slot: usize| {
+            // SAFETY: group `grp` owns its part of `partial`.
+            let mine = unsafe { part_w.slice(grp * t * h..(grp + 1) * t * h) };
+            for &(n, r0) in blocks.iter().skip(grp * per_group).take(per_group) {
+                let it = &items[n];
+                let [_, _, d] = parts(it.w, h);
+                let r1 = (r0 + BLOCK).min(d.rows);
+                let i = d.rows;
+                for (j, &(ti, _)) in it.tokens.iter().enumerate() {
+                    let y = &mut mine[ti * h..(ti + 1) * h];
+                    for r in r0..r1 {
+                        let s = act[act_off[n] + j * i + r];
+                        if s != 0.0 {
+                            d.axpy(k, r, s, y);
+                        }
                     }
                 }
             }
         };
         if serial {
-            (0..blocks.len()).for_each(|b| down(b, 0));
+            down(0, 0);
         } else {
-            pool.run(blocks.len(), &down);
+            pool.run(groups, &down);
         }
     }
-    for part in private.chunks_exact(t * h) {
+    for part in partial.chunks_exact(t * h) {
         for (o, p) in out.iter_mut().zip(part) {
             *o += p;
         }
     }
 }
 
-/// Prefill: one piece of work per expert, GEMMs over its tokens.
-fn run_batched(pool: &Pool, h: usize, x: &[f32], t: usize, items: &[Work<'_>], out: &mut [f32]) {
-    let slots = pool.threads();
-    let mut private = vec![0f32; slots * t * h];
-    let priv_w = SharedMut::new(&mut private);
-    pool.run(items.len(), &|n, slot| {
+/// Prefill: one piece of work per expert, GEMMs over its tokens; each
+/// expert's rows are added into `out` in item order afterwards (deterministic).
+fn run_batched(pool: &Pool, h: usize, x: &[f32], _t: usize, items: &[Work<'_>], out: &mut [f32]) {
+    let offs: Vec<usize> = items
+        .iter()
+        .scan(0, |o, it| {
+            let start = *o;
+            *o += it.tokens.len() * h;
+            Some(start)
+        })
+        .collect();
+    let total: usize = items.iter().map(|it| it.tokens.len() * h).sum();
+    let mut ys = vec![0f32; total];
+    let ys_w = SharedMut::new(&mut ys);
+    pool.run(items.len(), &|n, _slot| {
         let it = &items[n];
         let [g, u, d] = parts(it.w, h);
         let (m, i) = (it.tokens.len(), g.rows);
@@ -147,19 +161,16 @@ fn run_batched(pool: &Pool, h: usize, x: &[f32], t: usize, items: &[Work<'_>], o
                 *gv = super::kernels::silu(*gv) * uv * wt;
             }
         }
-        let mut y = vec![0f32; m * h];
-        matmul_t_acc(d, &gv, m, &mut y, &mut Vec::new());
-        // SAFETY: slot `slot` is one thread at a time and owns its part.
-        let mine = unsafe { priv_w.slice(slot * t * h..(slot + 1) * t * h) };
+        // SAFETY: item n owns ys[offs[n]..offs[n] + m * h].
+        let y = unsafe { ys_w.slice(offs[n]..offs[n] + m * h) };
+        matmul_t_acc(d, &gv, m, y, &mut Vec::new());
+    });
+    for (n, it) in items.iter().enumerate() {
         for (j, &(ti, _)) in it.tokens.iter().enumerate() {
-            for (o, v) in mine[ti * h..(ti + 1) * h].iter_mut().zip(&y[j * h..(j + 1) * h]) {
+            let y = &ys[offs[n] + j * h..offs[n] + (j + 1) * h];
+            for (o, v) in out[ti * h..(ti + 1) * h].iter_mut().zip(y) {
                 *o += v;
             }
-        }
-    });
-    for part in private.chunks_exact(t * h) {
-        for (o, p) in out.iter_mut().zip(part) {
-            *o += p;
         }
     }
 }
