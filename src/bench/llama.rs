@@ -53,7 +53,9 @@ pub fn parse_runs(
     let decode = recs
         .iter()
         .find(|r| n(r, "n_gen") > 0 && n(r, "n_prompt") == 0)
-        .ok_or_else(|| BenchError::Other("llama-bench JSON has no decode run (n_gen > 0, n_prompt 0)".into()))?;
+        .ok_or_else(|| {
+            BenchError::Other("llama-bench JSON has no decode run (n_gen > 0, n_prompt 0)".into())
+        })?;
     let prefill = recs
         .iter()
         .find(|r| n(r, "n_prompt") > 0 && n(r, "n_gen") == 0)
@@ -87,7 +89,12 @@ pub fn run(
     }
     let mut cmd = Command::new(llama_bench);
     cmd.arg("-m").arg(gguf);
-    for (flag, v) in [("-p", prompt), ("-n", gen), ("-t", threads), ("-r", reps.max(1))] {
+    for (flag, v) in [
+        ("-p", prompt),
+        ("-n", gen),
+        ("-t", threads),
+        ("-r", reps.max(1)),
+    ] {
         cmd.args([flag, &v.to_string()]);
     }
     cmd.args(["-o", "json"]);

@@ -300,7 +300,14 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             let mut active = 0;
             for &t in &threads {
                 bw.push(super::bandwidth::measure(bandwidth_mib << 20, t, 5));
-                theirs.push(llama::run(&llama_bench, &gguf, prompt_tokens, gen_tokens, t, runs)?);
+                theirs.push(llama::run(
+                    &llama_bench,
+                    &gguf,
+                    prompt_tokens,
+                    gen_tokens,
+                    t,
+                    runs,
+                )?);
                 let mut b = board.all_resident();
                 b.backend.threads = t;
                 b.limits.max_context = b.limits.max_context.max(prompt_tokens + gen_tokens + 1);

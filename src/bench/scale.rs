@@ -296,11 +296,18 @@ pub fn active_bytes(m: &Manifest, native: bool) -> ActiveBytes {
     if let (true, Some(d)) = (native, &m.dense) {
         use crate::bundle::names::Names;
         let plan = crate::bundle::import::dense::plan(a, d.dtype);
-        let bytes = |name: &str| plan.iter().find(|p| p.name == name).map_or(0, |p| p.bytes() as u64);
+        let bytes = |name: &str| {
+            plan.iter()
+                .find(|p| p.name == name)
+                .map_or(0, |p| p.bytes() as u64)
+        };
         let embed = bytes(Names::embed());
         let embed_row = embed / a.vocab_size as u64;
-        let head = if a.tie_word_embeddings { embed } else { bytes(Names::lm_head()) }
-            + bytes(Names::final_norm());
+        let head = if a.tie_word_embeddings {
+            embed
+        } else {
+            bytes(Names::lm_head())
+        } + bytes(Names::final_norm());
         let all: u64 = plan.iter().map(|p| p.bytes() as u64).sum();
         let layers = all - embed - head + if a.tie_word_embeddings { embed } else { 0 };
         return ActiveBytes {

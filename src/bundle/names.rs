@@ -36,7 +36,6 @@ impl Names {
     }
 }
 
-
 /// Whether each attention projection has a bias: (q, k, v, o).
 pub fn biases(a: &Architecture) -> (bool, bool) {
     match a.kind {
@@ -111,4 +110,3 @@ pub fn expert_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
     }
     v
 }
-

@@ -11,8 +11,8 @@ use super::router;
 use super::EngineError;
 use crate::bundle::{Bundle, Manifest};
 use crate::config::{Board, OnMiss};
-use crate::experts::dispatch::{self, Pairs, RemoteExperts};
 use crate::experts::batch::{self, Work};
+use crate::experts::dispatch::{self, Pairs, RemoteExperts};
 use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
 use crate::runtime::{self, Graph, Part, Pool, Tensor, TensorView};
 

@@ -9,7 +9,9 @@
 
 use super::ExpertWeights;
 use crate::experts::kernels::kernels;
-use crate::runtime::native::linear::{matmul, matmul_t_acc, Act, Rows, GEMM_FROM_TOKENS, SERIAL_BELOW_BYTES};
+use crate::runtime::native::linear::{
+    matmul, matmul_t_acc, Act, Rows, GEMM_FROM_TOKENS, SERIAL_BELOW_BYTES,
+};
 use crate::runtime::pool::{Pool, SharedMut};
 
 /// One expert and the (token, router weight) pairs it serves; tokens distinct.
@@ -67,7 +69,11 @@ pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]
     // Down rows are summed per group of blocks, groups fixed by the sizes and
     // the thread count alone, then the groups in order: the result does not
     // depend on which thread ran what.
-    let groups = if serial { 1 } else { (pool.threads() * 2).min(blocks.len()) };
+    let groups = if serial {
+        1
+    } else {
+        (pool.threads() * 2).min(blocks.len())
+    };
     let per_group = blocks.len().div_ceil(groups);
     let mut partial = vec![0f32; groups * t * h];
     {
@@ -157,7 +163,10 @@ fn run_batched(pool: &Pool, h: usize, x: &[f32], _t: usize, items: &[Work<'_>], 
         matmul(pool, g, &xs, m, &mut gv);
         matmul(pool, u, &xs, m, &mut uv);
         for (j, &(_, wt)) in it.tokens.iter().enumerate() {
-            for (gv, uv) in gv[j * i..(j + 1) * i].iter_mut().zip(&uv[j * i..(j + 1) * i]) {
+            for (gv, uv) in gv[j * i..(j + 1) * i]
+                .iter_mut()
+                .zip(&uv[j * i..(j + 1) * i])
+            {
                 *gv = super::kernels::silu(*gv) * uv * wt;
             }
         }
@@ -193,7 +202,12 @@ mod tests {
     fn matches_expert_at_a_time() {
         let (h, i, t) = (64, 96, 9);
         let x = weights(t * h, 1);
-        for enc in [ExpertDtype::F32, ExpertDtype::F16, ExpertDtype::Q8, ExpertDtype::Q4] {
+        for enc in [
+            ExpertDtype::F32,
+            ExpertDtype::F16,
+            ExpertDtype::Q8,
+            ExpertDtype::Q4,
+        ] {
             let raw: Vec<Vec<u8>> = (0..3)
                 .map(|e| {
                     let mut b = Vec::new();
@@ -223,15 +237,29 @@ mod tests {
                 .zip(&raw)
                 .map(|(v, b)| &bytemuck::cast_slice::<f32, u8>(v)[..b.len()])
                 .collect();
-            for tokens in [vec![vec![(0, 0.7)], vec![(0, 0.3)], vec![]], (0..3)
-                .map(|e| (0..t).filter(|ti| (ti + e) % 2 == 0).map(|ti| (ti, 0.5)).collect())
-                .collect::<Vec<Vec<(usize, f32)>>>()]
-            {
+            for tokens in [
+                vec![vec![(0, 0.7)], vec![(0, 0.3)], vec![]],
+                (0..3)
+                    .map(|e| {
+                        (0..t)
+                            .filter(|ti| (ti + e) % 2 == 0)
+                            .map(|ti| (ti, 0.5))
+                            .collect()
+                    })
+                    .collect::<Vec<Vec<(usize, f32)>>>(),
+            ] {
                 let mut want = vec![0f32; t * h];
                 let mut act = Vec::new();
                 for (e, toks) in tokens.iter().enumerate() {
                     if !toks.is_empty() {
-                        expert_ffn_tokens(ew(enc, bytes[e]), h, &x, &mut toks.clone(), &mut act, &mut want);
+                        expert_ffn_tokens(
+                            ew(enc, bytes[e]),
+                            h,
+                            &x,
+                            &mut toks.clone(),
+                            &mut act,
+                            &mut want,
+                        );
                     }
                 }
                 for threads in [1, 2] {
@@ -248,7 +276,10 @@ mod tests {
                     let mut got = vec![0f32; t * h];
                     run(&pool, h, &x, &items, &mut got);
                     for (a, b) in got.iter().zip(&want) {
-                        assert!((a - b).abs() < 2e-3 * (1.0 + b.abs()), "{enc:?} {threads}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() < 2e-3 * (1.0 + b.abs()),
+                            "{enc:?} {threads}: {a} vs {b}"
+                        );
                     }
                 }
             }

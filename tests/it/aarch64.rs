@@ -111,10 +111,12 @@ fn aarch64_build_answers_golden_prompts_like_x86_64() {
     }
     let mut worst = 0f32;
     // the native backend (host-cpu) and tract (host-cpu-tract)
-    for ((name, bundle, gold), (board, backend)) in cases
-        .iter()
-        .flat_map(|c| [(c, ("host-cpu", "native")), (c, ("host-cpu-tract", "tract"))])
-    {
+    for ((name, bundle, gold), (board, backend)) in cases.iter().flat_map(|c| {
+        [
+            (c, ("host-cpu", "native")),
+            (c, ("host-cpu-tract", "tract")),
+        ]
+    }) {
         let name = &format!("{name} {backend}");
         let x = golden(native(), board, bundle, gold, &format!("{name} x86-64"));
         let a = golden(

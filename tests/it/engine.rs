@@ -269,8 +269,19 @@ fn native_matches_tract_on_the_test_split() {
         v
     };
     let (native, tract) = (run("host-cpu"), run("host-cpu-tract"));
-    for key in ["overall", "invalid", "fallback_tp", "fallback_fp", "fallback_fn", "generated_tokens", "failures"] {
-        assert_eq!(native[key], tract[key], "{key} differs between native and tract");
+    for key in [
+        "overall",
+        "invalid",
+        "fallback_tp",
+        "fallback_fp",
+        "fallback_fn",
+        "generated_tokens",
+        "failures",
+    ] {
+        assert_eq!(
+            native[key], tract[key],
+            "{key} differs between native and tract"
+        );
     }
     assert_eq!(native["overall"]["total"], 150);
 }

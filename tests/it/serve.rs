@@ -870,7 +870,8 @@ async fn graceful_shutdown_answers_everything_and_goes_offline() {
         .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
         .await
         .unwrap();
-    for i in 0..4 {
+    // A burst of eight: the daemon accepts them faster than it answers them.
+    for i in 0..8 {
         app.send(
             &d.device,
             &chat(&format!("in flight {i}"), 200),
@@ -878,17 +879,17 @@ async fn graceful_shutdown_answers_everything_and_goes_offline() {
         )
         .await;
     }
-    // Wait until the status shows all four accepted (one running, three queued).
+    // Wait until the status shows one running and more queued.
     loop {
         let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
         let s: Value = serde_json::from_slice(&m.payload).unwrap();
-        if s["active"].as_u64().unwrap() + s["queue_depth"].as_u64().unwrap() == 4 {
+        if s["active"].as_u64().unwrap() + s["queue_depth"].as_u64().unwrap() >= 2 {
             break;
         }
     }
     let device = d.device.clone();
     let stopping = tokio::spawn(d.stop());
-    let by = app.collect_finals(4).await;
+    let by = app.collect_finals(8).await;
     for (c, msgs) in &by {
         let v = &msgs.last().unwrap().0;
         assert!(

@@ -9,10 +9,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::bundle::names::{dense_tensors, Names};
 use super::weights::Checkpoint;
 use super::ImportError;
 use crate::bundle::manifest::{Architecture, ExpertDtype, QUANT_GROUP};
+use crate::bundle::names::{dense_tensors, Names};
 use crate::bundle::quant;
 
 /// Tensor data starts on this boundary.
@@ -51,12 +51,14 @@ pub fn plan(a: &Architecture, dtype: ExpertDtype) -> Vec<Planned> {
     dense_tensors(a)
         .into_iter()
         .map(|(name, shape)| {
-            let enc = if shape.len() < 2 || router(&name) || name.ends_with("shared_expert_gate.weight")
+            let enc = if shape.len() < 2
+                || router(&name)
+                || name.ends_with("shared_expert_gate.weight")
             {
                 ExpertDtype::F32
             } else {
-                let head = name == Names::lm_head()
-                    || (a.tie_word_embeddings && name == Names::embed());
+                let head =
+                    name == Names::lm_head() || (a.tie_word_embeddings && name == Names::embed());
                 let want = match dtype {
                     ExpertDtype::Q4 if head => ExpertDtype::Q8,
                     d => d,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::linear::{matmul, Rows};
 use super::ops::{attention, rms_norm_rows, rope, silu};
 use super::weights::{DenseWeights, Mat};
-use crate::bundle::names::{biases, Names};
 use crate::bundle::manifest::{Architecture, QkNorm};
+use crate::bundle::names::{biases, Names};
 use crate::runtime::pool::Pool;
 use crate::runtime::{Graph, RuntimeError, Tensor, TensorView, ViewData};
 
@@ -129,7 +129,11 @@ impl Layer {
     }
 }
 
-fn f32_input<'a>(inputs: &'a [TensorView<'_>], i: usize, name: &str) -> Result<&'a [f32], RuntimeError> {
+fn f32_input<'a>(
+    inputs: &'a [TensorView<'_>],
+    i: usize,
+    name: &str,
+) -> Result<&'a [f32], RuntimeError> {
     match inputs.get(i).map(|v| v.data) {
         Some(ViewData::F32(x)) => Ok(x),
         _ => Err(RuntimeError::Run {
@@ -158,7 +162,11 @@ impl Graph for Layer {
         let past_v = f32_input(inputs, 5, "past_v")?;
         let t = hidden.len() / h;
         let p = past_k.len() / (kvh * d);
-        if hidden.len() != t * h || cos.len() != t * d || mask.len() != t * (p + t) || past_v.len() != past_k.len() {
+        if hidden.len() != t * h
+            || cos.len() != t * d
+            || mask.len() != t * (p + t)
+            || past_v.len() != past_k.len()
+        {
             return Err(RuntimeError::Run {
                 graph: "native layer".into(),
                 msg: format!("input shapes disagree (T={t}, P={p})"),
@@ -185,7 +193,9 @@ impl Graph for Layer {
         rope(&mut q, cos, sin, nh, d);
         rope(&mut k, cos, sin, kvh, d);
 
-        let ctx = attention(&self.pool, &q, past_k, &k, past_v, &v, mask, t, p, nh, kvh, d);
+        let ctx = attention(
+            &self.pool, &q, past_k, &k, past_v, &v, mask, t, p, nh, kvh, d,
+        );
         let attn = self.proj(self.o.rows(), &ctx, t, self.bo.as_ref());
         let resid: Vec<f32> = hidden.iter().zip(&attn).map(|(a, b)| a + b).collect();
         let mut moe_in = resid.clone();

@@ -48,7 +48,11 @@ impl<'a> Act<'a> {
 
 impl<'a> Rows<'a> {
     pub fn new(enc: ExpertDtype, rows: usize, cols: usize, bytes: &'a [u8]) -> Rows<'a> {
-        assert_eq!(bytes.len(), rows * enc.row_bytes(cols), "rows and bytes disagree");
+        assert_eq!(
+            bytes.len(),
+            rows * enc.row_bytes(cols),
+            "rows and bytes disagree"
+        );
         Rows {
             enc,
             rows,
@@ -164,7 +168,14 @@ fn gemm_rows(pool: &Pool, w: Rows<'_>, x: &[f32], t: usize, y: &mut [f32]) {
     let chunks = w.rows.div_ceil(GEMM_ROWS);
     let tile_len = GEMM_ROWS * w.cols;
     let needs_tile = w.enc != ExpertDtype::F32;
-    let mut tiles = vec![0f32; if needs_tile { pool.threads() * tile_len } else { 0 }];
+    let mut tiles = vec![
+        0f32;
+        if needs_tile {
+            pool.threads() * tile_len
+        } else {
+            0
+        }
+    ];
     let tiles = SharedMut::new(&mut tiles);
     let out = SharedMut::new(y);
     let k = kernels();
@@ -272,14 +283,25 @@ mod tests {
     }
 
     /// The reference: decode every row to f32 and multiply in f64.
-    fn reference(enc: ExpertDtype, bytes: &[u8], rows: usize, cols: usize, x: &[f32], t: usize) -> Vec<f32> {
+    fn reference(
+        enc: ExpertDtype,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        x: &[f32],
+        t: usize,
+    ) -> Vec<f32> {
         let rb = enc.row_bytes(cols);
         let mut y = vec![0f32; t * rows];
         for r in 0..rows {
             let mut w = Vec::new();
             decode_row(&bytes[r * rb..(r + 1) * rb], cols, enc, &mut w);
             for ti in 0..t {
-                let s: f64 = w.iter().zip(&x[ti * cols..]).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let s: f64 = w
+                    .iter()
+                    .zip(&x[ti * cols..])
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
                 y[ti * rows + r] = s as f32;
             }
         }
@@ -291,7 +313,12 @@ mod tests {
         let pool = Pool::new(2);
         let (rows, cols) = (200, 96);
         let w = data(rows * cols, 7);
-        for enc in [ExpertDtype::F32, ExpertDtype::F16, ExpertDtype::Q8, ExpertDtype::Q4] {
+        for enc in [
+            ExpertDtype::F32,
+            ExpertDtype::F16,
+            ExpertDtype::Q8,
+            ExpertDtype::Q4,
+        ] {
             let mut bytes = Vec::new();
             encode_rows(&w, cols, enc, &mut bytes);
             let m = Rows::new(enc, rows, cols, &bytes);
@@ -301,7 +328,11 @@ mod tests {
                 let mut y = vec![f32::NAN; t * rows];
                 matmul(&pool, m, &x, t, &mut y);
                 // int8 activations (q8/q4 at mat-vec sizes) round x per block
-                let tol = if enc.is_quantized() && t < GEMM_FROM_TOKENS { 0.05 } else { 1e-3 };
+                let tol = if enc.is_quantized() && t < GEMM_FROM_TOKENS {
+                    0.05
+                } else {
+                    1e-3
+                };
                 for (a, b) in y.iter().zip(&want) {
                     assert!((a - b).abs() <= tol, "{enc:?} t={t}: {a} vs {b}");
                 }
@@ -313,7 +344,12 @@ mod tests {
     fn transposed_accumulate_matches_reference() {
         let (rows, cols) = (64, 64);
         let w = data(rows * cols, 3);
-        for enc in [ExpertDtype::F32, ExpertDtype::F16, ExpertDtype::Q8, ExpertDtype::Q4] {
+        for enc in [
+            ExpertDtype::F32,
+            ExpertDtype::F16,
+            ExpertDtype::Q8,
+            ExpertDtype::Q4,
+        ] {
             let mut bytes = Vec::new();
             encode_rows(&w, cols, enc, &mut bytes);
             let m = Rows::new(enc, rows, cols, &bytes);

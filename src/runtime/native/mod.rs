@@ -44,12 +44,16 @@ impl NativeBackend {
     }
 
     fn weights(&self, bundle: &Bundle) -> Result<Arc<DenseWeights>, RuntimeError> {
-        let info = bundle.manifest.dense.as_ref().ok_or_else(|| RuntimeError::Load {
-            path: bundle.dir.join("manifest.json").display().to_string(),
-            msg: "this bundle has no dense.safetensors (made before the native backend): \
+        let info = bundle
+            .manifest
+            .dense
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Load {
+                path: bundle.dir.join("manifest.json").display().to_string(),
+                msg: "this bundle has no dense.safetensors (made before the native backend): \
                   re-import it with `moe-edge import`, or use backend = \"tract\""
-                .into(),
-        })?;
+                    .into(),
+            })?;
         let path = bundle.path(&info.file);
         let mut cached = self.weights.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((p, w)) = cached.as_ref() {
@@ -128,7 +132,10 @@ impl Graph for Embed {
         let mut out = vec![0f32; ids.len() * h];
         for (o, &id) in out.chunks_exact_mut(h).zip(ids.iter()) {
             if id < 0 || id as usize >= rows.rows {
-                return Err(bad("native embed", format!("token id {id} outside the vocabulary")));
+                return Err(bad(
+                    "native embed",
+                    format!("token id {id} outside the vocabulary"),
+                ));
             }
             rows.row_f32(id as usize, o);
         }

@@ -40,7 +40,12 @@ pub struct Mat {
 
 impl Mat {
     pub fn rows(&self) -> Rows<'_> {
-        Rows::new(self.enc, self.rows, self.cols, &self.map[self.off..self.off + self.len])
+        Rows::new(
+            self.enc,
+            self.rows,
+            self.cols,
+            &self.map[self.off..self.off + self.len],
+        )
     }
     pub fn bytes(&self) -> usize {
         self.len
@@ -79,19 +84,31 @@ impl DenseWeights {
                         .get(&name)
                         .and_then(|s| ExpertDtype::parse(s))
                         .filter(|e| e.is_quantized())
-                        .ok_or_else(|| err(format!("tensor {name}: U8 without a q8/q4 entry in the metadata")))?;
-                    (enc, bytes_cols / enc.block_bytes() * crate::bundle::manifest::QUANT_GROUP)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "tensor {name}: U8 without a q8/q4 entry in the metadata"
+                            ))
+                        })?;
+                    (
+                        enc,
+                        bytes_cols / enc.block_bytes() * crate::bundle::manifest::QUANT_GROUP,
+                    )
                 }
                 d => return Err(err(format!("tensor {name}: unsupported dtype {d:?}"))),
             };
             let off = view.data().as_ptr() as usize - base;
             debug_assert!(off >= data_start);
             if off % 4 != 0 {
-                return Err(err(format!("tensor {name}: data at offset {off} is not 4-byte aligned")));
+                return Err(err(format!(
+                    "tensor {name}: data at offset {off} is not 4-byte aligned"
+                )));
             }
             let len = view.data().len();
             if len != rows * enc.row_bytes(cols) {
-                return Err(err(format!("tensor {name}: {len} bytes for {rows}x{cols} {}", enc.name())));
+                return Err(err(format!(
+                    "tensor {name}: {len} bytes for {rows}x{cols} {}",
+                    enc.name()
+                )));
             }
             index.insert(
                 name,
