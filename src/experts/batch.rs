@@ -40,16 +40,13 @@ pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]
         return run_batched(pool, h, x, t, items, out);
     }
     let k = kernels();
-    // each item's tokens in the form its weights take
-    let acts: Vec<Vec<Act<'_>>> = items
-        .iter()
-        .map(|it| {
-            it.tokens
-                .iter()
-                .map(|&(ti, _)| Act::new(&x[ti * h..(ti + 1) * h], it.w.dtype()))
-                .collect()
-        })
-        .collect();
+    // every token in the form the weights take, quantised once for all items
+    let enc = items[0].w.dtype();
+    assert!(
+        items.iter().all(|it| it.w.dtype() == enc),
+        "one call runs experts of one dtype"
+    );
+    let acts: Vec<Act<'_>> = x.chunks_exact(h).map(|x| Act::new(x, enc)).collect();
     // blocks: (item, first row)
     let mut blocks = Vec::new();
     let mut act_off = Vec::with_capacity(items.len());
@@ -84,7 +81,8 @@ pub fn run(pool: &Pool, h: usize, x: &[f32], items: &[Work<'_>], out: &mut [f32]
             let [g, u, _] = parts(it.w, h);
             let r1 = (r0 + BLOCK).min(g.rows);
             let i = g.rows;
-            for (j, (&(_, wt), a)) in it.tokens.iter().zip(&acts[n]).enumerate() {
+            for (j, &(ti, wt)) in it.tokens.iter().enumerate() {
+                let a = &acts[ti];
                 // SAFETY: block (n, r0) owns act[item n, token j, rows r0..r1].
                 let dst = unsafe { act_w.slice(act_off[n] + j * i + r0..act_off[n] + j * i + r1) };
                 for (d, r) in dst.iter_mut().zip(r0..r1) {

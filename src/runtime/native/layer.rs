@@ -179,16 +179,10 @@ impl Graph for Layer {
         let mut q = self.proj(self.q.rows(), &x, t, self.bq.as_ref());
         let mut k = self.proj(self.k.rows(), &x, t, self.bk.as_ref());
         let v = self.proj(self.v.rows(), &x, t, self.bv.as_ref());
-        match (a.qk_norm, &self.q_norm, &self.k_norm) {
-            (QkNorm::Full, Some(qn), Some(kn)) => {
-                rms_norm_rows(&mut q, qn, eps);
-                rms_norm_rows(&mut k, kn, eps);
-            }
-            (QkNorm::PerHead, Some(qn), Some(kn)) => {
-                rms_norm_rows(&mut q, qn, eps);
-                rms_norm_rows(&mut k, kn, eps);
-            }
-            _ => {}
+        // per head or over the whole projection: the weights' length says which
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            rms_norm_rows(&mut q, qn, eps);
+            rms_norm_rows(&mut k, kn, eps);
         }
         rope(&mut q, cos, sin, nh, d);
         rope(&mut k, cos, sin, kvh, d);
