@@ -184,7 +184,8 @@ impl Engine {
         if f.finish_reason == GenFinish::Length && finish == FinishReason::Stop {
             finish = FinishReason::Length;
         }
-        let usage = Usage::new(f.prompt_tokens as u64, f.completion_tokens as u64);
+        let usage = Usage::new(f.prompt_tokens as u64, f.completion_tokens as u64)
+            .with_cached(f.cached_prompt_tokens as u64);
         let total = job.accepted.elapsed().as_secs_f64() * 1e3;
         let decode_s = f.timings.decode_ms / 1e3;
         let info = EdgeInfo {
@@ -208,6 +209,7 @@ impl Engine {
             },
             fallback_reason: fallback.as_ref().map(|r| r.to_string()),
             tried: Vec::new(),
+            cached_prompt_tokens: Some(f.cached_prompt_tokens as u64),
             confidence: Some(f64::from(f.min_token_p)),
         };
         let mut completion = ChatCompletion::new(

@@ -61,6 +61,15 @@ pub struct Memory {
     pub kv_cache_bytes: u64,
 }
 
+/// The prefix cache (see `engine::prefix`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvConfig {
+    /// Budget of the prefix cache; 0 turns it off.
+    pub prefix_cache_bytes: u64,
+    /// Tokens per block and per prefill chunk.
+    pub block_tokens: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_context: usize,
@@ -115,6 +124,7 @@ pub struct Board {
     pub plan: Option<String>,
     pub offload: OffloadConfig,
     pub cascade: CascadeConfig,
+    pub kv: KvConfig,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -214,15 +224,33 @@ impl Board {
                 "experts_mb must be >= 0 and kv_cache_mb > 0".into(),
             ));
         }
-        if m.experts_mb + m.kv_cache_mb > m.total_mb as f64 {
+        let prefix_mb = raw.kv.prefix_cache_mb.unwrap_or(32.0);
+        if !(0.0..=m.total_mb as f64).contains(&prefix_mb) {
+            return Err(field(
+                "kv.prefix_cache_mb",
+                format!("{prefix_mb} is not in 0..={}", m.total_mb),
+            ));
+        }
+        if m.experts_mb + m.kv_cache_mb + prefix_mb > m.total_mb as f64 {
             return Err(field(
                 "memory.experts_mb",
                 format!(
-                    "experts {} MB + KV cache {} MB exceed the board's {} MB",
+                    "experts {} MB + KV cache {} MB + prefix cache {prefix_mb} MB exceed the board's {} MB",
                     m.experts_mb, m.kv_cache_mb, m.total_mb
                 ),
             ));
         }
+        let block_tokens = raw.kv.block_tokens.unwrap_or(64);
+        if !(1..=4096).contains(&block_tokens) {
+            return Err(field(
+                "kv.block_tokens",
+                format!("{block_tokens} is not in 1..=4096"),
+            ));
+        }
+        let kv = KvConfig {
+            prefix_cache_bytes: (prefix_mb * MB) as u64,
+            block_tokens,
+        };
         let l = &raw.limits;
         let limits = Limits {
             max_context: l.max_context.unwrap_or(512),
@@ -358,6 +386,7 @@ impl Board {
                 breaker_cooldown: Duration::from_millis(c.breaker_cooldown_ms.unwrap_or(5_000)),
                 min_confidence: c.min_confidence.unwrap_or(0.0),
             },
+            kv,
         })
     }
 }

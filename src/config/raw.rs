@@ -18,7 +18,18 @@ pub struct RawBoard {
     pub offload: RawOffload,
     #[serde(default)]
     pub cascade: RawCascade,
+    #[serde(default)]
+    pub kv: RawKv,
     pub ort: Option<RawOrt>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawKv {
+    /// Bytes for the KV of prompt prefixes shared between requests (0: off).
+    pub prefix_cache_mb: Option<f64>,
+    /// Tokens per prefix-cache block, which is also the prefill chunk.
+    pub block_tokens: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,6 @@
 //! The generation loop as a state machine: `Engine::begin` tokenises a
-//! prompt and checks the context; each `Engine::step` runs the prefill or
-//! one decode step and returns the new text. The caller decides the order of
+//! prompt, takes what the prefix cache holds of it and checks the context;
+//! each `Engine::step` runs one prefill chunk or one decode step and returns the new text. The caller decides the order of
 //! steps across requests (token-level interleaving in `serve`).
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
+use super::prefix::{PrefixCache, PrefixStats};
 use super::sampler::{logprobs, Sampler};
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
@@ -91,6 +92,8 @@ pub struct Finished {
     pub logprobs: Option<Vec<TokenLogprob>>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache.
+    pub cached_prompt_tokens: usize,
     pub completion_tokens: usize,
     pub experts: ExpertCounts,
     pub timings: Timings,
@@ -115,6 +118,8 @@ enum Phase {
 pub struct Generation {
     kv: KvCache,
     prompt: Vec<u32>,
+    /// Leading prompt tokens taken from the prefix cache.
+    reused: usize,
     generated: Vec<u32>,
     min_p: f32,
     logprobs: Vec<TokenLogprob>,
@@ -135,6 +140,10 @@ pub struct Generation {
 impl Generation {
     pub fn prompt_tokens(&self) -> usize {
         self.prompt.len()
+    }
+    /// Leading prompt tokens whose KV came from the prefix cache.
+    pub fn cached_prompt_tokens(&self) -> usize {
+        self.reused
     }
     /// The most new tokens this generation may write (its request's
     /// `max_tokens` under the board's cap).
@@ -161,6 +170,9 @@ pub struct Engine {
     pub tokenizer: Tokenizer,
     pub special: SpecialTokens,
     pub bundle: Bundle,
+    /// KV of prompt prefixes shared between requests; its block size is the
+    /// prefill chunk.
+    prefix: std::sync::Mutex<PrefixCache>,
     /// The tokenizer as bytes for constrained decoding, built on first use.
     vocab: std::sync::OnceLock<Result<Arc<Vocab>, ConstrainError>>,
 }
@@ -183,6 +195,10 @@ impl Engine {
         let model = Model::load(&bundle, board)?;
         Ok(Engine {
             special: bundle.manifest.special_tokens.clone(),
+            prefix: std::sync::Mutex::new(PrefixCache::new(
+                board.kv.block_tokens,
+                board.kv.prefix_cache_bytes,
+            )),
             model,
             tokenizer,
             bundle,
@@ -195,6 +211,20 @@ impl Engine {
         self.vocab
             .get_or_init(|| Vocab::from_tokenizer(&self.tokenizer, &self.special.eos).map(Arc::new))
             .clone()
+    }
+
+    fn prefix_cache(&self) -> std::sync::MutexGuard<'_, PrefixCache> {
+        self.prefix.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The prefix cache's figures.
+    pub fn prefix_stats(&self) -> PrefixStats {
+        self.prefix_cache().stats()
+    }
+
+    /// Forget every cached prefix.
+    pub fn clear_prefix_cache(&self) {
+        self.prefix_cache().clear()
     }
 
     pub fn model_id(&self) -> &str {
@@ -271,9 +301,14 @@ impl Engine {
             }
             _ => None,
         };
+        let mut kv = self.model.new_kv();
+        for b in self.prefix_cache().lookup(&ids) {
+            kv.push_block(&b);
+        }
         Ok(Generation {
             constraint,
-            kv: self.model.new_kv(),
+            reused: kv.len(),
+            kv,
             sampler: Sampler::new(params.temperature, params.top_p, params.seed),
             prompt: ids,
             generated: Vec::new(),
@@ -292,21 +327,34 @@ impl Engine {
         })
     }
 
-    /// Run one step: the prefill (first call) or one decode step.
+    /// Run one step: a prefill chunk (until the prompt is in) or one decode step.
     pub fn step(&self, g: &mut Generation) -> Result<Step, EngineError> {
         let clock = Instant::now();
         let logits = match g.phase {
             Phase::Done => return Err(EngineError::Invalid("generation already finished".into())),
             Phase::Prefill => {
+                // One chunk per step, on the prefix cache's block boundaries
+                // (absolute positions), so a warm prompt runs the same chunks
+                // as a cold one and other requests' steps interleave.
+                let block = self.prefix_cache().block();
+                let (from, len) = (g.kv.len(), g.prompt.len());
+                let to = len.min((from / block + 1) * block);
+                if to < len {
+                    self.model
+                        .extend(&mut g.kv, &g.prompt[from..to], &mut g.counts, &mut g.times)?;
+                    g.prefill += clock.elapsed();
+                    return Ok(Step::Delta(String::new()));
+                }
                 let l = self.model.forward(
                     &mut g.kv,
-                    &g.prompt,
+                    &g.prompt[from..],
                     false,
                     &mut g.counts,
                     &mut g.times,
                     None,
                 )?;
-                g.prefill = clock.elapsed();
+                self.prefix_cache().insert(&g.prompt, &g.kv);
+                g.prefill += clock.elapsed();
                 g.phase = Phase::Decode;
                 l
             }
@@ -427,6 +475,7 @@ impl Engine {
             logprobs: g.params.logprobs.map(|_| std::mem::take(&mut g.logprobs)),
             finish_reason: reason,
             prompt_tokens: g.prompt.len(),
+            cached_prompt_tokens: g.reused,
             completion_tokens: g.generated.len(),
             experts: g.counts,
             timings: Timings {

@@ -33,6 +33,13 @@ impl KvCache {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+    pub fn layers(&self) -> usize {
+        self.k.len()
+    }
+    /// Floats per position and layer (kv_heads * head_dim).
+    pub fn row(&self) -> usize {
+        self.row
+    }
     pub fn remaining(&self) -> usize {
         self.capacity - self.len
     }

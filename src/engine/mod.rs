@@ -1,5 +1,5 @@
-//! The inference core: the step runner (`model`), KV cache (`kv`), router,
-//! sampler and the generation state machine (`generate`).
+//! The inference core: the step runner (`model`), KV cache (`kv`), the
+//! prefix cache shared by requests (`prefix`), router, sampler and the generation state machine (`generate`).
 //! Does not own: what turns requests into prompts and text into OpenAI replies
 //! (`chat`), evaluation (`eval`), expert storage and residency (`experts`),
 //! graph execution (`runtime`).
@@ -7,6 +7,7 @@
 pub mod generate;
 pub mod kv;
 pub mod model;
+pub mod prefix;
 pub mod router;
 pub mod sampler;
 

@@ -229,8 +229,45 @@ impl Model {
         all_logits: bool,
         counts: &mut ExpertCounts,
         times: &mut StepTimes,
-        mut observer: Option<&mut dyn Observer>,
+        observer: Option<&mut dyn Observer>,
     ) -> Result<Tensor, EngineError> {
+        let h = self.manifest.architecture.hidden_size;
+        let t = tokens.len();
+        let hidden = self.hidden(kv, tokens, counts, times, observer)?;
+        let clock = Instant::now();
+        let rows = if all_logits { t } else { 1 };
+        let last = &hidden[(t - rows) * h..];
+        let logits = self
+            .head
+            .run(&[TensorView::f32(vec![rows, h], last)])?
+            .swap_remove(0);
+        let head_us = clock.elapsed().as_micros() as u64;
+        times.graphs_us += head_us;
+        times.head_us += head_us;
+        Ok(logits)
+    }
+
+    /// As [`Model::forward`] without the LM head: a prefill chunk whose
+    /// logits nobody reads. Commits the new positions.
+    pub fn extend(
+        &self,
+        kv: &mut KvCache,
+        tokens: &[u32],
+        counts: &mut ExpertCounts,
+        times: &mut StepTimes,
+    ) -> Result<(), EngineError> {
+        self.hidden(kv, tokens, counts, times, None).map(drop)
+    }
+
+    /// The last layer's hidden states [T, H] of `tokens` after the past.
+    fn hidden(
+        &self,
+        kv: &mut KvCache,
+        tokens: &[u32],
+        counts: &mut ExpertCounts,
+        times: &mut StepTimes,
+        mut observer: Option<&mut dyn Observer>,
+    ) -> Result<Vec<f32>, EngineError> {
         let a = &self.manifest.architecture;
         let (t, p, h, d) = (tokens.len(), kv.len(), a.hidden_size, a.head_dim);
         if t == 0 {
@@ -311,17 +348,7 @@ impl Model {
             hidden = out;
         }
         kv.commit(t);
-        let clock = Instant::now();
-        let rows = if all_logits { t } else { 1 };
-        let last = &hidden[(t - rows) * h..];
-        let logits = self
-            .head
-            .run(&[TensorView::f32(vec![rows, h], last)])?
-            .swap_remove(0);
-        let head_us = clock.elapsed().as_micros() as u64;
-        times.graphs_us += head_us;
-        times.head_us += head_us;
-        Ok(logits)
+        Ok(hidden)
     }
 
     /// The routed experts of one layer, accumulated into `out` [T, H].

@@ -57,6 +57,15 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// OpenAI's breakdown of the prompt: `cached_tokens` came from the prefix cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 impl Usage {
@@ -65,7 +74,14 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
         }
+    }
+
+    /// With `cached_tokens` of the prompt reused from the prefix cache.
+    pub fn with_cached(mut self, cached_tokens: u64) -> Self {
+        self.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens });
+        self
     }
 }
 
@@ -583,6 +599,9 @@ pub struct EdgeInfo {
     pub fallback_reason: Option<String>,
     /// Hops tried before the one that served, each with why it failed.
     pub tried: Vec<String>,
+    /// Device replies: prompt tokens whose KV came from the prefix cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<u64>,
     /// Device replies: the lowest probability the model gave a token it
     /// wrote (what `cascade.min_confidence` is compared with).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -612,6 +631,7 @@ mod tests {
             tokens_per_second: 120.5,
             fallback_reason: Some("fallback marker".into()),
             tried: vec!["device: fallback marker".into()],
+            cached_prompt_tokens: None,
             confidence: None,
         }
     }

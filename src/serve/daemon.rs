@@ -17,7 +17,7 @@ use super::admission::{Admission, RateLimiter, Rejected};
 use super::dedup::Dedup;
 use super::escalate::Escalate;
 use super::reply::{Reply, ReplyTo, StreamState};
-use super::status::{State, StatusBase};
+use super::status::{EngineFigures, State, StatusBase};
 use super::worker::{final_messages, Escalation, Outgoing, Pending, Shared, Worker};
 use super::{BrokerChoice, Ready, ServeConfig, ServeError};
 use crate::chat::ChatPolicy;
@@ -95,7 +95,7 @@ pub(super) async fn run(
     let offline = base.status(
         State::Offline,
         Default::default(),
-        engine.model.resident_experts(),
+        EngineFigures::of(&engine),
     );
     mqtt.last_will = Some(LastWill {
         topic: status_topic.clone(),
@@ -246,7 +246,7 @@ pub(super) async fn run(
     let offline = base.status(
         State::Offline,
         Default::default(),
-        engine.model.resident_experts(),
+        EngineFigures::of(&engine),
     );
     if let Err(e) = handle
         .publish(&status_topic, offline.to_bytes(), &opts)
@@ -487,7 +487,7 @@ async fn status_loop(
     opts.retain = true;
     loop {
         let l = *load.borrow_and_update();
-        let status = base.status(State::Online, l, engine.model.resident_experts());
+        let status = base.status(State::Online, l, EngineFigures::of(&engine));
         if let Err(e) = handle.publish(&topic, status.to_bytes(), &opts).await {
             log::warn!("serve status not published error={e}");
         }

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::prefix::PrefixStats;
+
 /// `online` / `offline`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +27,22 @@ pub struct Load {
     pub accepting: bool,
 }
 
+/// The engine's figures a status reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineFigures {
+    pub resident_experts: usize,
+    pub prefix_cache: PrefixStats,
+}
+
+impl EngineFigures {
+    pub fn of(engine: &crate::engine::Engine) -> EngineFigures {
+        EngineFigures {
+            resident_experts: engine.model.resident_experts(),
+            prefix_cache: engine.prefix_stats(),
+        }
+    }
+}
+
 /// The status body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -39,6 +57,12 @@ pub struct Status {
     pub active: usize,
     pub max_concurrent: usize,
     pub accepting: bool,
+    /// The prefix cache: blocks held, budget, lookups and reused tokens.
+    #[serde(default)]
+    pub prefix_cache: PrefixStats,
+    /// Share of prompt tokens looked up whose KV was reused.
+    #[serde(default)]
+    pub prefix_hit_rate: f64,
     /// The topic requests go to.
     pub requests: String,
     /// Seconds since the Unix epoch when this status was made.
@@ -57,19 +81,21 @@ pub struct StatusBase {
 }
 
 impl StatusBase {
-    pub fn status(&self, state: State, load: Load, resident_experts: usize) -> Status {
+    pub fn status(&self, state: State, load: Load, engine: EngineFigures) -> Status {
         Status {
             state,
             device: self.device.clone(),
             model: self.model.clone(),
             board: self.board.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            resident_experts,
+            resident_experts: engine.resident_experts,
             queue_depth: load.queue_depth,
             queue_capacity: self.queue_capacity,
             active: load.active,
             max_concurrent: self.max_concurrent,
             accepting: state == State::Online && load.accepting,
+            prefix_cache: engine.prefix_cache,
+            prefix_hit_rate: engine.prefix_cache.token_hit_rate(),
             requests: self.requests.clone(),
             ts: crate::openai::unix_now(),
         }
@@ -101,12 +127,22 @@ mod tests {
             active: 1,
             accepting: true,
         };
-        let v = serde_json::to_value(base.status(State::Online, load, 12)).unwrap();
+        let figures = EngineFigures {
+            resident_experts: 12,
+            prefix_cache: PrefixStats {
+                prompt_tokens: 200,
+                reused_tokens: 150,
+                ..PrefixStats::default()
+            },
+        };
+        let v = serde_json::to_value(base.status(State::Online, load, figures)).unwrap();
+        assert_eq!(v["prefix_hit_rate"], 0.75);
+        assert_eq!(v["prefix_cache"]["reused_tokens"], 150);
         assert_eq!(v["state"], "online");
         assert_eq!(v["queue_depth"], 3);
         assert_eq!(v["resident_experts"], 12);
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-        let off = base.status(State::Offline, load, 12);
+        let off = base.status(State::Offline, load, figures);
         assert!(!off.accepting);
         let back: Status = serde_json::from_slice(&off.to_bytes()).unwrap();
         assert_eq!(back.state, State::Offline);

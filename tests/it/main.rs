@@ -17,6 +17,7 @@ mod import;
 mod mqtt;
 mod offload;
 mod ort;
+mod prefix;
 mod quant;
 mod security;
 mod serve;
