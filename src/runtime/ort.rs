@@ -36,6 +36,8 @@ on a development machine `scripts/fetch-onnxruntime.sh` prints the path of the P
 /// second); backends share it. Kept for the life of the process: ort
 /// remembers that an environment was built even after it is dropped.
 static ENV: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+/// Intra-op threads of the shared pool made with the environment.
+static POOL_THREADS: Mutex<usize> = Mutex::new(0);
 
 /// An execution provider of a board, in ONNX Runtime's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +129,12 @@ fn ort_logger() -> ort::logging::LoggerFunction {
 }
 
 /// The process's environment, loading the library on first use.
-fn environment(opts: &OrtOptions) -> Result<(PathBuf, Environment), RuntimeError> {
+///
+/// The environment owns the one intra-op thread pool every session shares
+/// (`threads` of the first board in the process), with spinning off: idle
+/// ONNX Runtime threads sleep instead of spinning against the engine's own
+/// compute pool, which runs the experts between the graphs.
+fn environment(opts: &OrtOptions, threads: usize) -> Result<(PathBuf, Environment), RuntimeError> {
     let (want, source) = resolve_dylib(opts);
     let mut env = ENV.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((loaded, e)) = env.as_ref() {
@@ -140,6 +147,9 @@ fn environment(opts: &OrtOptions) -> Result<(PathBuf, Environment), RuntimeError
                 loaded.display(),
                 want.display()
             )));
+        }
+        if *POOL_THREADS.lock().unwrap_or_else(|p| p.into_inner()) != threads {
+            log::debug!("ort thread pool already made; keeping its size requested={threads}");
         }
         return Ok((loaded.clone(), e.clone()));
     }
@@ -155,7 +165,14 @@ fn environment(opts: &OrtOptions) -> Result<(PathBuf, Environment), RuntimeError
             want.display()
         ))
     })?;
+    let pool = ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(threads)
+        .and_then(|p| p.with_inter_threads(1))
+        .and_then(|p| p.with_spin_control(false))
+        .map_err(|e| setup(format!("ONNX Runtime thread pool of {threads}: {e}")))?;
+    *POOL_THREADS.lock().unwrap_or_else(|p| p.into_inner()) = threads;
     let e = builder
+        .with_global_thread_pool(pool)
         .with_name("moe-edge")
         .with_telemetry(false)
         .with_logger(ort_logger())
@@ -184,7 +201,7 @@ impl OrtBackend {
     /// of the board registers, so a board that cannot run as configured fails
     /// here, before any graph is loaded.
     pub fn new(opts: &BackendOptions) -> Result<OrtBackend, RuntimeError> {
-        let (dylib, env) = environment(&opts.ort)?;
+        let (dylib, env) = environment(&opts.ort, opts.threads.max(1))?;
         let mut wanted = Vec::new();
         for p in &opts.ort.providers {
             let p = Provider::parse(p)?;
@@ -325,13 +342,9 @@ impl OrtBackend {
             path: path.display().to_string(),
             msg,
         };
-        let b = Session::builder(&self.env).map_err(|e| load(format!("session options: {e}")))?;
-        let b = b
-            .with_intra_threads(self.threads)
-            .map_err(|e| load(format!("intra-op threads {}: {e}", self.threads)))?;
-        let mut b = b
-            .with_inter_threads(1)
-            .map_err(|e| load(format!("inter-op threads: {e}")))?;
+        // Threads come from the environment's shared pool (see `environment`).
+        let mut b =
+            Session::builder(&self.env).map_err(|e| load(format!("session options: {e}")))?;
         let inputs = if providers.contains(&Provider::TensorRt) {
             onnx_inputs::read(path).map_err(load)?
         } else {
@@ -673,7 +686,7 @@ mod tests {
         if ENV.lock().unwrap().is_some() {
             return;
         }
-        let e = environment(&opts).unwrap_err().to_string();
+        let e = environment(&opts, 1).unwrap_err().to_string();
         assert!(
             e.contains("ORT_DYLIB_PATH") && e.contains("/nonexistent"),
             "{e}"
