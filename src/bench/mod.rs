@@ -10,6 +10,7 @@ pub mod constrain;
 pub mod engine;
 pub mod llama;
 pub mod offload;
+pub mod prefix;
 mod run;
 pub mod scale;
 pub mod serve;

@@ -108,6 +108,25 @@ pub enum Mode {
         #[arg(long, default_value_t = 1024)]
         bandwidth_mib: usize,
     },
+    /// Prefix cache: time to first token of voice commands behind a long
+    /// shared prefix (system prompt and tools rendered by a real chat
+    /// template), cold against warm, and whether warm replies are exact.
+    Prefix {
+        /// Keep the first N tokens of the rendered system prompt and tools.
+        #[arg(long, default_value_t = 1500)]
+        prefix_tokens: usize,
+        /// The chat template that renders the tools (default: the bundle's
+        /// own when it renders tools, else Qwen3's).
+        #[arg(long)]
+        template: Option<PathBuf>,
+        #[arg(long, default_value = "models/assist-moe/tools.json")]
+        tools: PathBuf,
+        /// Commands after the first (which fills the cache), 2..=8.
+        #[arg(long, default_value_t = 8)]
+        commands: usize,
+        #[arg(long, default_value_t = 4)]
+        gen_tokens: usize,
+    },
     /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
     /// part of the experts on the device and the rest on an expert server (with added delay).
     Offload {
@@ -357,6 +376,48 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
                 ours,
             );
             report(c.table(), &c)
+        }
+        Mode::Prefix {
+            prefix_tokens,
+            template,
+            tools,
+            commands,
+            gen_tokens,
+        } => {
+            let mut b = board.all_resident();
+            b.limits.max_context = b.limits.max_context.max(prefix_tokens + 256);
+            let e = load(bundle, &b)?;
+            let own = e
+                .bundle
+                .manifest
+                .chat_template
+                .clone()
+                .filter(|t| t.contains("tools"));
+            let (name, text) = match (template, own) {
+                (Some(p), _) => (
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| BenchError::Other(format!("{}: {e}", p.display())))?,
+                ),
+                (None, Some(t)) => ("the bundle's".to_string(), t),
+                (None, None) => {
+                    let p = "models/templates/qwen3.jinja";
+                    (
+                        p.to_string(),
+                        std::fs::read_to_string(p)
+                            .map_err(|e| BenchError::Other(format!("{p}: {e}")))?,
+                    )
+                }
+            };
+            let tools =
+                crate::eval::load_tools(&tools).map_err(|e| BenchError::Other(e.to_string()))?;
+            let o = super::prefix::PrefixBenchOptions {
+                prefix_tokens,
+                commands: commands + 1,
+                gen_tokens,
+            };
+            let r = super::prefix::run(&e, &b.name, &name, &text, &tools, &o)?;
+            report(r.table(), &r)
         }
         Mode::Offload {
             broker,

@@ -142,16 +142,20 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<JValue, JError> {
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     let _: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
-    let json: Value = serde_json::to_value(&value)
-        .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    // Serialised straight from the template's value, so objects keep their
+    // order (`sort_keys` is not honoured: objects from requests come sorted).
+    let json = &value;
     let text = match indent {
-        None => python_json(&json.to_string()),
+        None => python_json(
+            &serde_json::to_string(json)
+                .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?,
+        ),
         Some(n) => {
             let indent = " ".repeat(n);
             let mut buf = Vec::new();
             let fmt = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
             let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(&json, &mut ser)
+            serde::Serialize::serialize(json, &mut ser)
                 .map_err(|e| JError::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
             String::from_utf8(buf).expect("serde_json writes UTF-8")
         }
@@ -255,38 +259,45 @@ fn py_method(value: &JValue, method: &str, args: &[JValue]) -> Result<JValue, JE
 /// The message as a template sees it (HF conventions: tool call arguments
 /// as objects; `developer` as `system`). A template that never mentions
 /// `tool_calls` gets the calls inlined into the content in the model's format.
-fn jinja_message(m: &TextMessage, template_handles_calls: bool) -> Value {
-    let mut obj = serde_json::Map::new();
-    obj.insert("role".into(), Value::String(role_name(&m.role).to_string()));
+/// Objects keep the key order transformers' callers use (`name` before
+/// `arguments`): a template that writes `function|tojson` then renders as
+/// it does under transformers.
+fn jinja_message(m: &TextMessage, template_handles_calls: bool) -> JValue {
+    let mut obj: Vec<(&str, JValue)> = Vec::new();
+    obj.push(("role", JValue::from(role_name(&m.role))));
     let content = if template_handles_calls {
         m.content.clone()
     } else {
         content_with_calls(m)
     };
-    obj.insert("content".into(), Value::String(content));
+    obj.push(("content", JValue::from(content)));
     if let Some(n) = &m.name {
-        obj.insert("name".into(), Value::String(n.clone()));
+        obj.push(("name", JValue::from(n.as_str())));
     }
     if let Some(id) = &m.tool_call_id {
-        obj.insert("tool_call_id".into(), Value::String(id.clone()));
+        obj.push(("tool_call_id", JValue::from(id.as_str())));
     }
     if !m.tool_calls.is_empty() && template_handles_calls {
-        let calls: Vec<Value> = m
+        let calls: Vec<JValue> = m
             .tool_calls
             .iter()
             .map(|c| {
                 let args = serde_json::from_str::<Value>(&c.function.arguments)
                     .unwrap_or_else(|_| Value::String(c.function.arguments.clone()));
-                serde_json::json!({
-                    "id": c.id,
-                    "type": c.kind,
-                    "function": {"name": c.function.name, "arguments": args},
-                })
+                let function = JValue::from_iter([
+                    ("name", JValue::from(c.function.name.as_str())),
+                    ("arguments", JValue::from_serialize(&args)),
+                ]);
+                JValue::from_iter([
+                    ("id", JValue::from(c.id.as_str())),
+                    ("type", JValue::from(c.kind.as_str())),
+                    ("function", function),
+                ])
             })
             .collect();
-        obj.insert("tool_calls".into(), Value::Array(calls));
+        obj.push(("tool_calls", JValue::from(calls)));
     }
-    Value::Object(obj)
+    JValue::from_iter(obj)
 }
 
 fn environment() -> Environment<'static> {
@@ -311,25 +322,25 @@ pub fn render_jinja(
     env.add_template_owned("chat", template.to_string())
         .map_err(|e| TemplateError::Syntax(format!("{e:#}")))?;
     let handles_calls = template.contains("tool_calls");
-    let msgs: Vec<Value> = messages
+    let msgs: Vec<JValue> = messages
         .iter()
         .map(|m| jinja_message(m, handles_calls))
         .collect();
-    let mut ctx = serde_json::Map::new();
-    ctx.insert("messages".into(), Value::Array(msgs));
-    ctx.insert("add_generation_prompt".into(), Value::Bool(true));
-    ctx.insert("bos_token".into(), Value::String(String::new()));
-    ctx.insert("eos_token".into(), Value::String(IM_END.into()));
+    let mut ctx: Vec<(&str, JValue)> = vec![
+        ("messages", JValue::from(msgs)),
+        ("add_generation_prompt", JValue::from(true)),
+        ("bos_token", JValue::from("")),
+        ("eos_token", JValue::from(IM_END)),
+    ];
     if !tools.is_empty() {
-        ctx.insert(
-            "tools".into(),
-            serde_json::to_value(tools).expect("tools serialise"),
-        );
+        // sorted keys, as `tojson` writes them (serde_json without preserve_order)
+        let tools = serde_json::to_value(tools).expect("tools serialise");
+        ctx.push(("tools", JValue::from_serialize(&tools)));
     }
     let tmpl = env
         .get_template("chat")
         .map_err(|e| TemplateError::Syntax(format!("{e:#}")))?;
-    tmpl.render(Value::Object(ctx))
+    tmpl.render(JValue::from_iter(ctx))
         .map_err(|e| TemplateError::Render(format!("{e:#}")))
 }
 
@@ -529,6 +540,50 @@ mod tests {
             r#"{"a": [1, 2, {"b": "x, y: z \" ,"}], "c": null}"#
         );
         assert_eq!(python_json("{\n  \"a\": 1\n}"), r#"{"a": 1}"#);
+    }
+
+    /// Real checkpoints' templates as they ship (models/templates/*.jinja)
+    /// render exactly as transformers renders them (models/templates/render.py
+    /// wrote expected/), the catalogue's tools included.
+    #[test]
+    fn real_templates_render_as_transformers_does() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/templates");
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let catalogue: Value =
+            serde_json::from_str(&read(&dir.join("../assist-moe/tools.json"))).unwrap();
+        let tools: Vec<Tool> = serde_json::from_value(catalogue["tools"].clone()).unwrap();
+        assert_eq!(tools.len(), 20);
+        let cases: Vec<Value> = serde_json::from_str(&read(&dir.join("cases.json"))).unwrap();
+        for name in ["qwen3", "qwen2.5", "mistral-tools"] {
+            let template = read(&dir.join(format!("{name}.jinja")));
+            for case in &cases {
+                let msgs: Vec<TextMessage> =
+                    serde_json::from_value(case["messages"].clone()).unwrap();
+                let with = if case["tools"] == true {
+                    &tools[..]
+                } else {
+                    &[]
+                };
+                let case_name = case["name"].as_str().unwrap();
+                let got = render_chat_with_tools(&msgs, with, Some(&template))
+                    .unwrap_or_else(|e| panic!("{name} {case_name}: {e}"));
+                let want = read(&dir.join(format!("expected/{name}.{case_name}.txt")));
+                if got != want {
+                    let at = got
+                        .char_indices()
+                        .zip(want.chars())
+                        .find(|((_, a), b)| a != b)
+                        .map_or(got.len().min(want.len()), |((i, _), _)| i);
+                    panic!(
+                        "{name} {case_name}: differs at byte {at}:\n ours: {:?}\nwant: {:?}",
+                        &got[at.saturating_sub(40)..(at + 80).min(got.len())],
+                        want.get(at.saturating_sub(40)..(at + 80).min(want.len()))
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -271,6 +271,7 @@ impl Engine {
         ids: Vec<u32>,
         params: GenParams,
     ) -> Result<Generation, EngineError> {
+        let started = Instant::now();
         let limit = self.model.max_context();
         if ids.is_empty() {
             return Err(EngineError::Invalid("empty prompt".into()));
@@ -320,7 +321,7 @@ impl Engine {
             emitted: 0,
             counts: ExpertCounts::default(),
             times: StepTimes::default(),
-            started: Instant::now(),
+            started,
             prefill: Duration::ZERO,
             decode: Duration::ZERO,
             ttft: None,
@@ -340,8 +341,12 @@ impl Engine {
                 let (from, len) = (g.kv.len(), g.prompt.len());
                 let to = len.min((from / block + 1) * block);
                 if to < len {
-                    self.model
-                        .extend(&mut g.kv, &g.prompt[from..to], &mut g.counts, &mut g.times)?;
+                    self.model.extend(
+                        &mut g.kv,
+                        &g.prompt[from..to],
+                        &mut g.counts,
+                        &mut g.times,
+                    )?;
                     g.prefill += clock.elapsed();
                     return Ok(Step::Delta(String::new()));
                 }

@@ -323,7 +323,7 @@ mod tests {
         let shared: Vec<u32> = (0..9).collect(); // two blocks + 1
         c.insert(&shared, &kv_of(9, 0.0));
         assert_eq!(c.lookup(&shared).len(), 2); // reused once
-        // a one-off prompt with its own first block
+                                                // a one-off prompt with its own first block
         let other: Vec<u32> = (100..109).collect();
         c.insert(&other, &kv_of(9, 1.0));
         assert_eq!(c.stats().blocks, 4);
@@ -333,7 +333,11 @@ mod tests {
         c.insert(&third, &kv_of(9, 2.0));
         assert_eq!(c.stats().evicted_blocks, 2);
         assert!(c.stats().bytes <= 4 * block_bytes(4));
-        assert_eq!(c.lookup(&shared).len(), 2, "a reused prefix outlives one-off prompts");
+        assert_eq!(
+            c.lookup(&shared).len(),
+            2,
+            "a reused prefix outlives one-off prompts"
+        );
         assert!(c.lookup(&other).is_empty());
         assert_eq!(c.lookup(&third).len(), 2);
         // leaves go first: a cached node's ancestors are always cached

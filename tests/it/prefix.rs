@@ -23,7 +23,11 @@ fn models(tmp: &tempfile::TempDir) -> Vec<(String, PathBuf, Vec<Vec<u32>>)> {
         let hf = repo().join("tests/fixtures").join(arch);
         let bundle = import_fixture(arch, &tmp.path().join(arch), Dtype::F32, None);
         let g = golden::read_golden(&hf.join("golden.safetensors")).unwrap();
-        out.push((arch.to_string(), bundle, g.into_iter().map(|p| p.input_ids).collect()));
+        out.push((
+            arch.to_string(),
+            bundle,
+            g.into_iter().map(|p| p.input_ids).collect(),
+        ));
     }
     let demo = repo().join("models/assist-moe");
     let g = golden::read_golden(&demo.join("golden.safetensors")).unwrap();
@@ -68,7 +72,11 @@ fn run(e: &Engine, prompt: &[u32]) -> Finished {
 fn same(what: &str, cold: &Finished, warm: &Finished) {
     assert_eq!(cold.text, warm.text, "{what}: text");
     assert_eq!(cold.logprobs, warm.logprobs, "{what}: log probabilities");
-    assert_eq!(cold.min_token_p.to_bits(), warm.min_token_p.to_bits(), "{what}");
+    assert_eq!(
+        cold.min_token_p.to_bits(),
+        warm.min_token_p.to_bits(),
+        "{what}"
+    );
     assert_eq!(cold.completion_tokens, warm.completion_tokens, "{what}");
 }
 
@@ -100,8 +108,16 @@ fn a_reused_prefix_gives_exactly_the_cold_reply_on_every_backend() {
             );
             same(&format!("{what}, same prompt"), &cold, &warm);
             let warm_branch = run(&e, &branch);
-            assert_eq!(warm_branch.cached_prompt_tokens, shared / BLOCK * BLOCK, "{what}");
-            same(&format!("{what}, shared prefix"), &cold_branch, &warm_branch);
+            assert_eq!(
+                warm_branch.cached_prompt_tokens,
+                shared / BLOCK * BLOCK,
+                "{what}"
+            );
+            same(
+                &format!("{what}, shared prefix"),
+                &cold_branch,
+                &warm_branch,
+            );
             let s = e.prefix_stats();
             assert_eq!(s.hits, 2, "{what}: {s:?}");
         }
@@ -128,9 +144,14 @@ fn a_small_budget_evicts_and_stays_exact() {
             p
         })
         .collect();
-    let reference = Engine::load(&bundle, &board(BackendKind::Native, 4, 0), Verify::Sizes).unwrap();
+    let reference =
+        Engine::load(&bundle, &board(BackendKind::Native, 4, 0), Verify::Sizes).unwrap();
     let cold: Vec<Finished> = apps.iter().map(|p| run(&reference, p)).collect();
-    assert_eq!(reference.prefix_stats().lookups, 0, "a zero budget turns the cache off");
+    assert_eq!(
+        reference.prefix_stats().lookups,
+        0,
+        "a zero budget turns the cache off"
+    );
     // a block of the fixture: 2 (k, v) x layers x 4 tokens x kv row x 4 bytes
     let a = moe_edge::bundle::Bundle::open(&bundle, Verify::Sizes)
         .unwrap()
