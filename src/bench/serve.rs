@@ -31,6 +31,10 @@ pub struct ServeBenchOptions {
     /// Token cap of each load-phase request (a tool call takes about 20).
     #[arg(long, default_value_t = 48)]
     pub max_tokens: u64,
+    /// Apps of the prefix phase, each repeating its own system prompt and
+    /// tools with different commands (0: no such phase).
+    #[arg(long, default_value_t = 4)]
+    pub apps: usize,
     /// Requests per path measured with the third-party client (0: none).
     #[arg(long, default_value_t = 30)]
     pub app_requests: usize,
@@ -56,6 +60,13 @@ pub struct PhaseReport {
     /// The daemon's RSS after the phase, and its peak so far.
     pub rss_mb_after: f64,
     pub peak_rss_mb: f64,
+    /// From the replies: prompt tokens, of them reused from the prefix
+    /// cache, and the daemon's prefill time, p50.
+    pub prompt_tokens_p50: f64,
+    pub cached_tokens_p50: f64,
+    pub prefill_ms_p50: f64,
+    /// Reused prompt tokens over all prompt tokens of the phase.
+    pub prefix_hit_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +89,7 @@ async fn phase(
     topic: &str,
     clients: usize,
     per_client: usize,
-    body: Arc<Vec<u8>>,
+    body: Body,
 ) -> Result<PhaseReport, BenchError> {
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -102,19 +113,16 @@ async fn phase(
                 Err(e) => {
                     log::warn!("bench client={c} rpc setup failed error={e}");
                     let _ = stop_tx.send(());
-                    return (Vec::new(), 0, 0, per_client);
+                    return (Vec::new(), Vec::new(), 0, 0, per_client);
                 }
             };
             let mut lat = Vec::new();
+            let mut usage = Vec::new();
             let (mut ok, mut over, mut other) = (0, 0, 0);
-            for _ in 0..per_client {
+            for r in 0..per_client {
                 let t = Instant::now();
                 match rpc
-                    .call(
-                        &topic,
-                        body.as_ref().clone(),
-                        Instant::now() + Duration::from_secs(60),
-                    )
+                    .call(&topic, body(c, r), Instant::now() + Duration::from_secs(60))
                     .await
                 {
                     Ok(reply) => {
@@ -123,6 +131,12 @@ async fn phase(
                         if v["object"] == "chat.completion" {
                             ok += 1;
                             lat.push(t.elapsed().as_secs_f64() * 1e3);
+                            let num = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+                            usage.push([
+                                num(&v["usage"]["prompt_tokens"]),
+                                num(&v["usage"]["prompt_tokens_details"]["cached_tokens"]),
+                                num(&v["x_moe_edge"]["timings_ms"]["prefill"]),
+                            ]);
                         } else if v["error"]["code"] == "overloaded" {
                             over += 1;
                         } else {
@@ -134,18 +148,20 @@ async fn phase(
             }
             let _ = stop_tx.send(());
             let _ = drv.await;
-            (lat, ok, over, other)
+            (lat, usage, ok, over, other)
         }));
     }
-    let (mut lat, mut ok, mut over, mut other) = (Vec::new(), 0, 0, 0);
+    let (mut lat, mut usage, mut ok, mut over, mut other) = (Vec::new(), Vec::new(), 0, 0, 0);
     for t in tasks {
-        let (l, o, v, e) = t.await.map_err(|e| BenchError::Other(e.to_string()))?;
+        let (l, u, o, v, e) = t.await.map_err(|e| BenchError::Other(e.to_string()))?;
         lat.extend(l);
+        usage.extend(u);
         ok += o;
         over += v;
         other += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    let col = |i: usize| usage.iter().map(|u: &[f64; 3]| u[i]).collect::<Vec<f64>>();
     Ok(PhaseReport {
         phase: name.to_string(),
         clients,
@@ -158,7 +174,134 @@ async fn phase(
         p99_ms: percentile(&lat, 99.0),
         rss_mb_after: 0.0,
         peak_rss_mb: 0.0,
+        prompt_tokens_p50: percentile(&col(0), 50.0),
+        cached_tokens_p50: percentile(&col(1), 50.0),
+        prefill_ms_p50: percentile(&col(2), 50.0),
+        prefix_hit_rate: col(1).iter().sum::<f64>() / col(0).iter().sum::<f64>().max(1.0),
     })
+}
+
+/// The board's text with the prefix cache off.
+fn board_without_prefix_cache(board: &Board) -> Result<String, BenchError> {
+    let text = match board.source.strip_prefix("builtin:") {
+        Some(name) => crate::config::BUILTIN_BOARDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_string())
+            .ok_or_else(|| BenchError::Other(format!("no built-in board {name}")))?,
+        None => std::fs::read_to_string(&board.source)
+            .map_err(|e| BenchError::Other(format!("{}: {e}", board.source)))?,
+    };
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("prefix_cache_mb"))
+        .map(str::to_string)
+        .collect();
+    match out.iter().position(|l| l.trim() == "[kv]") {
+        Some(i) => out.insert(i + 1, "prefix_cache_mb = 0".into()),
+        None => out.extend(["[kv]".into(), "prefix_cache_mb = 0".into()]),
+    }
+    Ok(out.join("\n") + "\n")
+}
+
+/// The apps phase again against a daemon whose prefix cache is off.
+fn apps_without_prefix_cache(
+    exe: &Path,
+    bundle: &Path,
+    board: &Board,
+    o: &ServeBenchOptions,
+) -> Result<PhaseReport, BenchError> {
+    let dir = tempfile::tempdir().map_err(|e| BenchError::Other(e.to_string()))?;
+    let file = dir
+        .path()
+        .join(format!("{}-no-prefix-cache.toml", board.name));
+    std::fs::write(&file, board_without_prefix_cache(board)?)
+        .map_err(|e| BenchError::Other(e.to_string()))?;
+    let port = super::app_latency::free_port()?;
+    let daemon = super::app_latency::start_daemon(
+        exe,
+        bundle,
+        &file.display().to_string(),
+        "bench",
+        port,
+        false,
+    )?;
+    let pid = daemon.0.id();
+    let rt = crate::process::runtime(2).map_err(|e| BenchError::Other(e.to_string()))?;
+    let r = rt.block_on(async {
+        wait_listening(port).await?;
+        let topic = topics::chat_requests(&DeviceId::new("bench").expect("valid device id"));
+        let url = format!("mqtt://127.0.0.1:{port}");
+        let mut p = phase(
+            "apps-own-prefix, prefix cache off",
+            &url,
+            &topic,
+            o.apps,
+            o.requests,
+            apps_body(o.max_tokens),
+        )
+        .await?;
+        let (rss, hwm) = proc_rss_mb(pid);
+        p.rss_mb_after = rss;
+        p.peak_rss_mb = hwm;
+        Ok(p)
+    });
+    drop(daemon);
+    r
+}
+
+async fn wait_listening(port: u16) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err(BenchError::Other("daemon not listening in 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the daemon subscribes right after its broker accepts connections
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// App `a`'s `r`-th request: its system prompt, a command, the catalogue.
+fn apps_body(max_tokens: u64) -> Body {
+    let tools = super::app_latency::catalogue_tools();
+    Arc::new(move |a, r| {
+        let cmd = super::prefix::COMMANDS[(a + r) % super::prefix::COMMANDS.len()];
+        let mut req = serde_json::json!({
+            "messages": [
+                {"role": "system", "content": app_system(a)},
+                {"role": "user", "content": cmd},
+            ],
+            "max_tokens": max_tokens,
+        });
+        if let Some(t) = &tools {
+            req["tools"] = t.clone();
+        }
+        serde_json::to_vec(&req).expect("body serialises")
+    })
+}
+
+/// The request body of client `c`'s `r`-th request.
+type Body = Arc<dyn Fn(usize, usize) -> Vec<u8> + Send + Sync>;
+
+/// App `a`'s system prompt: its own product, rules and vocabulary, a few
+/// hundred tokens, the same in each of its requests.
+fn app_system(a: usize) -> String {
+    let products = [
+        "cockpit assistant of a family car",
+        "voice assistant of smart glasses",
+        "navigation companion of a delivery van",
+        "comfort assistant of a rear-seat cabin",
+    ];
+    let mut s = format!("You are the {}. ", products[a % products.len()]);
+    for i in 0..12 {
+        s += &format!("Rule {i}: answer in one short sentence or one tool call, never both; confirm actions that move parts of the vehicle; prefer the driver's zone unless told otherwise (app {a}). ");
+    }
+    s
 }
 
 /// VmRSS and VmHWM of another process, in MB.
@@ -189,18 +332,7 @@ pub fn run(
     let rt = crate::process::runtime(2).map_err(|e| BenchError::Other(e.to_string()))?;
     let result = rt.block_on(async {
         let url = format!("mqtt://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                return Err(BenchError::Other("daemon not listening in 60 s".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // the daemon subscribes right after its broker accepts connections
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        wait_listening(port).await?;
         let topic = topics::chat_requests(&DeviceId::new("bench").expect("valid device id"));
         // With the catalogue's tools, as an app sends it (without tools the
         // demo model hands the request up: `no_route` with no hop above).
@@ -211,20 +343,32 @@ pub fn run(
         if let Some(tools) = super::app_latency::catalogue_tools() {
             req["tools"] = tools;
         }
-        let body = Arc::new(serde_json::to_vec(&req).expect("body serialises"));
+        let fixed = serde_json::to_vec(&req).expect("body serialises");
+        let body: Body = Arc::new(move |_, _| fixed.clone());
+        let apps = apps_body(o.max_tokens);
         let (idle_rss, _) = proc_rss_mb(pid);
         let mut phases = Vec::new();
-        for (name, n) in [("nominal", o.clients), ("overload-10x", o.clients * 10)] {
-            let mut p = phase(name, &url, &topic, n, o.requests, body.clone()).await?;
+        let mut plan = vec![
+            ("nominal", o.clients, body.clone()),
+            ("overload-10x", o.clients * 10, body),
+        ];
+        if o.apps > 0 {
+            plan.push(("apps-own-prefix", o.apps, apps));
+        }
+        for (name, n, body) in plan {
+            let mut p = phase(name, &url, &topic, n, o.requests, body).await?;
             let (rss, hwm) = proc_rss_mb(pid);
             p.rss_mb_after = rss;
             p.peak_rss_mb = hwm;
             phases.push(p);
         }
-        Ok((idle_rss, phases))
+        Ok::<_, BenchError>((idle_rss, phases))
     });
     drop(daemon);
-    let (idle_rss_mb, phases) = result?;
+    let (idle_rss_mb, mut phases) = result?;
+    if o.apps > 0 {
+        phases.push(apps_without_prefix_cache(&exe, bundle, board, o)?);
+    }
     let (app, notes) = if o.app_requests > 0 {
         super::app_latency::run(&super::app_latency::AppOptions {
             exe: &exe,
@@ -261,12 +405,12 @@ impl ServeBenchReport {
             s += &format!("note: {n}\n");
         }
         s += &format!(
-            "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | overloaded | other errors | req/s | p50 ms | p99 ms | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | overloaded | other errors | req/s | p50 ms | p99 ms | prompt tokens p50 | reused p50 | prefix hit rate | daemon prefill ms p50 | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.board, self.max_concurrent, self.queue_depth, self.idle_rss_mb
         );
         for p in &self.phases {
             s += &format!(
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} |\n",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} % | {:.1} | {:.1} / {:.1} |\n",
                 p.phase,
                 p.clients,
                 p.requests,
@@ -276,6 +420,10 @@ impl ServeBenchReport {
                 p.requests_per_s,
                 p.p50_ms,
                 p.p99_ms,
+                p.prompt_tokens_p50,
+                p.cached_tokens_p50,
+                p.prefix_hit_rate * 100.0,
+                p.prefill_ms_p50,
                 p.rss_mb_after,
                 p.peak_rss_mb
             );

@@ -7,7 +7,8 @@ pub mod describe;
 mod raw;
 
 pub use board::{
-    Board, CascadeConfig, ExpertPolicy, Limits, Memory, OffloadConfig, OnMiss, MAX_QUEUE,
+    Board, CascadeConfig, ExpertPolicy, KvConfig, Limits, Memory, OffloadConfig, OnMiss,
+    BUILTIN as BUILTIN_BOARDS, MAX_QUEUE,
 };
 
 use std::path::PathBuf;

@@ -487,7 +487,8 @@ async fn status_loop(
     opts.retain = true;
     loop {
         let l = *load.borrow_and_update();
-        let status = base.status(State::Online, l, EngineFigures::of(&engine));
+        let published = EngineFigures::of(&engine);
+        let status = base.status(State::Online, l, published);
         if let Err(e) = handle.publish(&topic, status.to_bytes(), &opts).await {
             log::warn!("serve status not published error={e}");
         }
@@ -499,6 +500,16 @@ async fn status_loop(
         tokio::select! {
             _ = stop.changed() => return,
             r = load.changed() => if r.is_err() { return },
+            // The engine's figures (prefix-cache hits, resident experts)
+            // move without the load changing.
+            _ = async {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    if EngineFigures::of(&engine) != published {
+                        break;
+                    }
+                }
+            } => {}
             // A reconnect may follow our last will: say online again.
             r = reconnected(&mut conn) => if !r { return },
         }

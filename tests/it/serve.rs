@@ -1509,3 +1509,75 @@ async fn no_route_when_the_host_is_down_and_there_is_no_cloud() {
     assert_no_route(&v, "host", "host down, no cloud");
     d.stop().await;
 }
+
+/// Two apps repeating their own long system prompt: from each app's second
+/// request on, the reply says how many prompt tokens came from the prefix
+/// cache (OpenAI's `usage.prompt_tokens_details.cached_tokens` and
+/// `x_moe_edge.cached_prompt_tokens`), the greedy reply is the one a cold
+/// prompt gets, and the status reports the hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_system_prompts_reuse_the_prefix_cache() {
+    let d = embedded_daemon(board(4, 32, 0.0)).await;
+    let mut app = App::new(&d.ready.broker_url).await;
+    let system = |a: usize| {
+        format!("You are app {a}. ")
+            + &"Answer in one short sentence and confirm every action. ".repeat(6)
+    };
+    let req = |a: usize, text: &str| {
+        json!({"messages": [{"role": "system", "content": system(a)}, {"role": "user", "content": text}],
+               "max_tokens": 6})
+    };
+    let mut replies = Vec::new();
+    for (i, (a, text)) in [
+        (0, "lights on"),
+        (1, "lights on"),
+        (0, "fan to 3"),
+        (1, "fan to 3"),
+        (0, "lights on"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.send(&d.device, &req(a, text), &format!("r{i}")).await;
+        let (corr, v, _) = app.recv().await;
+        assert_eq!(corr, format!("r{i}"));
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        replies.push(v);
+    }
+    let cached = |v: &Value| {
+        v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(cached(&replies[0]), 0, "{}", replies[0]);
+    assert_eq!(
+        cached(&replies[1]),
+        0,
+        "another app's prompt shares nothing"
+    );
+    for v in &replies[2..] {
+        let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap();
+        let c = cached(v);
+        assert!(c >= 64 && c < prompt, "{v}");
+        assert_eq!(v["x_moe_edge"]["cached_prompt_tokens"].as_u64(), Some(c));
+    }
+    // the same prompt again, now mostly cached, gives the same greedy reply
+    assert_eq!(replies[4]["choices"], replies[0]["choices"]);
+    let mut watcher = App::new(&d.ready.broker_url).await;
+    watcher
+        .handle
+        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // the retained status, then newer ones as the figures move
+    let s = loop {
+        let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
+        let s: Value = serde_json::from_slice(&m.payload).unwrap();
+        if s["prefix_cache"]["lookups"].as_u64().unwrap() >= 5 {
+            break s;
+        }
+    };
+    assert!(s["prefix_cache"]["hits"].as_u64().unwrap() >= 3, "{s}");
+    assert!(s["prefix_hit_rate"].as_f64().unwrap() > 0.3, "{s}");
+    d.stop().await;
+}
