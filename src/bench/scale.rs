@@ -239,6 +239,16 @@ pub fn make(dir: &Path, seed: u64, dtypes: &[Dtype]) -> Result<Vec<MadeBundle>, 
             std::fs::copy(&src, hf.join(f)).map_err(|e| io(&src, e))?;
         }
     }
+    // The checkpoint's geometry is Qwen3-MoE's, so is its chat template: tools
+    // rendered into the prompt as the real checkpoints do.
+    let tc = hf.join("tokenizer_config.json");
+    let mut tcv: serde_json::Value = match std::fs::read_to_string(&tc) {
+        Ok(t) => serde_json::from_str(&t).map_err(|e| err(format!("{}: {e}", tc.display())))?,
+        Err(_) => serde_json::json!({}),
+    };
+    tcv["chat_template"] = include_str!("../../models/templates/qwen3.jinja").into();
+    let text = serde_json::to_string_pretty(&tcv).map_err(|e| err(e.to_string()))?;
+    std::fs::write(&tc, text).map_err(|e| io(&tc, e))?;
     let cfg = hf.join("config.json");
     let cj = serde_json::to_string_pretty(&config_json(&s)).map_err(|e| err(e.to_string()))?;
     std::fs::write(&cfg, cj).map_err(|e| io(&cfg, e))?;

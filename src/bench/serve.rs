@@ -52,6 +52,9 @@ pub struct PhaseReport {
     pub clients: usize,
     pub requests: usize,
     pub ok: usize,
+    /// `no_route`: the device ran the prompt and would hand it up (no hop
+    /// above on this daemon); counted in the latencies.
+    pub handed_up: usize,
     pub overloaded: usize,
     pub other_errors: usize,
     pub requests_per_s: f64,
@@ -65,7 +68,8 @@ pub struct PhaseReport {
     pub prompt_tokens_p50: f64,
     pub cached_tokens_p50: f64,
     pub prefill_ms_p50: f64,
-    /// Reused prompt tokens over all prompt tokens of the phase.
+    /// Reused prompt tokens over all prompt tokens the daemon looked up in
+    /// the phase (its status, before and after).
     pub prefix_hit_rate: f64,
 }
 
@@ -113,12 +117,12 @@ async fn phase(
                 Err(e) => {
                     log::warn!("bench client={c} rpc setup failed error={e}");
                     let _ = stop_tx.send(());
-                    return (Vec::new(), Vec::new(), 0, 0, per_client);
+                    return (Vec::new(), Vec::new(), 0, 0, per_client, 0);
                 }
             };
             let mut lat = Vec::new();
             let mut usage = Vec::new();
-            let (mut ok, mut over, mut other) = (0, 0, 0);
+            let (mut ok, mut over, mut other, mut handed) = (0, 0, 0, 0);
             for r in 0..per_client {
                 let t = Instant::now();
                 match rpc
@@ -139,6 +143,10 @@ async fn phase(
                             ]);
                         } else if v["error"]["code"] == "overloaded" {
                             over += 1;
+                        } else if v["error"]["code"] == "no_route" {
+                            // the device ran the prompt and would hand it up
+                            handed += 1;
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
                         } else {
                             other += 1;
                         }
@@ -148,12 +156,14 @@ async fn phase(
             }
             let _ = stop_tx.send(());
             let _ = drv.await;
-            (lat, usage, ok, over, other)
+            (lat, usage, ok, over, other, handed)
         }));
     }
-    let (mut lat, mut usage, mut ok, mut over, mut other) = (Vec::new(), Vec::new(), 0, 0, 0);
+    let (mut lat, mut usage, mut ok, mut over, mut other, mut handed) =
+        (Vec::new(), Vec::new(), 0, 0, 0, 0);
     for t in tasks {
-        let (l, u, o, v, e) = t.await.map_err(|e| BenchError::Other(e.to_string()))?;
+        let (l, u, o, v, e, h) = t.await.map_err(|e| BenchError::Other(e.to_string()))?;
+        handed += h;
         lat.extend(l);
         usage.extend(u);
         ok += o;
@@ -167,9 +177,10 @@ async fn phase(
         clients,
         requests: clients * per_client,
         ok,
+        handed_up: handed,
         overloaded: over,
         other_errors: other,
-        requests_per_s: ok as f64 / secs,
+        requests_per_s: (ok + handed) as f64 / secs,
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
         rss_mb_after: 0.0,
@@ -177,8 +188,45 @@ async fn phase(
         prompt_tokens_p50: percentile(&col(0), 50.0),
         cached_tokens_p50: percentile(&col(1), 50.0),
         prefill_ms_p50: percentile(&col(2), 50.0),
-        prefix_hit_rate: col(1).iter().sum::<f64>() / col(0).iter().sum::<f64>().max(1.0),
+        prefix_hit_rate: 0.0,
     })
+}
+
+/// The daemon's prefix-cache figures from its retained status (after the
+/// status interval, so they are current).
+async fn prefix_figures(url: &str, device: &str) -> Result<(f64, f64), BenchError> {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let other = |e: &dyn std::fmt::Display| BenchError::Other(e.to_string());
+    let cfg = MqttConfig::from_url(url, format!("bench-status-{}", std::process::id()))
+        .map_err(|e| other(&e))?;
+    let (handle, mut inbox, driver) = client::connect(&cfg).map_err(|e| other(&e))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drv = tokio::spawn(driver.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let _ = handle.wait_connected(Duration::from_secs(10)).await;
+    handle
+        .subscribe(
+            &format!("moe-edge/{device}/status"),
+            crate::transport::QoS::AtLeastOnce,
+        )
+        .await
+        .map_err(|e| other(&e))?;
+    let m = inbox
+        .recv_timeout(Duration::from_secs(10))
+        .await
+        .map_err(|e| other(&e))?
+        .ok_or_else(|| other(&"no status"))?;
+    let _ = stop_tx.send(());
+    let _ = drv.await;
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).map_err(|e| other(&e))?;
+    let num = |k: &str| v["prefix_cache"][k].as_f64().unwrap_or(0.0);
+    Ok((num("prompt_tokens"), num("reused_tokens")))
+}
+
+/// The phase's share of prompt tokens reused, from the status before and after.
+fn hit_rate(before: (f64, f64), after: (f64, f64)) -> f64 {
+    (after.1 - before.1) / (after.0 - before.0).max(1.0)
 }
 
 /// The board's text with the prefix cache off.
@@ -232,6 +280,7 @@ fn apps_without_prefix_cache(
         wait_listening(port).await?;
         let topic = topics::chat_requests(&DeviceId::new("bench").expect("valid device id"));
         let url = format!("mqtt://127.0.0.1:{port}");
+        let before = prefix_figures(&url, "bench").await?;
         let mut p = phase(
             "apps-own-prefix, prefix cache off",
             &url,
@@ -241,6 +290,7 @@ fn apps_without_prefix_cache(
             apps_body(o.max_tokens),
         )
         .await?;
+        p.prefix_hit_rate = hit_rate(before, prefix_figures(&url, "bench").await?);
         let (rss, hwm) = proc_rss_mb(pid);
         p.rss_mb_after = rss;
         p.peak_rss_mb = hwm;
@@ -289,7 +339,7 @@ fn apps_body(max_tokens: u64) -> Body {
 type Body = Arc<dyn Fn(usize, usize) -> Vec<u8> + Send + Sync>;
 
 /// App `a`'s system prompt: its own product, rules and vocabulary, a few
-/// hundred tokens, the same in each of its requests.
+/// hundred tokens (the demo's context is 512), the same in each of its requests.
 fn app_system(a: usize) -> String {
     let products = [
         "cockpit assistant of a family car",
@@ -298,7 +348,7 @@ fn app_system(a: usize) -> String {
         "comfort assistant of a rear-seat cabin",
     ];
     let mut s = format!("You are the {}. ", products[a % products.len()]);
-    for i in 0..12 {
+    for i in 0..4 {
         s += &format!("Rule {i}: answer in one short sentence or one tool call, never both; confirm actions that move parts of the vehicle; prefer the driver's zone unless told otherwise (app {a}). ");
     }
     s
@@ -356,7 +406,9 @@ pub fn run(
             plan.push(("apps-own-prefix", o.apps, apps));
         }
         for (name, n, body) in plan {
+            let before = prefix_figures(&url, "bench").await?;
             let mut p = phase(name, &url, &topic, n, o.requests, body).await?;
+            p.prefix_hit_rate = hit_rate(before, prefix_figures(&url, "bench").await?);
             let (rss, hwm) = proc_rss_mb(pid);
             p.rss_mb_after = rss;
             p.peak_rss_mb = hwm;
@@ -405,16 +457,17 @@ impl ServeBenchReport {
             s += &format!("note: {n}\n");
         }
         s += &format!(
-            "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | overloaded | other errors | req/s | p50 ms | p99 ms | prompt tokens p50 | reused p50 | prefix hit rate | daemon prefill ms p50 | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            "board {} (max_concurrent {}, queue_depth {}); daemon RSS idle {:.1} MB\n| phase | clients | requests | ok | handed up | overloaded | other errors | req/s | p50 ms | p99 ms | prompt tokens p50 | reused p50 | prefix hit rate | daemon prefill ms p50 | daemon RSS after / peak (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.board, self.max_concurrent, self.queue_depth, self.idle_rss_mb
         );
         for p in &self.phases {
             s += &format!(
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} % | {:.1} | {:.1} / {:.1} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} % | {:.1} | {:.1} / {:.1} |\n",
                 p.phase,
                 p.clients,
                 p.requests,
                 p.ok,
+                p.handed_up,
                 p.overloaded,
                 p.other_errors,
                 p.requests_per_s,
