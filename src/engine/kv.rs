@@ -64,6 +64,23 @@ impl KvCache {
         self.v[layer].extend_from_slice(v);
     }
 
+    /// A layer's past and room for `t` new positions right after it, for a
+    /// backend to write in place (then `commit`).
+    pub fn past_and_next(
+        &mut self,
+        layer: usize,
+        t: usize,
+    ) -> (&[f32], &[f32], &mut [f32], &mut [f32]) {
+        let (n, m) = (self.len * self.row, (self.len + t) * self.row);
+        for buf in [&mut self.k[layer], &mut self.v[layer]] {
+            buf.truncate(n);
+            buf.resize(m, 0.0);
+        }
+        let (pk, nk) = self.k[layer].split_at_mut(n);
+        let (pv, nv) = self.v[layer].split_at_mut(n);
+        (pk, pv, nk, nv)
+    }
+
     /// Make `t` appended positions part of the past.
     pub fn commit(&mut self, t: usize) {
         self.len += t;
@@ -97,5 +114,15 @@ mod tests {
         kv.truncate(1);
         assert_eq!(kv.past(0).0.len(), 4);
         assert_eq!(kv.remaining(), 7);
+        // room written in place, then committed
+        let (pk, _, nk, nv) = kv.past_and_next(0, 2);
+        assert_eq!(pk, &[1.0; 4]);
+        nk.fill(7.0);
+        nv.fill(8.0);
+        kv.past_and_next(1, 2).2.fill(9.0);
+        kv.commit(2);
+        assert_eq!(kv.past(0).0[4..], [7.0; 8]);
+        assert_eq!(kv.past(0).1[4..], [8.0; 8]);
+        assert_eq!(kv.past(1).0[4..], [9.0; 8]);
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{Board, OnMiss};
 use crate::experts::batch::{self, Work};
 use crate::experts::dispatch::{self, Pairs, RemoteExperts};
 use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
-use crate::runtime::{self, Graph, Part, Pool, Tensor, TensorView};
+use crate::runtime::{self, Graph, OutInto, Part, Pool, Tensor, TensorView};
 
 /// Where the experts of one request ran.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -301,15 +301,31 @@ impl Model {
         times.graphs_us += clock.elapsed().as_micros() as u64;
         for (l, lg) in self.layers.iter().enumerate() {
             let clock = Instant::now();
-            let (pk, pv) = kv.past(l);
-            let mut outs = lg.graph.run(&[
-                TensorView::f32(vec![t, h], &hidden),
-                TensorView::f32(vec![t, d], cos),
-                TensorView::f32(vec![t, d], sin),
-                TensorView::f32(vec![t, s], &mask),
-                TensorView::f32(vec![p, kvh, d], pk),
-                TensorView::f32(vec![p, kvh, d], pv),
-            ])?;
+            // The past is read in place and the step's keys and values are
+            // written in place, right after it.
+            let (pk, pv, nk, nv) = kv.past_and_next(l, t);
+            let mut outs = lg.graph.run_into(
+                &[
+                    TensorView::f32(vec![t, h], &hidden),
+                    TensorView::f32(vec![t, d], cos),
+                    TensorView::f32(vec![t, d], sin),
+                    TensorView::f32(vec![t, s], &mask),
+                    TensorView::f32(vec![p, kvh, d], pk),
+                    TensorView::f32(vec![p, kvh, d], pv),
+                ],
+                &mut [
+                    OutInto {
+                        index: lg.out[3],
+                        shape: vec![t, kvh, d],
+                        buf: nk,
+                    },
+                    OutInto {
+                        index: lg.out[4],
+                        shape: vec![t, kvh, d],
+                        buf: nv,
+                    },
+                ],
+            )?;
             let take = |outs: &mut Vec<Tensor>, i: usize| -> Result<Vec<f32>, EngineError> {
                 std::mem::replace(&mut outs[i], Tensor::f32(vec![0], vec![]))
                     .into_f32()
@@ -318,11 +334,6 @@ impl Model {
             let mut out = take(&mut outs, lg.out[0])?;
             let moe_in = take(&mut outs, lg.out[1])?;
             let logits = take(&mut outs, lg.out[2])?;
-            kv.append(
-                l,
-                outs[lg.out[3]].as_f32().unwrap_or(&[]),
-                outs[lg.out[4]].as_f32().unwrap_or(&[]),
-            );
             if let Some(si) = lg.shared {
                 for (o, x) in out.iter_mut().zip(outs[si].as_f32().unwrap_or(&[])) {
                     *o += x;

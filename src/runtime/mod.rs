@@ -85,11 +85,47 @@ impl Default for BackendOptions {
     }
 }
 
+/// An output the caller has room for (the KV cache's rows of this step):
+/// written into `buf`, of shape `shape`, instead of returned.
+pub struct OutInto<'a> {
+    pub index: usize,
+    pub shape: Vec<usize>,
+    pub buf: &'a mut [f32],
+}
+
 /// A loaded graph, ready to run. Outputs come back in `output_names()` order.
 pub trait Graph: Send + Sync {
     fn input_names(&self) -> &[String];
     fn output_names(&self) -> &[String];
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, RuntimeError>;
+
+    /// As `run`, with the outputs of `into` written into the caller's
+    /// buffers; their places in the returned list hold empty tensors. A
+    /// backend that can write in place (ort's I/O binding) does; the default
+    /// copies.
+    fn run_into(
+        &self,
+        inputs: &[TensorView<'_>],
+        into: &mut [OutInto<'_>],
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        let mut outs = self.run(inputs)?;
+        for o in into.iter_mut() {
+            let t = std::mem::replace(&mut outs[o.index], Tensor::f32(vec![0], vec![]));
+            match t.as_f32() {
+                Some(d) if d.len() == o.buf.len() => o.buf.copy_from_slice(d),
+                _ => {
+                    return Err(RuntimeError::Run {
+                        graph: self.output_names()[o.index].clone(),
+                        msg: format!(
+                            "output has shape {:?}, the caller has room for {:?}",
+                            t.shape, o.shape
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(outs)
+    }
 }
 
 /// The dense parts of a step (see `bundle::manifest::Graphs`).

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use ort::environment::Environment;
 use ort::ep::{ExecutionProvider, CPU, CUDA};
 use ort::logging::LogLevel;
+use ort::memory::MemoryInfo;
 use ort::session::builder::SessionBuilder;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{TensorElementType, TensorRef, TensorRefMut, ValueType};
 
 use super::{
-    Backend, BackendOptions, Graph, OrtOptions, RuntimeError, Tensor, TensorView, ViewData,
+    Backend, BackendOptions, Graph, OrtOptions, OutInto, RuntimeError, Tensor, TensorView, ViewData,
 };
 
 const BACKEND: &str = "ort";
@@ -428,6 +429,75 @@ impl Graph for OrtGraph {
         &self.outputs
     }
 
+    /// Through an I/O binding: inputs are bound as views of the caller's
+    /// buffers (the KV cache's past, read in place) and the outputs of
+    /// `into` as views of the caller's room for them (the KV cache's rows
+    /// of this step, written in place); the rest come back from ONNX
+    /// Runtime's CPU allocator.
+    fn run_into(
+        &self,
+        inputs: &[TensorView<'_>],
+        into: &mut [OutInto<'_>],
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        let err = |msg: String| RuntimeError::Run {
+            graph: self.name.clone(),
+            msg,
+        };
+        if inputs.len() != self.inputs.len() {
+            return Err(err(format!(
+                "{} inputs given, the graph takes {} ({})",
+                inputs.len(),
+                self.inputs.len(),
+                self.inputs.join(", ")
+            )));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut binding = session
+            .create_binding()
+            .map_err(|e| err(format!("I/O binding: {e}")))?;
+        // Views of the caller's buffers, alive until the run is over.
+        let mut views: Vec<SessionInputValue<'_>> = Vec::with_capacity(inputs.len());
+        for (v, name) in inputs.iter().zip(&self.inputs) {
+            let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
+            let value: SessionInputValue<'_> = match v.data {
+                ViewData::F32(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
+                ViewData::I64(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
+            }
+            .map_err(|e| err(format!("input {name}: {e}")))?;
+            bind_input_in_place(&mut binding, name, &value)
+                .map_err(|e| err(format!("input {name}: {e}")))?;
+            views.push(value);
+        }
+        let cpu = MemoryInfo::default();
+        for (i, name) in self.outputs.iter().enumerate() {
+            let bound = match into.iter_mut().find(|o| o.index == i) {
+                Some(o) => {
+                    let shape: Vec<i64> = o.shape.iter().map(|&d| d as i64).collect();
+                    TensorRefMut::from_array_view_mut((shape, &mut *o.buf))
+                        .and_then(|t| binding.bind_output(name.as_str(), t))
+                }
+                None => binding.bind_output_to_device(name.as_str(), &cpu),
+            };
+            bound.map_err(|e| err(format!("output {name}: {e}")))?;
+        }
+        let outs = session
+            .run_binding(&binding)
+            .map_err(|e| err(e.to_string()))?;
+        drop(views);
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for (i, name) in self.outputs.iter().enumerate() {
+            if into.iter().any(|o| o.index == i) {
+                result.push(Tensor::f32(vec![0], vec![]));
+                continue;
+            }
+            let value = outs
+                .get(name.as_str())
+                .ok_or_else(|| err(format!("output {name} missing")))?;
+            result.push(tensor_of(value, name).map_err(err)?);
+        }
+        Ok(result)
+    }
+
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, RuntimeError> {
         let err = |msg: String| RuntimeError::Run {
             graph: self.name.clone(),
@@ -458,30 +528,62 @@ impl Graph for OrtGraph {
             .map_err(|e| err(e.to_string()))?;
         let mut result = Vec::with_capacity(self.outputs.len());
         for (name, value) in &outs {
-            let t = match value.dtype() {
-                ValueType::Tensor {
-                    ty: TensorElementType::Float32,
-                    ..
-                } => {
-                    let (shape, data) = value
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| err(format!("output {name}: {e}")))?;
-                    Tensor::f32(shape.iter().map(|&d| d as usize).collect(), data.to_vec())
-                }
-                ValueType::Tensor {
-                    ty: TensorElementType::Int64,
-                    ..
-                } => {
-                    let (shape, data) = value
-                        .try_extract_tensor::<i64>()
-                        .map_err(|e| err(format!("output {name}: {e}")))?;
-                    Tensor::i64(shape.iter().map(|&d| d as usize).collect(), data.to_vec())
-                }
-                other => return Err(err(format!("output {name}: unsupported type {other:?}"))),
-            };
-            result.push(t);
+            result.push(tensor_of(&value, name).map_err(err)?);
         }
         Ok(result)
+    }
+}
+
+/// Binds `value` (a view of the caller's buffer) as an input without a copy.
+/// `IoBinding::bind_input` copies a borrowed tensor so that the binding may
+/// outlive it; here the binding is dropped before the view (`run_into`), so
+/// ONNX Runtime's own `BindInput` reads the caller's buffer in place.
+fn bind_input_in_place(
+    binding: &mut ort::session::IoBinding,
+    name: &str,
+    value: &SessionInputValue<'_>,
+) -> Result<(), String> {
+    use ort::AsPointer;
+    let cname = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+    let api = ort::api();
+    // SAFETY: both pointers come from live ort objects; the value's buffer
+    // outlives every use of the binding (see `run_into`).
+    unsafe {
+        let status = (api.BindInput)(binding.ptr_mut(), cname.as_ptr(), value.ptr());
+        if status.0.is_null() {
+            return Ok(());
+        }
+        let msg = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+            .to_string_lossy()
+            .into_owned();
+        (api.ReleaseStatus)(status.0);
+        Err(msg)
+    }
+}
+
+/// An output of ONNX Runtime as our tensor (f32 or i64).
+fn tensor_of(value: &ort::value::DynValue, name: &str) -> Result<Tensor, String> {
+    let dims = |shape: &ort::value::Shape| shape.iter().map(|&d| d as usize).collect();
+    match value.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            ..
+        } => {
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("output {name}: {e}"))?;
+            Ok(Tensor::f32(dims(shape), data.to_vec()))
+        }
+        ValueType::Tensor {
+            ty: TensorElementType::Int64,
+            ..
+        } => {
+            let (shape, data) = value
+                .try_extract_tensor::<i64>()
+                .map_err(|e| format!("output {name}: {e}"))?;
+            Ok(Tensor::i64(dims(shape), data.to_vec()))
+        }
+        other => Err(format!("output {name}: unsupported type {other:?}")),
     }
 }
 

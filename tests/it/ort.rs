@@ -297,3 +297,76 @@ fn gpu_board_with_cpu_fallback_runs_on_cpu_with_a_warning() {
         );
     }
 }
+
+/// ort's I/O binding writes a layer's new keys and values straight into the
+/// caller's buffers (the KV cache's room for this step) and reads the past
+/// from the caller's buffers: the written rows equal what a plain run
+/// returns, for a prefill chunk over a past and for one decode position.
+#[test]
+fn ort_writes_the_step_kv_in_place() {
+    if !ort_available("ort_writes_the_step_kv_in_place") {
+        return;
+    }
+    logs();
+    use moe_edge::runtime::{OutInto, TensorView};
+    let ort = runtime::backend(&BackendOptions {
+        kind: BackendKind::Ort,
+        ..BackendOptions::default()
+    })
+    .unwrap();
+    let f = &fixtures()[0];
+    let bundle = Bundle::open(&f.bundle, Verify::Full).unwrap();
+    let a = &bundle.manifest.architecture;
+    let g = ort
+        .load(&bundle.path(&bundle.manifest.graphs.layers[0]))
+        .unwrap();
+    let pos = |n: &str| g.output_names().iter().position(|o| o == n).unwrap();
+    let (h, d, kvh) = (a.hidden_size, a.head_dim, a.num_kv_heads);
+    for (p, t) in [(5usize, 3usize), (8, 1)] {
+        let s = p + t;
+        let wave = |n: usize, k: f32| (0..n).map(|i| ((i as f32) * k).sin()).collect::<Vec<f32>>();
+        let hidden = wave(t * h, 0.37);
+        let (cos, sin) = moe_edge::engine::model::rope_tables(d, a.rope_theta, s);
+        let mut mask = vec![0f32; t * s];
+        for i in 0..t {
+            for j in (p + i + 1)..s {
+                mask[i * s + j] = f32::NEG_INFINITY;
+            }
+        }
+        let (pk, pv) = (wave(p * kvh * d, 0.11), wave(p * kvh * d, 0.23));
+        let inputs = [
+            TensorView::f32(vec![t, h], &hidden),
+            TensorView::f32(vec![t, d], &cos[p * d..]),
+            TensorView::f32(vec![t, d], &sin[p * d..]),
+            TensorView::f32(vec![t, s], &mask),
+            TensorView::f32(vec![p, kvh, d], &pk),
+            TensorView::f32(vec![p, kvh, d], &pv),
+        ];
+        let plain = g.run(&inputs).unwrap();
+        let (mut k, mut v) = (vec![f32::NAN; t * kvh * d], vec![f32::NAN; t * kvh * d]);
+        let outs = g
+            .run_into(
+                &inputs,
+                &mut [
+                    OutInto {
+                        index: pos("k"),
+                        shape: vec![t, kvh, d],
+                        buf: &mut k,
+                    },
+                    OutInto {
+                        index: pos("v"),
+                        shape: vec![t, kvh, d],
+                        buf: &mut v,
+                    },
+                ],
+            )
+            .unwrap();
+        assert_eq!(k, plain[pos("k")].as_f32().unwrap(), "p={p} t={t}");
+        assert_eq!(v, plain[pos("v")].as_f32().unwrap(), "p={p} t={t}");
+        assert!(
+            outs[pos("k")].as_f32().unwrap().is_empty(),
+            "written in place, not returned"
+        );
+        assert_eq!(outs[pos("resid")], plain[pos("resid")]);
+    }
+}
