@@ -55,6 +55,8 @@ pub struct MemoryPlan {
     pub total_bytes: u64,
     pub experts_bytes: u64,
     pub kv_cache_bytes: u64,
+    /// KV of prompt prefixes shared between requests (`[kv] prefix_cache_mb`).
+    pub prefix_cache_bytes: u64,
     /// ONNX Runtime's CUDA arena (dense graphs, activations); Jetson memory is
     /// shared, so it comes out of the same total.
     pub gpu_arena_bytes: u64,
@@ -189,11 +191,15 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
     } else {
         0
     };
-    let rest =
-        m.total_bytes as i64 - m.experts_bytes as i64 - m.kv_cache_bytes as i64 - gpu_arena as i64;
+    let prefix = board.kv.prefix_cache_bytes;
+    let rest = m.total_bytes as i64
+        - m.experts_bytes as i64
+        - m.kv_cache_bytes as i64
+        - prefix as i64
+        - gpu_arena as i64;
     if rest < 0 {
         warnings.push(format!(
-            "experts + KV cache + GPU arena exceed the board's memory by {}",
+            "experts + KV cache + prefix cache + GPU arena exceed the board's memory by {}",
             mib((-rest) as u64)
         ));
     } else if (rest as u64) < m.total_bytes / 8 {
@@ -332,6 +338,7 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
             total_bytes: m.total_bytes,
             experts_bytes: m.experts_bytes,
             kv_cache_bytes: m.kv_cache_bytes,
+            prefix_cache_bytes: prefix,
             gpu_arena_bytes: gpu_arena,
             rest_bytes: rest,
         },
@@ -406,6 +413,12 @@ impl fmt::Display for Plan {
             "           KV cache  {:>10}  {:5.1} %",
             mib(m.kv_cache_bytes),
             pct(m.kv_cache_bytes)
+        )?;
+        writeln!(
+            f,
+            "           prefixes  {:>10}  {:5.1} %",
+            mib(m.prefix_cache_bytes),
+            pct(m.prefix_cache_bytes)
         )?;
         if m.gpu_arena_bytes > 0 {
             writeln!(
@@ -521,7 +534,10 @@ mod tests {
         assert!(p.memory.gpu_arena_bytes > 0);
         assert_eq!(
             p.memory.total_bytes as i64,
-            (p.memory.experts_bytes + p.memory.kv_cache_bytes + p.memory.gpu_arena_bytes) as i64
+            (p.memory.experts_bytes
+                + p.memory.kv_cache_bytes
+                + p.memory.prefix_cache_bytes
+                + p.memory.gpu_arena_bytes) as i64
                 + p.memory.rest_bytes
         );
         let text = p.to_string();

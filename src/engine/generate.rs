@@ -358,7 +358,11 @@ impl Engine {
                     &mut g.times,
                     None,
                 )?;
-                self.prefix_cache().insert(&g.prompt, &g.kv);
+                // KV computed with substituted experts is not what a prompt
+                // gets when the experts are there: not for reuse.
+                if g.counts.substituted == 0 {
+                    self.prefix_cache().insert(&g.prompt, &g.kv);
+                }
                 g.prefill += clock.elapsed();
                 g.phase = Phase::Decode;
                 l

@@ -230,9 +230,11 @@ pub fn describe_plan(board: &Board, bundle_dir: &Path, device: &DeviceId, broker
     );
     let _ = writeln!(
         s,
-        "memory     experts={} MiB kv_cache={} MiB",
+        "memory     experts={} MiB kv_cache={} MiB prefix_cache={} MiB block_tokens={}",
         board.memory.experts_bytes >> 20,
-        board.memory.kv_cache_bytes >> 20
+        board.memory.kv_cache_bytes >> 20,
+        board.kv.prefix_cache_bytes >> 20,
+        board.kv.block_tokens
     );
     let _ = writeln!(
         s,

@@ -177,3 +177,39 @@ fn a_small_budget_evicts_and_stays_exact() {
     // the shared system prompt (2 blocks) is reused by every request after the first
     assert!(s.reused_tokens >= 11 * 8, "{s:?}");
 }
+
+/// A prompt whose prefill substituted experts the device lacks is not
+/// cached: its KV is not what the prompt gets when the experts are there.
+#[test]
+fn prefixes_computed_with_substituted_experts_are_not_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = repo().join("models/assist-moe/bundle");
+    let pruned = crate::harness::plan_device_bundle(&demo, 0.25, tmp.path(), "dev25");
+    let g = golden::read_golden(&repo().join("models/assist-moe/golden.safetensors")).unwrap();
+    let prompt: Vec<u32> = g
+        .iter()
+        .flat_map(|p| p.input_ids.clone())
+        .take(40)
+        .collect();
+    let mut b = board(BackendKind::Native, 4, 64 << 20);
+    b.offload.on_miss = moe_edge::config::OnMiss::Substitute;
+    let e = Engine::load(&pruned, &b, Verify::Sizes).unwrap();
+    let first = run(&e, &prompt);
+    assert!(
+        first.experts.substituted > 0,
+        "the pruned bundle substitutes"
+    );
+    let again = run(&e, &prompt);
+    assert_eq!(again.cached_prompt_tokens, 0);
+    assert_eq!(e.prefix_stats().inserted_blocks, 0);
+    same("pruned, twice", &first, &again);
+    // the whole bundle caches the same prompt
+    let full = Engine::load(
+        &demo,
+        &board(BackendKind::Native, 4, 64 << 20),
+        Verify::Sizes,
+    )
+    .unwrap();
+    run(&full, &prompt);
+    assert_eq!(run(&full, &prompt).cached_prompt_tokens, 36);
+}
