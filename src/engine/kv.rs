@@ -1,6 +1,6 @@
 //! The KV cache of one sequence: per layer, keys and values as [P, KVH, D]
 //! row-major, so a step appends its rows at the end with no re-layout.
-//! Capacity is fixed at creation (the context limit); bytes are accounted.
+//! Capacity is fixed at creation (the context limit) and allocated then.
 
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -12,11 +12,15 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// `row` = kv_heads * head_dim. Memory grows with use, up to `capacity` positions.
+    /// `row` = kv_heads * head_dim. Each layer's buffers are allocated once
+    /// for `capacity` positions, so they never move or get copied while the
+    /// sequence grows (a backend reads and writes them in place); the pages
+    /// are only touched as positions are written.
     pub fn new(layers: usize, row: usize, capacity: usize) -> KvCache {
+        let buf = || (0..layers).map(|_| Vec::with_capacity(capacity * row)).collect();
         KvCache {
-            k: vec![Vec::new(); layers],
-            v: vec![Vec::new(); layers],
+            k: buf(),
+            v: buf(),
             row,
             len: 0,
             capacity,
