@@ -17,7 +17,11 @@ impl KvCache {
     /// sequence grows (a backend reads and writes them in place); the pages
     /// are only touched as positions are written.
     pub fn new(layers: usize, row: usize, capacity: usize) -> KvCache {
-        let buf = || (0..layers).map(|_| Vec::with_capacity(capacity * row)).collect();
+        let buf = || {
+            (0..layers)
+                .map(|_| Vec::with_capacity(capacity * row))
+                .collect()
+        };
         KvCache {
             k: buf(),
             v: buf(),
