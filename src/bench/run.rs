@@ -394,19 +394,12 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
                 .clone()
                 .filter(|t| t.contains("tools"));
             let (name, text) = match (template, own) {
-                (Some(p), _) => (
-                    p.display().to_string(),
-                    std::fs::read_to_string(&p)
-                        .map_err(|e| BenchError::Other(format!("{}: {e}", p.display())))?,
-                ),
                 (None, Some(t)) => ("the bundle's".to_string(), t),
-                (None, None) => {
-                    let p = "models/templates/qwen3.jinja";
-                    (
-                        p.to_string(),
-                        std::fs::read_to_string(p)
-                            .map_err(|e| BenchError::Other(format!("{p}: {e}")))?,
-                    )
+                (given, _) => {
+                    let p = given.unwrap_or_else(|| "models/templates/qwen3.jinja".into());
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| BenchError::Other(format!("{}: {e}", p.display())))?;
+                    (p.display().to_string(), text)
                 }
             };
             let tools =

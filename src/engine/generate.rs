@@ -1,7 +1,8 @@
 //! The generation loop as a state machine: `Engine::begin` tokenises a
 //! prompt, takes what the prefix cache holds of it and checks the context;
-//! each `Engine::step` runs one prefill chunk or one decode step and returns the new text. The caller decides the order of
-//! steps across requests (token-level interleaving in `serve`).
+//! each `Engine::step` runs one prefill chunk or one decode step and returns
+//! the new text. The caller decides the order of steps across requests
+//! (token-level interleaving in `serve`).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -421,6 +421,43 @@ struct OrtGraph {
     session: Mutex<Session>,
 }
 
+impl OrtGraph {
+    fn error(&self, msg: String) -> RuntimeError {
+        RuntimeError::Run {
+            graph: self.name.clone(),
+            msg,
+        }
+    }
+
+    /// The inputs as ONNX Runtime values borrowing the caller's buffers
+    /// (no copy), after checking there is one per graph input.
+    fn views<'v>(
+        &self,
+        inputs: &[TensorView<'v>],
+    ) -> Result<Vec<SessionInputValue<'v>>, RuntimeError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(self.error(format!(
+                "{} inputs given, the graph takes {} ({})",
+                inputs.len(),
+                self.inputs.len(),
+                self.inputs.join(", ")
+            )));
+        }
+        inputs
+            .iter()
+            .zip(&self.inputs)
+            .map(|(v, name)| {
+                let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
+                match v.data {
+                    ViewData::F32(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
+                    ViewData::I64(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
+                }
+                .map_err(|e| self.error(format!("input {name}: {e}")))
+            })
+            .collect()
+    }
+}
+
 impl Graph for OrtGraph {
     fn input_names(&self) -> &[String] {
         &self.inputs
@@ -439,34 +476,16 @@ impl Graph for OrtGraph {
         inputs: &[TensorView<'_>],
         into: &mut [OutInto<'_>],
     ) -> Result<Vec<Tensor>, RuntimeError> {
-        let err = |msg: String| RuntimeError::Run {
-            graph: self.name.clone(),
-            msg,
-        };
-        if inputs.len() != self.inputs.len() {
-            return Err(err(format!(
-                "{} inputs given, the graph takes {} ({})",
-                inputs.len(),
-                self.inputs.len(),
-                self.inputs.join(", ")
-            )));
-        }
+        let err = |msg: String| self.error(msg);
+        // Views of the caller's buffers, alive until the run is over.
+        let views = self.views(inputs)?;
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let mut binding = session
             .create_binding()
             .map_err(|e| err(format!("I/O binding: {e}")))?;
-        // Views of the caller's buffers, alive until the run is over.
-        let mut views: Vec<SessionInputValue<'_>> = Vec::with_capacity(inputs.len());
-        for (v, name) in inputs.iter().zip(&self.inputs) {
-            let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
-            let value: SessionInputValue<'_> = match v.data {
-                ViewData::F32(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
-                ViewData::I64(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
-            }
-            .map_err(|e| err(format!("input {name}: {e}")))?;
-            bind_input_in_place(&mut binding, name, &value)
+        for (value, name) in views.iter().zip(&self.inputs) {
+            bind_input_in_place(&mut binding, name, value)
                 .map_err(|e| err(format!("input {name}: {e}")))?;
-            views.push(value);
         }
         let cpu = MemoryInfo::default();
         for (i, name) in self.outputs.iter().enumerate() {
@@ -499,29 +518,9 @@ impl Graph for OrtGraph {
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, RuntimeError> {
-        let err = |msg: String| RuntimeError::Run {
-            graph: self.name.clone(),
-            msg,
-        };
-        if inputs.len() != self.inputs.len() {
-            return Err(err(format!(
-                "{} inputs given, the graph takes {} ({})",
-                inputs.len(),
-                self.inputs.len(),
-                self.inputs.join(", ")
-            )));
-        }
+        let err = |msg: String| self.error(msg);
         // Borrowed views: ONNX Runtime reads our buffers in place.
-        let mut values: Vec<SessionInputValue<'_>> = Vec::with_capacity(inputs.len());
-        for (v, name) in inputs.iter().zip(&self.inputs) {
-            let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
-            let value: SessionInputValue<'_> = match v.data {
-                ViewData::F32(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
-                ViewData::I64(d) => TensorRef::from_array_view((shape, d)).map(Into::into),
-            }
-            .map_err(|e| err(format!("input {name}: {e}")))?;
-            values.push(value);
-        }
+        let values = self.views(inputs)?;
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let outs = session
             .run(values.as_slice())

@@ -105,6 +105,15 @@ fn fixtures() -> &'static [Fixture] {
     .1
 }
 
+/// The ort backend on the CPU provider, default options.
+fn ort_backend() -> Box<dyn runtime::Backend> {
+    runtime::backend(&BackendOptions {
+        kind: BackendKind::Ort,
+        ..BackendOptions::default()
+    })
+    .unwrap()
+}
+
 fn board_with(kind: BackendKind) -> Board {
     let mut b = Board::load("host-cpu").unwrap();
     b.backend.kind = kind;
@@ -127,11 +136,7 @@ fn every_fixture_graph_loads_in_ort() {
         return;
     }
     logs();
-    let ort = runtime::backend(&BackendOptions {
-        kind: BackendKind::Ort,
-        ..BackendOptions::default()
-    })
-    .unwrap();
+    let ort = ort_backend();
     let tract = runtime::backend(&BackendOptions::default()).unwrap();
     assert_eq!(ort.name(), "ort");
     for f in fixtures() {
@@ -309,11 +314,7 @@ fn ort_writes_the_step_kv_in_place() {
     }
     logs();
     use moe_edge::runtime::{OutInto, TensorView};
-    let ort = runtime::backend(&BackendOptions {
-        kind: BackendKind::Ort,
-        ..BackendOptions::default()
-    })
-    .unwrap();
+    let ort = ort_backend();
     let f = &fixtures()[0];
     let bundle = Bundle::open(&f.bundle, Verify::Full).unwrap();
     let a = &bundle.manifest.architecture;

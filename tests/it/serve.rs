@@ -148,6 +148,16 @@ impl App {
         }
     }
 
+    /// An app subscribed to the daemon's status (the retained one first).
+    async fn status_watcher(d: &Daemon) -> App {
+        let app = App::new(&d.ready.broker_url).await;
+        app.handle
+            .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        app
+    }
+
     /// Sends `body` to the daemon with the response topic and correlation `corr`.
     async fn send_raw(&self, device: &DeviceId, body: Vec<u8>, corr: &str, props: bool) {
         let mut o = PublishOptions::qos(QoS::AtLeastOnce);
@@ -498,12 +508,7 @@ async fn answers_and_streams_through_the_embedded_broker() {
     assert_eq!(done["object"], "chat.completion.done", "{done}");
 
     // Retained status, online, with the live figures.
-    let mut watcher = App::new(&d.ready.broker_url).await;
-    watcher
-        .handle
-        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let mut watcher = App::status_watcher(&d).await;
     let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
     let s: Value = serde_json::from_slice(&m.payload).unwrap();
     assert_eq!(s["state"], "online", "{s}");
@@ -864,12 +869,7 @@ async fn per_client_rate_limit() {
 async fn graceful_shutdown_answers_everything_and_goes_offline() {
     let d = embedded_daemon(board(1, 8, 0.0)).await;
     let mut app = App::new(&d.ready.broker_url).await;
-    let mut watcher = App::new(&d.ready.broker_url).await;
-    watcher
-        .handle
-        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let mut watcher = App::status_watcher(&d).await;
     // A burst of eight: the daemon accepts them faster than it answers them.
     for i in 0..8 {
         app.send(
@@ -1563,12 +1563,7 @@ async fn repeated_system_prompts_reuse_the_prefix_cache() {
     }
     // the same prompt again, now mostly cached, gives the same greedy reply
     assert_eq!(replies[4]["choices"], replies[0]["choices"]);
-    let mut watcher = App::new(&d.ready.broker_url).await;
-    watcher
-        .handle
-        .subscribe(&d.ready.status_topic, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let mut watcher = App::status_watcher(&d).await;
     // the retained status, then newer ones as the figures move
     let s = loop {
         let m = watcher.inbox.recv_timeout(WAIT).await.unwrap().unwrap();
