@@ -127,6 +127,18 @@ pub enum Mode {
         #[arg(long, default_value_t = 4)]
         gen_tokens: usize,
     },
+    /// A model larger than the board: `--make DIR` writes a seeded checkpoint in
+    /// OLMoE-1B-7B's geometry (DIR/hf, bf16 shards) and imports it at q4
+    /// (DIR/bundle-q4); otherwise decode under a memory cgroup, side by side.
+    Larger {
+        #[arg(long)]
+        make: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Fewer layers than the geometry's 16 (only when disk or time forces it).
+        #[arg(long, default_value_t = 16)]
+        layers: usize,
+    },
     /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
     /// part of the experts on the device and the rest on an expert server (with added delay).
     Offload {
@@ -411,6 +423,26 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             };
             let r = super::prefix::run(&e, &b.name, &name, &text, &tools, &o)?;
             report(r.table(), &r)
+        }
+        Mode::Larger { make, seed, layers } => {
+            let Some(dir) = make else {
+                return Err(BenchError::Other(
+                    "bench larger: --make DIR is required".into(),
+                ));
+            };
+            let m = super::larger::make(&dir, seed, layers)?;
+            let text = format!(
+                "made {}: {} parameters, checkpoint {:.2} GB in {:.0} s; bundle {}: {:.2} GB (experts {:.2} GB) in {:.0} s",
+                m.hf.display(),
+                m.parameters,
+                m.checkpoint_bytes as f64 / 1e9,
+                m.seconds_checkpoint,
+                m.bundle.display(),
+                m.bundle_bytes as f64 / 1e9,
+                m.experts_bytes as f64 / 1e9,
+                m.seconds_import
+            );
+            report(text, &m)
         }
         Mode::Offload {
             broker,

@@ -243,6 +243,22 @@ pub struct ExpertsInfo {
     pub expert_bytes: usize,
     /// Per layer, the expert ids this bundle carries. `None`: all of them.
     pub present: Option<Vec<Vec<u32>>>,
+    /// Per layer, the hex sha256 of each carried expert's `expert_bytes`, in
+    /// the order of `present` (all experts when `present` is `None`). With
+    /// it, a full check hashes each expert when it is first used rather than
+    /// the whole file at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Vec<Vec<String>>>,
+}
+
+impl ExpertsInfo {
+    /// The expert ids of layer `l` this file carries.
+    pub fn carried(&self, l: usize, num_experts: usize) -> Vec<u32> {
+        match &self.present {
+            Some(p) => p.get(l).cloned().unwrap_or_default(),
+            None => (0..num_experts as u32).collect(),
+        }
+    }
 }
 
 /// `dense.safetensors`: every dense weight of the model under its Hugging
@@ -409,6 +425,29 @@ fn check_experts(
                 return Err(bad(
                     &f("present"),
                     format!("layer {l}: expert {e} out of range"),
+                ));
+            }
+        }
+    }
+    if let Some(hashes) = &x.sha256 {
+        if hashes.len() != a.num_layers {
+            return Err(bad(&f("sha256"), format!("{} layers listed", hashes.len())));
+        }
+        for (l, hs) in hashes.iter().enumerate() {
+            let n = x.carried(l, a.num_experts).len();
+            if hs.len() != n {
+                return Err(bad(
+                    &f("sha256"),
+                    format!("layer {l}: {} hashes for {n} experts", hs.len()),
+                ));
+            }
+            if let Some(h) = hs
+                .iter()
+                .find(|h| h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(bad(
+                    &f("sha256"),
+                    format!("layer {l}: `{h}` is not 64 hex digits"),
                 ));
             }
         }

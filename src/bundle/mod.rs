@@ -72,12 +72,13 @@ impl BundleError {
 pub enum Verify {
     /// Sizes only (fast start; `manifest.sha256` is still checked).
     Sizes,
-    /// Sizes and sha256 of every file (catches a flipped bit before it answers).
-    /// Every file: the graphs (and their external data), the tokenizer and
-    /// the whole `experts.safetensors`, hashed at start rather than per
-    /// expert on first use: an edge bundle is a few GB at most and hashes in
-    /// seconds, and a corrupted expert found mid-answer could only fail that
-    /// answer, never prevent it.
+    /// Sizes and sha256 of every file (a flipped bit never produces an
+    /// answer). The graphs, dense weights and tokenizer are hashed at open.
+    /// An experts file whose manifest lists a hash per expert is not read
+    /// at open: each expert is hashed when it is first used (a request that
+    /// needs a corrupted expert fails with an error naming it), so the time
+    /// to ready does not grow with the experts. Without per-expert hashes
+    /// the whole experts file is hashed at open.
     Full,
 }
 
@@ -86,6 +87,9 @@ pub enum Verify {
 pub struct Bundle {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// How it was opened: with `Verify::Full`, expert stores check each
+    /// expert against its manifest hash on first use.
+    pub verify: Verify,
 }
 
 impl Bundle {
@@ -104,8 +108,16 @@ impl Bundle {
         let bundle = Bundle {
             dir: dir.to_path_buf(),
             manifest,
+            verify,
         };
-        files::check_files(&bundle.dir, &bundle.manifest.files, verify)?;
+        // Experts files with per-expert hashes are checked expert by expert.
+        let m = &bundle.manifest;
+        let lazy: Vec<&str> = std::iter::once(&m.experts)
+            .chain(m.experts_lowp.as_ref())
+            .filter(|x| x.sha256.is_some())
+            .map(|x| x.file.as_str())
+            .collect();
+        files::check_files(&bundle.dir, &m.files, verify, &lazy)?;
         Ok(bundle)
     }
 

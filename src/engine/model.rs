@@ -420,8 +420,8 @@ impl Model {
         let mut remote_done = false;
         if let Some(p) = pending {
             // Compute local experts before waiting.
-            self.run_local(l, x, &mut local, out, counts);
-            self.run_lowp(l, x, &mut lowp, out, counts);
+            self.run_local(l, x, &mut local, out, counts)?;
+            self.run_lowp(l, x, &mut lowp, out, counts)?;
             let clock = Instant::now();
             let res = p();
             times.remote_wait_us += clock.elapsed().as_micros() as u64;
@@ -485,9 +485,8 @@ impl Model {
             }
         }
         let _ = t;
-        self.run_local(l, x, &mut local, out, counts);
-        self.run_lowp(l, x, &mut lowp, out, counts);
-        Ok(())
+        self.run_local(l, x, &mut local, out, counts)?;
+        self.run_lowp(l, x, &mut lowp, out, counts)
     }
 
     /// Experts from the low-precision copy: always resident, no cache accounting.
@@ -498,8 +497,10 @@ impl Model {
         work: &mut [Vec<(usize, f32)>],
         out: &mut [f32],
         counts: &mut ExpertCounts,
-    ) {
-        let Some(store) = &self.lowp else { return };
+    ) -> Result<(), EngineError> {
+        let Some(store) = &self.lowp else {
+            return Ok(());
+        };
         let h = self.manifest.architecture.hidden_size;
         let mut items = Vec::new();
         for (e, work) in work.iter().enumerate() {
@@ -507,12 +508,13 @@ impl Model {
                 continue;
             }
             counts.low_precision += work.len() as u64;
-            let w = store.get(l, e).expect("low-precision expert present");
+            let w = store.checked(l, e)?;
             items.push(Work { w, tokens: work });
         }
         batch::run(&self.pool, h, x, &items, out);
         drop(items);
         work.iter_mut().for_each(Vec::clear);
+        Ok(())
     }
 
     fn run_local(
@@ -522,7 +524,7 @@ impl Model {
         local: &mut [Vec<(usize, f32)>],
         out: &mut [f32],
         counts: &mut ExpertCounts,
-    ) {
+    ) -> Result<(), EngineError> {
         let h = self.manifest.architecture.hidden_size;
         let mut items = Vec::new();
         let mut transient = Vec::new();
@@ -547,7 +549,7 @@ impl Model {
                     transient.push(e);
                 }
             }
-            let w = self.store.get(l, e).expect("local expert present in store");
+            let w = self.store.checked(l, e)?;
             items.push(Work { w, tokens: work });
         }
         batch::run(&self.pool, h, x, &items, out);
@@ -556,6 +558,7 @@ impl Model {
             self.store.release(l, e);
         }
         local.iter_mut().for_each(Vec::clear);
+        Ok(())
     }
 }
 

@@ -24,6 +24,12 @@ pub use store::{ExpertStore, ExpertWeights};
 pub enum ExpertError {
     #[error("{path}: {msg}")]
     Store { path: String, msg: String },
+    #[error("{path}: expert {expert} of layer {layer} does not match its sha256 in the manifest (file corrupted or modified); requests that route to it fail")]
+    Corrupt {
+        path: String,
+        layer: usize,
+        expert: usize,
+    },
     #[error("remote experts: {0}")]
     Remote(String),
     #[error(

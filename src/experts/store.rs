@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use half::f16;
 use memmap2::Mmap;
+use sha2::{Digest, Sha256};
 
 use super::ExpertError;
 use crate::bundle::manifest::{expert_tensor_name, ExpertDtype, EXPERT_ALIGN};
@@ -62,7 +65,16 @@ pub struct ExpertStore {
     expert_bytes: usize,
     /// [layer][expert] -> byte offset in the file, `None` when not carried.
     offsets: Vec<Vec<Option<usize>>>,
+    /// [layer][expert] -> the sha256 the manifest gives, when experts are
+    /// checked on first use.
+    expected: Vec<Vec<Option<[u8; 32]>>>,
+    /// [layer * experts + expert] -> UNCHECKED, GOOD or BAD.
+    state: Vec<AtomicU8>,
 }
+
+const UNCHECKED: u8 = 0;
+const GOOD: u8 = 1;
+const BAD: u8 = 2;
 
 impl std::fmt::Debug for ExpertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,14 +110,28 @@ impl ExpertStore {
         x: &crate::bundle::manifest::ExpertsInfo,
     ) -> Result<ExpertStore, ExpertError> {
         let a = &bundle.manifest.architecture;
-        ExpertStore::open(
-            &bundle.path(&x.file),
+        let path = bundle.path(&x.file);
+        let mut store = ExpertStore::open(
+            &path,
             a.num_layers,
             a.num_experts,
             a.expert_intermediate_size,
             a.hidden_size,
             x.dtype,
-        )
+        )?;
+        if let (crate::bundle::Verify::Full, Some(hashes)) = (bundle.verify, &x.sha256) {
+            for (l, hs) in hashes.iter().enumerate() {
+                for (e, h) in x.carried(l, a.num_experts).into_iter().zip(hs) {
+                    let mut d = [0u8; 32];
+                    hex::decode_to_slice(h, &mut d).map_err(|err| ExpertError::Store {
+                        path: path.display().to_string(),
+                        msg: format!("manifest sha256 of expert {l}.{e}: {err}"),
+                    })?;
+                    store.expected[l][e as usize] = Some(d);
+                }
+            }
+        }
+        Ok(store)
     }
 
     pub fn open(
@@ -173,6 +199,10 @@ impl ExpertStore {
             dtype,
             expert_bytes,
             offsets,
+            expected: vec![vec![None; experts]; layers],
+            state: (0..layers * experts)
+                .map(|_| AtomicU8::new(UNCHECKED))
+                .collect(),
         })
     }
 
@@ -200,6 +230,11 @@ impl ExpertStore {
             .collect()
     }
 
+    /// Byte offset of one expert in the file.
+    pub fn offset(&self, layer: usize, expert: usize) -> Option<usize> {
+        self.offsets.get(layer)?.get(expert).copied().flatten()
+    }
+
     /// The raw bytes of one expert (to send or hash), borrowed from the map.
     pub fn bytes(&self, layer: usize, expert: usize) -> Option<&[u8]> {
         let off = self.offsets.get(layer)?.get(expert).copied().flatten()?;
@@ -214,6 +249,57 @@ impl ExpertStore {
             ExpertDtype::Q8 => ExpertWeights::Q8(b),
             ExpertDtype::Q4 => ExpertWeights::Q4(b),
         })
+    }
+
+    /// The expert's weights, checked against the manifest's hash the first
+    /// time (when the bundle was opened with a full check and lists hashes).
+    /// Hashing reads every page, so the first use pays the page-in here.
+    pub fn checked(&self, layer: usize, expert: usize) -> Result<ExpertWeights<'_>, ExpertError> {
+        let missing = || ExpertError::Store {
+            path: self.path.display().to_string(),
+            msg: format!("expert {layer}.{expert} is not in this file"),
+        };
+        let w = self.get(layer, expert).ok_or_else(missing)?;
+        let n = self.expected.first().map_or(0, Vec::len);
+        let st = &self.state[layer * n + expert];
+        match st.load(Ordering::Acquire) {
+            GOOD => return Ok(w),
+            BAD => return Err(self.corrupt(layer, expert)),
+            _ => {}
+        }
+        let Some(want) = self.expected[layer][expert] else {
+            st.store(GOOD, Ordering::Release);
+            return Ok(w);
+        };
+        let got: [u8; 32] = Sha256::digest(w.as_bytes()).into();
+        if got == want {
+            st.store(GOOD, Ordering::Release);
+            Ok(w)
+        } else {
+            st.store(BAD, Ordering::Release);
+            log::warn!(
+                "expert corrupted path={} layer={layer} expert={expert} sha256={} expected={}",
+                self.path.display(),
+                hex::encode(got),
+                hex::encode(want)
+            );
+            Err(self.corrupt(layer, expert))
+        }
+    }
+
+    /// Whether the expert was already checked (or needs no check).
+    pub fn is_checked(&self, layer: usize, expert: usize) -> bool {
+        let n = self.expected.first().map_or(0, Vec::len);
+        self.expected[layer][expert].is_none()
+            || self.state[layer * n + expert].load(Ordering::Acquire) == GOOD
+    }
+
+    fn corrupt(&self, layer: usize, expert: usize) -> ExpertError {
+        ExpertError::Corrupt {
+            path: self.path.display().to_string(),
+            layer,
+            expert,
+        }
     }
 
     /// Drop an evicted expert's pages from this process (the file stays intact).

@@ -139,6 +139,10 @@ impl Model {
                         format!("layer {l} expert {} is not on this host", p.expert),
                     ));
                 }
+                // Checked against its manifest hash on first use.
+                if let Err(e) = self.store.checked(l, p.expert as usize) {
+                    return Err((ErrorCode::Internal, e.to_string()));
+                }
             }
         }
         Ok(())
@@ -287,6 +291,16 @@ impl ExpertServer {
 
     pub fn model_id(&self) -> &ModelId {
         &self.model_id
+    }
+
+    /// Checks one expert against its manifest hash (as its first request
+    /// does); the error is the text of the error reply.
+    pub fn check_expert(&self, layer: usize, expert: usize) -> Result<(), String> {
+        self.model
+            .store
+            .checked(layer, expert)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     pub fn stats(&self) -> Arc<ServerStats> {

@@ -92,8 +92,13 @@ pub fn write_device_bundle(
         a.hidden_size,
         m.experts.dtype,
     );
-    let size = write(&tmp.path().join(&m.experts.file), &layout, |l, e, buf| {
-        buf.extend_from_slice(store.bytes(l, e).expect("checked above"));
+    // Each source expert is checked against its hash (when the source was
+    // opened with a full check) before it is copied.
+    let (size, hashes) = write(&tmp.path().join(&m.experts.file), &layout, |l, e, buf| {
+        let w = store.checked(l, e).map_err(|x| {
+            crate::bundle::import::ImportError::file(&src.path(&m.experts.file), x.to_string())
+        })?;
+        buf.extend_from_slice(w.as_bytes());
         Ok(())
     })
     .map_err(|e| PlanError::Invalid(e.to_string()))?;
@@ -124,6 +129,7 @@ pub fn write_device_bundle(
         });
     }
     manifest.files = files;
+    manifest.experts.sha256 = Some(hashes);
     manifest.experts.present = Some(
         per_layer
             .iter()

@@ -95,7 +95,7 @@ impl Observer for Collector<'_> {
                 let eu = e as usize;
                 self.stats.freq[layer][eu] += 1;
                 self.stats.weight[layer][eu] += w as f64;
-                if let Some(weights) = self.engine.model.store().get(layer, eu) {
+                if let Ok(weights) = self.engine.model.store().checked(layer, eu) {
                     self.out.clear();
                     self.out.resize(h, 0.0);
                     expert_ffn(

@@ -26,7 +26,8 @@ use crate::harness::secure_broker::{password, SecureBroker, APP_A, APP_B, DEVICE
 use bytes::Bytes;
 use moe_edge::bundle::{Manifest, Verify};
 use moe_edge::config::Board;
-use moe_edge::engine::Engine;
+use moe_edge::engine::model::StepTimes;
+use moe_edge::engine::{Engine, ExpertCounts};
 use moe_edge::experts::remote::{MqttRemote, RemoteConfig};
 use moe_edge::host::experts::{ExpertServer, ExpertServerConfig};
 use moe_edge::serve::BrokerChoice;
@@ -439,12 +440,17 @@ fn corrupted_copy(rel: &str) -> tempfile::TempDir {
 #[test]
 fn a_flipped_bit_in_any_bundle_file_is_refused_naming_the_file() {
     let board = Board::load("host-cpu").unwrap();
-    let mut files: Vec<String> = manifest().files.iter().map(|f| f.path.clone()).collect();
+    let m = manifest();
+    assert!(
+        m.experts.sha256.is_some(),
+        "the demo bundle lists a hash per expert"
+    );
+    let mut files: Vec<String> = m.files.iter().map(|f| f.path.clone()).collect();
     files.push("manifest.json".into());
     assert!(files.iter().any(|f| f == "experts.safetensors"));
     assert!(files.iter().any(|f| f == "tokenizer.json"));
     assert!(files.iter().any(|f| f.ends_with(".onnx")));
-    for rel in &files {
+    for rel in files.iter().filter(|f| *f != "experts.safetensors") {
         let dir = corrupted_copy(rel);
         let e = Engine::load(dir.path(), &board, Verify::Full)
             .err()
@@ -470,7 +476,7 @@ fn a_flipped_bit_in_any_bundle_file_is_refused_naming_the_file() {
     assert!(e.contains("manifest.json") && e.contains("sha256"), "{e}");
 
     // The daemon binary refuses to start on it, naming the file.
-    let dir = corrupted_copy("experts.safetensors");
+    let dir = corrupted_copy("dense.safetensors");
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--bundle"])
         .arg(dir.path())
@@ -480,7 +486,79 @@ fn a_flipped_bit_in_any_bundle_file_is_refused_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "serve started on a corrupted bundle");
     assert!(
-        err.contains("experts.safetensors") && err.contains("sha256"),
+        err.contains("dense.safetensors") && err.contains("sha256"),
         "{err}"
     );
+}
+
+/// A copy of the demo bundle with one bit flipped in every expert of `layer`.
+fn corrupted_experts(layer: usize) -> tempfile::TempDir {
+    let dir = corrupted_copy("tokenizer.json");
+    std::fs::copy(
+        bundle().join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let board = Board::load("host-cpu").unwrap().all_resident();
+    let engine = Engine::load(bundle(), &board, Verify::Sizes).unwrap();
+    let store = engine.model.store();
+    let mut bytes = std::fs::read(bundle().join("experts.safetensors")).unwrap();
+    for e in store.present(layer) {
+        let off = store.offset(layer, e as usize).unwrap();
+        bytes[off + store.expert_bytes() / 2] ^= 0x10;
+    }
+    std::fs::write(dir.path().join("experts.safetensors"), bytes).unwrap();
+    dir
+}
+
+#[test]
+fn a_corrupted_expert_is_refused_when_first_used() {
+    let board = Board::load("host-cpu").unwrap();
+    let dir = corrupted_experts(1);
+    // Ready without reading the experts: the load succeeds.
+    let engine =
+        Engine::load(dir.path(), &board, Verify::Full).expect("experts are checked lazily");
+    let store = engine.model.store();
+    assert!(!store.is_checked(1, 0) && !store.is_checked(0, 0));
+    // Every token routes through layer 1, so any prompt needs a bad expert.
+    let ids = engine.encode("turn on the lights").unwrap();
+    let mut kv = engine.model.new_kv();
+    let (mut c, mut t) = (ExpertCounts::default(), StepTimes::default());
+    let e = engine
+        .model
+        .forward(&mut kv, &ids, false, &mut c, &mut t, None)
+        .expect_err("a corrupted expert produced an answer")
+        .to_string();
+    assert!(
+        e.contains("experts.safetensors") && e.contains("of layer 1") && e.contains("sha256"),
+        "{e}"
+    );
+    // Layer 0's experts were used and passed their check.
+    assert!(store
+        .present(0)
+        .iter()
+        .any(|&x| store.is_checked(0, x as usize)));
+    // The refusal sticks: asking again fails the same way without rehashing.
+    let mut kv = engine.model.new_kv();
+    assert!(engine
+        .model
+        .forward(&mut kv, &ids, false, &mut c, &mut t, None)
+        .is_err());
+    // The intact bundle answers.
+    let good = Engine::load(bundle(), &board, Verify::Full).unwrap();
+    let mut kv = good.model.new_kv();
+    good.model
+        .forward(&mut kv, &ids, false, &mut c, &mut t, None)
+        .expect("the intact bundle answers");
+    // The expert server refuses the corrupted expert with an error reply.
+    let server = ExpertServer::open(ExpertServerConfig::new(
+        dir.path().to_path_buf(),
+        MqttConfig::new("127.0.0.1", 1, "x"),
+    ))
+    .expect("the expert server opens without reading the experts");
+    let bad = server
+        .check_expert(1, 3)
+        .expect_err("host refused the expert");
+    assert!(bad.contains("of layer 1"), "{bad}");
+    server.check_expert(0, 3).expect("an intact expert passes");
 }

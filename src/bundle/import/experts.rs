@@ -121,7 +121,8 @@ pub fn write(
     path: &Path,
     layout: &Layout,
     mut fill: impl FnMut(usize, usize, &mut Vec<u8>) -> Result<(), ImportError>,
-) -> Result<u64, ImportError> {
+) -> Result<(u64, Vec<Vec<String>>), ImportError> {
+    use sha2::{Digest, Sha256};
     let io = |e| ImportError::io(path, e);
     let file = File::create(path).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
@@ -129,6 +130,7 @@ pub fn write(
     let pad = vec![0u8; layout.stride - layout.expert_bytes];
     let mut buf = Vec::with_capacity(layout.expert_bytes);
     let count = layout.ids.len();
+    let mut hashes: Vec<Vec<String>> = vec![Vec::new(); layout.num_layers];
     for (k, &(l, e)) in layout.ids.iter().enumerate() {
         buf.clear();
         fill(l, e, &mut buf)?;
@@ -143,13 +145,14 @@ pub fn write(
             ));
         }
         w.write_all(&buf).map_err(io)?;
+        hashes[l].push(hex::encode(Sha256::digest(&buf)));
         if k + 1 < count {
             w.write_all(&pad).map_err(io)?;
         }
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
-    Ok(layout.file_size as u64)
+    Ok((layout.file_size as u64, hashes))
 }
 
 #[cfg(test)]
@@ -161,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("experts.safetensors");
         let layout = Layout::new(2, 3, rows, cols, dtype);
-        let size = write(&path, &layout, |l, e, buf| {
+        let (size, hashes) = write(&path, &layout, |l, e, buf| {
             let n = 3 * rows * cols;
             let vals: Vec<f32> = (0..n)
                 .map(|i| (l * 100 + e * 10) as f32 + i as f32 * 0.5)
@@ -181,6 +184,8 @@ mod tests {
                 let off = t.data().as_ptr() as usize - base;
                 assert_eq!(off % EXPERT_ALIGN, 0, "expert {l}.{e} at {off}");
                 assert_eq!(off, layout.offset(l, e));
+                use sha2::{Digest, Sha256};
+                assert_eq!(hashes[l][e], hex::encode(Sha256::digest(t.data())));
                 let mut row = Vec::new();
                 crate::bundle::quant::decode_row(
                     &t.data()[..dtype.row_bytes(cols)],

@@ -303,14 +303,15 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
         .experts_dtype
         .unwrap_or_else(|| ExpertDtype::from(opts.dtype));
     let layout = experts::Layout::new(arch.num_layers, arch.num_experts, i, h, edt);
-    let experts_bytes = experts::write(&dir.join(EXPERTS_FILE), &layout, |l, e, buf| {
-        let [g, u, d] = graphs::Names::expert(arch.kind, l, e);
-        quant::encode_rows(&ck.f32(&g, &[i, h])?, h, edt, buf);
-        quant::encode_rows(&ck.f32(&u, &[i, h])?, h, edt, buf);
-        let down = ck.f32(&d, &[h, i])?;
-        quant::encode_rows(&weights::transpose(&down, h, i), h, edt, buf);
-        Ok(())
-    })?;
+    let (experts_bytes, expert_hashes) =
+        experts::write(&dir.join(EXPERTS_FILE), &layout, |l, e, buf| {
+            let [g, u, d] = graphs::Names::expert(arch.kind, l, e);
+            quant::encode_rows(&ck.f32(&g, &[i, h])?, h, edt, buf);
+            quant::encode_rows(&ck.f32(&u, &[i, h])?, h, edt, buf);
+            let down = ck.f32(&d, &[h, i])?;
+            quant::encode_rows(&weights::transpose(&down, h, i), h, edt, buf);
+            Ok(())
+        })?;
 
     // dense weights for the native backend, quantised like the experts
     let dense_bytes = dense::write(&dir.join(dense::DENSE_FILE), &arch, &ck, edt)?;
@@ -355,6 +356,7 @@ pub fn import(opts: &ImportOptions) -> Result<ImportReport, ImportError> {
             alignment: EXPERT_ALIGN,
             expert_bytes: layout.expert_bytes,
             present: None,
+            sha256: Some(expert_hashes),
         },
         experts_lowp: None,
         dense: Some(manifest::DenseInfo {
