@@ -88,16 +88,33 @@ pub fn run(
         )));
     }
     let mut cmd = Command::new(llama_bench);
-    cmd.arg("-m").arg(gguf);
-    for (flag, v) in [
+    cmd.args(args(gguf, prompt, gen, threads, reps));
+    run_command(cmd, llama_bench, threads)
+}
+
+/// The arguments of one `llama-bench` run.
+pub fn args(gguf: &Path, prompt: usize, gen: usize, threads: usize, reps: usize) -> Vec<String> {
+    let mut v = vec!["-m".to_string(), gguf.display().to_string()];
+    for (flag, n) in [
         ("-p", prompt),
         ("-n", gen),
         ("-t", threads),
         ("-r", reps.max(1)),
     ] {
-        cmd.args([flag, &v.to_string()]);
+        v.push(flag.into());
+        v.push(n.to_string());
     }
-    cmd.args(["-o", "json"]);
+    v.extend(["-o".into(), "json".into()]);
+    v
+}
+
+/// Runs a prepared `llama-bench` command (e.g. inside a memory cgroup) and
+/// reads its JSON.
+pub fn run_command(
+    mut cmd: Command,
+    llama_bench: &Path,
+    threads: usize,
+) -> Result<LlamaRun, BenchError> {
     log::info!("llama-bench cmd={cmd:?}");
     let out = cmd
         .output()

@@ -130,15 +130,7 @@ pub enum Mode {
     /// A model larger than the board: `--make DIR` writes a seeded checkpoint in
     /// OLMoE-1B-7B's geometry (DIR/hf, bf16 shards) and imports it at q4
     /// (DIR/bundle-q4); otherwise decode under a memory cgroup, side by side.
-    Larger {
-        #[arg(long)]
-        make: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Fewer layers than the geometry's 16 (only when disk or time forces it).
-        #[arg(long, default_value_t = 16)]
-        layers: usize,
-    },
+    Larger(Box<LargerArgs>),
     /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
     /// part of the experts on the device and the rest on an expert server (with added delay).
     Offload {
@@ -177,6 +169,57 @@ impl Default for Mode {
     }
 }
 
+/// `bench larger`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LargerArgs {
+    /// Write the checkpoint to DIR/hf and import it into DIR/bundle-q4.
+    #[arg(long)]
+    make: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fewer layers than the geometry's 16 (only when disk or time forces it).
+    #[arg(long, default_value_t = 16)]
+    layers: usize,
+    /// Compute threads of every row (both sides).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Text whose tokens are decoded one by one (the test split's commands).
+    #[arg(long, default_value = "models/assist-moe/data/test.jsonl")]
+    text: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    prompt_tokens: usize,
+    /// Decode steps before the measured ones (other tokens).
+    #[arg(long, default_value_t = 16)]
+    warmup_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// The device's memory limit, MB (default: half the bundle).
+    #[arg(long)]
+    limit_mb: Option<u64>,
+    /// The device's experts budget, MB (default: the limit less the dense
+    /// weights and 400 MB).
+    #[arg(long)]
+    experts_mb: Option<u64>,
+    /// llama.cpp's `llama-bench` (docs/llama-cpp.md); with --gguf, the llama.cpp row.
+    #[arg(long)]
+    llama_bench: Option<PathBuf>,
+    /// The Q4_0 GGUF of the same checkpoint.
+    #[arg(long)]
+    gguf: Option<PathBuf>,
+    /// Also measure the time to ready of these bundles (e.g. the scale bundle).
+    #[arg(long, value_delimiter = ',')]
+    ready: Vec<PathBuf>,
+    /// Internal: one measured run in this process (the parent starts it).
+    #[arg(long, hide = true)]
+    child: bool,
+    #[arg(long, hide = true)]
+    all_resident: bool,
+    #[arg(long, hide = true, default_value = "auto")]
+    prefetch: String,
+    #[arg(long, hide = true)]
+    hash_all: bool,
+}
+
 /// What a benchmark measured: a table for people, JSON for files.
 pub struct Report {
     pub text: String,
@@ -186,6 +229,66 @@ pub struct Report {
 fn report<T: serde::Serialize>(text: String, value: &T) -> Result<Report, BenchError> {
     let json = serde_json::to_value(value).map_err(|e| BenchError::Other(e.to_string()))?;
     Ok(Report { text, json })
+}
+
+fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchError> {
+    use super::larger::{self, rows};
+    if a.child {
+        let clock = std::time::Instant::now();
+        let mut b = if a.all_resident {
+            board.all_resident()
+        } else {
+            board.clone()
+        };
+        b.backend.threads = a.threads;
+        if let Some(mb) = a.experts_mb {
+            b.memory.experts_bytes = mb * 1_000_000;
+        }
+        b.prefetch.mode = match a.prefetch.as_str() {
+            "auto" => crate::config::Prefetch::Auto,
+            "router" => crate::config::Prefetch::Router,
+            "off" => crate::config::Prefetch::Off,
+            x => {
+                return Err(BenchError::Other(format!(
+                    "--prefetch `{x}`: auto, router or off"
+                )))
+            }
+        };
+        if a.hash_all {
+            // What a full check cost before experts were checked one by one.
+            let m = crate::bundle::Bundle::open(bundle, Verify::Sizes)
+                .map_err(|e| BenchError::Other(e.to_string()))?;
+            crate::bundle::files::sha256_file(&bundle.join(&m.manifest.experts.file))
+                .map_err(|e| BenchError::Other(e.to_string()))?;
+        }
+        let (engine, load_ms) = rows::load(bundle, &b, clock)?;
+        let r = rows::decode(
+            &engine,
+            load_ms,
+            &a.text,
+            a.prompt_tokens,
+            a.warmup_tokens,
+            a.decode_tokens,
+            &|| 0,
+        )?;
+        return report(format!("{r:?}"), &r);
+    }
+    let o = larger::LargerOptions {
+        bundle: bundle.to_path_buf(),
+        board: board.source.trim_start_matches("builtin:").to_string(),
+        threads: a.threads,
+        text: a.text.clone(),
+        prompt_tokens: a.prompt_tokens,
+        warmup_tokens: a.warmup_tokens,
+        decode_tokens: a.decode_tokens,
+        limit_mb: a.limit_mb,
+        experts_mb: a.experts_mb,
+        llama_bench: a.llama_bench.clone(),
+        gguf: a.gguf.clone(),
+        ready: a.ready.clone(),
+    };
+    let r = larger::run(&o)?;
+    report(r.table(), &r)
 }
 
 fn load(bundle: &Path, board: &Board) -> Result<Engine, BenchError> {
@@ -424,13 +527,11 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             let r = super::prefix::run(&e, &b.name, &name, &text, &tools, &o)?;
             report(r.table(), &r)
         }
-        Mode::Larger { make, seed, layers } => {
-            let Some(dir) = make else {
-                return Err(BenchError::Other(
-                    "bench larger: --make DIR is required".into(),
-                ));
+        Mode::Larger(a) => {
+            let Some(dir) = a.make.clone() else {
+                return larger(&a, bundle, board);
             };
-            let m = super::larger::make(&dir, seed, layers)?;
+            let m = super::larger::make(&dir, a.seed, a.layers)?;
             let text = format!(
                 "made {}: {} parameters, checkpoint {:.2} GB in {:.0} s; bundle {}: {:.2} GB (experts {:.2} GB) in {:.0} s",
                 m.hf.display(),

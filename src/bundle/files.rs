@@ -41,13 +41,13 @@ pub fn file_entry(dir: &Path, rel: &str) -> Result<FileEntry, BundleError> {
 }
 
 /// Check every listed file: present, the right size, and (with
-/// `Verify::Full`) the right hash, except the files in `per_part` (checked
-/// part by part by their reader).
+/// `Verify::Full`) the right hash, except the files in `unhashed` (checked
+/// part by part by their reader, or not read by this opener).
 pub fn check_files(
     dir: &Path,
     files: &[FileEntry],
     verify: Verify,
-    per_part: &[&str],
+    unhashed: &[&str],
 ) -> Result<(), BundleError> {
     for f in files {
         if f.path.contains("..") || f.path.starts_with('/') {
@@ -67,7 +67,7 @@ pub fn check_files(
                 actual,
             });
         }
-        if verify == Verify::Full && !per_part.contains(&f.path.as_str()) {
+        if verify == Verify::Full && !unhashed.contains(&f.path.as_str()) {
             let h = sha256_file(&path)?;
             if h != f.sha256 {
                 return Err(BundleError::Checksum {

@@ -82,6 +82,17 @@ pub enum Verify {
     Full,
 }
 
+/// Which of the bundle's files the opener reads: a full check hashes those
+/// (a file nobody reads cannot produce an answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// Every file (the graph backends, tools that copy bundles).
+    All,
+    /// The native backend: `dense.safetensors`, the experts and the
+    /// tokenizer, not the ONNX graphs (when the bundle has dense weights).
+    DenseWeights,
+}
+
 /// An opened, checked bundle directory.
 #[derive(Debug, Clone)]
 pub struct Bundle {
@@ -94,6 +105,11 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn open(dir: &Path, verify: Verify) -> Result<Bundle, BundleError> {
+        Bundle::open_for(dir, verify, Uses::All)
+    }
+
+    /// As [`Bundle::open`], hashing only the files `uses` reads.
+    pub fn open_for(dir: &Path, verify: Verify, uses: Uses) -> Result<Bundle, BundleError> {
         let mpath = dir.join("manifest.json");
         // Before parsing: a corrupted manifest is reported as such.
         if !files::check_manifest(dir)? && verify == Verify::Full {
@@ -112,11 +128,20 @@ impl Bundle {
         };
         // Experts files with per-expert hashes are checked expert by expert.
         let m = &bundle.manifest;
-        let lazy: Vec<&str> = std::iter::once(&m.experts)
+        let mut lazy: Vec<&str> = std::iter::once(&m.experts)
             .chain(m.experts_lowp.as_ref())
             .filter(|x| x.sha256.is_some())
             .map(|x| x.file.as_str())
             .collect();
+        if uses == Uses::DenseWeights && m.dense.is_some() {
+            // Graph files (and their external data) are never read: sizes only.
+            lazy.extend(
+                m.files
+                    .iter()
+                    .filter(|f| f.path.starts_with(&format!("{}/", import::GRAPH_DIR)))
+                    .map(|f| f.path.as_str()),
+            );
+        }
         files::check_files(&bundle.dir, &m.files, verify, &lazy)?;
         Ok(bundle)
     }

@@ -46,6 +46,24 @@ pub enum ExpertPolicy {
     Predictive,
 }
 
+/// Whether the next layer's experts are paged in ahead of use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    /// On when the experts budget is smaller than the bundle's experts.
+    Auto,
+    /// The next layer's router on the current residual picks what to page in.
+    Router,
+    Off,
+}
+
+/// Paging experts ahead of use (`[experts]` prefetch, io_threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchConfig {
+    pub mode: Prefetch,
+    /// I/O threads that page experts in (they wait on the disk, not the CPU).
+    pub io_threads: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnMiss {
     /// Use the best resident expert instead (router scores renormalised).
@@ -121,6 +139,7 @@ pub struct Board {
     pub memory: Memory,
     pub limits: Limits,
     pub policy: ExpertPolicy,
+    pub prefetch: PrefetchConfig,
     pub plan: Option<String>,
     pub offload: OffloadConfig,
     pub cascade: CascadeConfig,
@@ -292,6 +311,24 @@ impl Board {
                 ))
             }
         };
+        let mode = match raw.experts.prefetch.as_deref().unwrap_or("auto") {
+            "auto" => Prefetch::Auto,
+            "router" => Prefetch::Router,
+            "off" => Prefetch::Off,
+            other => {
+                return Err(field(
+                    "experts.prefetch",
+                    format!("is `{other}`, expected auto, router or off"),
+                ))
+            }
+        };
+        let io_threads = raw.experts.io_threads.unwrap_or(4);
+        if !(1..=64).contains(&io_threads) {
+            return Err(field(
+                "experts.io_threads",
+                format!("is {io_threads}, expected 1 to 64"),
+            ));
+        }
         let on_miss = match raw.offload.on_miss.as_deref().unwrap_or("substitute") {
             "substitute" => OnMiss::Substitute,
             "escalate" => OnMiss::Escalate,
@@ -366,6 +403,7 @@ impl Board {
             },
             limits,
             policy,
+            prefetch: PrefetchConfig { mode, io_threads },
             plan: raw.experts.plan,
             offload: OffloadConfig {
                 enabled: raw.offload.enabled.unwrap_or(false),

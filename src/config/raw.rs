@@ -67,6 +67,10 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawExperts {
     pub policy: Option<String>,
+    /// `auto` (default: on when the experts budget is below the bundle's
+    /// experts), `router` or `off`.
+    pub prefetch: Option<String>,
+    pub io_threads: Option<usize>,
     /// A plan file written by `moe-edge plan` (relative to the bundle).
     pub plan: Option<String>,
 }

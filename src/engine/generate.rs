@@ -189,7 +189,12 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Open, verify (sizes, and sha256 when `verify` is Full) and load a bundle for a board.
     pub fn load(dir: &Path, board: &Board, verify: Verify) -> Result<Engine, EngineError> {
-        let bundle = Bundle::open(dir, verify)?;
+        let uses = if board.backend.kind == crate::runtime::BackendKind::Native {
+            crate::bundle::Uses::DenseWeights
+        } else {
+            crate::bundle::Uses::All
+        };
+        let bundle = Bundle::open_for(dir, verify, uses)?;
         let tokenizer = Tokenizer::from_file(bundle.tokenizer_path()).map_err(|e| {
             EngineError::Bundle(format!("{}: {e}", bundle.tokenizer_path().display()))
         })?;

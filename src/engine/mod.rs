@@ -7,6 +7,7 @@
 pub mod generate;
 pub mod kv;
 pub mod model;
+pub mod predict;
 pub mod prefix;
 pub mod router;
 pub mod sampler;

@@ -7,17 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::kv::KvCache;
+use super::predict::{PredictStats, Predictor};
 use super::router;
 use super::EngineError;
 use crate::bundle::{Bundle, Manifest};
-use crate::config::{Board, OnMiss};
+use crate::config::{Board, OnMiss, Prefetch};
 use crate::experts::batch::{self, Work};
 use crate::experts::dispatch::{self, Pairs, RemoteExperts};
+use crate::experts::prefetch::{Found, PrefetchStats, Prefetcher};
 use crate::experts::{Access, CacheStats, ExpertStore, ResidencyCache};
 use crate::runtime::{self, Graph, OutInto, Part, Pool, Tensor, TensorView};
 
 /// Where the experts of one request ran.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExpertCounts {
     /// Computed locally, expert already resident.
     pub resident: u64,
@@ -27,6 +29,11 @@ pub struct ExpertCounts {
     pub remote: u64,
     /// Replaced by a resident expert because the device lacks it.
     pub substituted: u64,
+    /// Of `resident`: paged in ahead of use on a prediction and ready.
+    pub prefetched: u64,
+    /// Of `resident`: predicted and queued, still on its way when used
+    /// (the layer read it in itself).
+    pub late: u64,
     /// Mixed-precision residency: not in the full-precision set, computed
     /// locally from the low-precision (q8/q4) copy.
     pub low_precision: u64,
@@ -39,6 +46,8 @@ impl ExpertCounts {
         self.remote += o.remote;
         self.substituted += o.substituted;
         self.low_precision += o.low_precision;
+        self.prefetched += o.prefetched;
+        self.late += o.late;
     }
 }
 
@@ -68,6 +77,28 @@ pub struct StepTimes {
     pub remote_wait_us: u64,
 }
 
+/// The predictor, its I/O threads and how well it guesses.
+struct Ahead {
+    predictor: Predictor,
+    prefetch: Prefetcher,
+    stats: Mutex<PredictStats>,
+}
+
+/// Routed pairs a layer's prediction is judged on before it may be turned off.
+const JUDGE_AFTER: u64 = 64;
+/// A layer whose predictions name fewer of its routed experts than this is
+/// not prefetched: each guess evicts a resident expert, and wrong guesses
+/// would cost more hits than right ones bring.
+const MIN_ACCURACY: f64 = 0.5;
+
+impl Ahead {
+    fn worth_it(&self, layer: usize) -> bool {
+        let st = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let (r, p) = (st.routed[layer], st.predicted[layer]);
+        r < JUDGE_AFTER || p as f64 >= MIN_ACCURACY * r as f64
+    }
+}
+
 struct LayerGraph {
     graph: Box<dyn Graph>,
     // output positions: resid, moe_in, router_logits, k, v, shared_out
@@ -80,7 +111,9 @@ pub struct Model {
     embed: Box<dyn Graph>,
     layers: Vec<LayerGraph>,
     head: Box<dyn Graph>,
-    store: ExpertStore,
+    store: Arc<ExpertStore>,
+    /// Pages the next layer's predicted experts in ahead of use.
+    ahead: Option<Ahead>,
     /// The low-precision copy of a mixed-precision bundle (always resident:
     /// its bytes are taken off the cache budget).
     lowp: Option<ExpertStore>,
@@ -141,7 +174,7 @@ impl Model {
             };
             layers.push(LayerGraph { graph, out, shared });
         }
-        let store = ExpertStore::of_bundle(bundle)?;
+        let store = Arc::new(ExpertStore::of_bundle(bundle)?);
         let lowp = ExpertStore::lowp_of_bundle(bundle)?;
         let lowp_bytes: u64 = lowp.as_ref().map_or(0, |s| {
             let n: usize = (0..a.num_layers).map(|l| s.present(l).len()).sum();
@@ -156,6 +189,41 @@ impl Model {
             let plan = crate::plan::file::read_plan(&bundle.path(plan))?;
             cache.pin(plan);
         }
+        let carried: usize = (0..a.num_layers).map(|l| store.present(l).len()).sum();
+        let fits = cache.slots() >= carried;
+        let want = match board.prefetch.mode {
+            Prefetch::Off => false,
+            Prefetch::Router => true,
+            Prefetch::Auto => !fits && board.policy != crate::config::ExpertPolicy::Pinned,
+        };
+        let ahead = match (&m.dense, want) {
+            (Some(d), true) => {
+                let dense =
+                    crate::runtime::native::weights::DenseWeights::open(&bundle.path(&d.file))?;
+                let predictor = Predictor::load(a, &dense)?;
+                let io = board.prefetch.io_threads;
+                log::info!(
+                    "experts prefetch=router io_threads={io} slots={} carried={carried}",
+                    cache.slots()
+                );
+                Some(Ahead {
+                    predictor,
+                    prefetch: Prefetcher::new(
+                        store.clone(),
+                        a.num_layers,
+                        a.num_experts,
+                        io,
+                        4 * a.top_k * io,
+                    ),
+                    stats: Mutex::new(PredictStats::new(a.num_layers)),
+                })
+            }
+            (None, true) => {
+                log::info!("experts prefetch=off reason=no_dense_weights (re-import the bundle)");
+                None
+            }
+            _ => None,
+        };
         let max_context = a.max_context.min(board.limits.max_context);
         let (cos, sin) = rope_tables(a.head_dim, a.rope_theta, max_context);
         Ok(Model {
@@ -164,6 +232,7 @@ impl Model {
             layers,
             head,
             store,
+            ahead,
             lowp,
             cache: Mutex::new(cache),
             remote: None,
@@ -201,6 +270,16 @@ impl Model {
             .unwrap_or_else(|p| p.into_inner())
             .stats()
             .clone()
+    }
+
+    /// Prediction accuracy and page-ins ahead, when prefetching is on.
+    pub fn prefetch_stats(&self) -> Option<(PredictStats, PrefetchStats)> {
+        self.ahead.as_ref().map(|a| {
+            (
+                a.stats.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                a.prefetch.stats(),
+            )
+        })
     }
 
     pub fn resident_experts(&self) -> usize {
@@ -298,6 +377,8 @@ impl Model {
         }
         let kvh = a.num_kv_heads;
         let mut probs = vec![0f32; t * a.num_experts];
+        // The experts predicted for the layer about to run.
+        let mut predicted: Vec<u16> = Vec::new();
         times.graphs_us += clock.elapsed().as_micros() as u64;
         for (l, lg) in self.layers.iter().enumerate() {
             let clock = Instant::now();
@@ -351,6 +432,9 @@ impl Model {
                     a.norm_topk_prob,
                 ));
             }
+            if let Some(ahead) = &self.ahead {
+                predicted = self.fetch_ahead(ahead, l, &out, &routes, &predicted);
+            }
             self.moe(l, &moe_in, &probs, &routes, &mut out, counts, times)?;
             times.experts_us += clock.elapsed().as_micros() as u64;
             if let Some(obs) = observer.as_deref_mut() {
@@ -360,6 +444,64 @@ impl Model {
         }
         kv.commit(t);
         Ok(hidden)
+    }
+
+    /// Scores the prediction made for layer `l` against its routing, then
+    /// predicts layer `l + 1` from `resid` and queues the page-in of what it
+    /// lacks. Returns the new prediction.
+    fn fetch_ahead(
+        &self,
+        ahead: &Ahead,
+        l: usize,
+        resid: &[f32],
+        routes: &[Vec<(u16, f32)>],
+        before: &[u16],
+    ) -> Vec<u16> {
+        let next = ahead.predictor.predict(l, resid);
+        {
+            let mut st = ahead.stats.lock().unwrap_or_else(|p| p.into_inner());
+            if l > 0 {
+                for r in routes {
+                    st.routed[l] += r.len() as u64;
+                    st.predicted[l] += r.iter().filter(|(e, _)| before.contains(e)).count() as u64;
+                }
+            }
+            st.guesses += next.len() as u64;
+        }
+        let nl = l + 1;
+        if next.is_empty() || !ahead.worth_it(nl) {
+            return next;
+        }
+        let mut queue = Vec::new();
+        {
+            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            // Spare this layer's experts and the next one's while making room.
+            let mut keep: Vec<(u16, u16)> = routes
+                .iter()
+                .flatten()
+                .map(|&(e, _)| (l as u16, e))
+                .collect();
+            keep.extend(next.iter().map(|&e| (nl as u16, e)));
+            c.set_protected(keep);
+            // Never take more than half the cache for one layer's guesses.
+            let cap = (c.slots() / 2).max(1);
+            for &e in next.iter().take(cap) {
+                if !self.store.has(nl, e as usize) {
+                    continue;
+                }
+                if let Some(evicted) = c.admit((nl as u16, e)) {
+                    for (vl, ve) in evicted {
+                        ahead.prefetch.forget(vl as usize, ve as usize);
+                        self.store.release(vl as usize, ve as usize);
+                    }
+                    queue.push(e);
+                }
+            }
+        }
+        for e in queue {
+            ahead.prefetch.request(nl, e as usize);
+        }
+        next
     }
 
     /// The routed experts of one layer, accumulated into `out` [T, H].
@@ -536,11 +678,21 @@ impl Model {
                 let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 c.access((l as u16, e as u16))
             };
+            if let (Some(ahead), Access::Hit) = (&self.ahead, &access) {
+                match ahead.prefetch.used(l, e) {
+                    Found::Ready => counts.prefetched += work.len() as u64,
+                    Found::Late => counts.late += work.len() as u64,
+                    Found::NotPrefetched => {}
+                }
+            }
             match &access {
                 Access::Hit => counts.resident += work.len() as u64,
                 Access::Miss { evicted } => {
                     counts.paged += work.len() as u64;
                     for &(vl, ve) in evicted {
+                        if let Some(ahead) = &self.ahead {
+                            ahead.prefetch.forget(vl as usize, ve as usize);
+                        }
                         self.store.release(vl as usize, ve as usize);
                     }
                 }

@@ -305,7 +305,7 @@ mod tests {
             kv.push_block(b);
         }
         assert_eq!(kv.len(), 8);
-        assert_eq!(kv.past(1).0, &kv_of(8, 0.0).past(1).0[..]);
+        assert_eq!(kv.past(1).0, kv_of(8, 0.0).past(1).0);
         // exactly 8 tokens: only one block, so one token is left to run
         assert_eq!(c.lookup(&p[..8]).len(), 1);
         // a prompt that differs in the second block reuses the first

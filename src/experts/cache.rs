@@ -10,7 +10,7 @@ use crate::config::ExpertPolicy;
 /// (layer, expert)
 pub type ExpertId = (u16, u16);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
@@ -19,6 +19,9 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Misses served without making the expert resident (pinned policy, or a budget below one expert).
     pub transient: u64,
+    /// Experts made resident ahead of use on a prediction (`admit`); their
+    /// later use counts as a hit.
+    pub prefetched: u64,
 }
 
 impl CacheStats {
@@ -64,6 +67,9 @@ pub struct ResidencyCache {
     ema: HashMap<ExpertId, (f64, u64)>,
     clock: u64,
     stats: CacheStats,
+    /// Not evicted while another resident can go: the experts the current
+    /// layer uses and the ones predicted for the next.
+    protected: Vec<ExpertId>,
 }
 
 impl ResidencyCache {
@@ -78,7 +84,43 @@ impl ResidencyCache {
             ema: HashMap::new(),
             clock: 0,
             stats: CacheStats::default(),
+            protected: Vec::new(),
         }
+    }
+
+    /// The experts eviction should spare for now (replaces the previous set).
+    pub fn set_protected(&mut self, ids: Vec<ExpertId>) {
+        self.protected = ids;
+    }
+
+    /// Make `id` resident ahead of use (a prediction). `None` when it already
+    /// is or cannot be (pinned policy, no room at all); else the evicted.
+    pub fn admit(&mut self, id: ExpertId) -> Option<Vec<ExpertId>> {
+        if self.resident.contains_key(&id) || self.policy == ExpertPolicy::Pinned || self.slots == 0
+        {
+            return None;
+        }
+        self.stats.prefetched += 1;
+        self.stats.bytes_in += self.expert_bytes;
+        let evicted = self.make_room();
+        self.resident.insert(
+            id,
+            Entry {
+                last_use: self.clock,
+            },
+        );
+        Some(evicted)
+    }
+
+    fn make_room(&mut self) -> Vec<ExpertId> {
+        let mut evicted = Vec::new();
+        while self.resident.len() >= self.slots {
+            let victim = self.victim();
+            self.resident.remove(&victim);
+            self.stats.evictions += 1;
+            evicted.push(victim);
+        }
+        evicted
     }
 
     /// Make the plan's experts resident (pinned policy: the only residents),
@@ -146,13 +188,7 @@ impl ResidencyCache {
             self.stats.transient += 1;
             return Access::Transient;
         }
-        let mut evicted = Vec::new();
-        while self.resident.len() >= self.slots {
-            let victim = self.victim();
-            self.resident.remove(&victim);
-            self.stats.evictions += 1;
-            evicted.push(victim);
-        }
+        let evicted = self.make_room();
         self.resident.insert(
             id,
             Entry {
@@ -172,10 +208,15 @@ impl ResidencyCache {
     }
 
     fn victim(&self) -> ExpertId {
+        let spare = !self.protected.is_empty()
+            && self.resident.len() > self.protected.len()
+            && self.resident.keys().any(|id| !self.protected.contains(id));
+        let candidates = self
+            .resident
+            .iter()
+            .filter(|(id, _)| !spare || !self.protected.contains(id));
         if self.policy == ExpertPolicy::Predictive {
-            return *self
-                .resident
-                .iter()
+            return *candidates
                 .min_by(|a, b| {
                     self.predicted(a.0)
                         .total_cmp(&self.predicted(b.0))
@@ -188,9 +229,7 @@ impl ResidencyCache {
             ExpertPolicy::Lfu => (self.freq.get(id).copied().unwrap_or(0), e.last_use, *id),
             _ => (0, e.last_use, *id),
         };
-        *self
-            .resident
-            .iter()
+        *candidates
             .min_by_key(|&(id, e)| key((id, e)))
             .map(|(id, _)| id)
             .expect("victim asked of an empty cache")
@@ -249,6 +288,27 @@ mod tests {
         c.access((0, 2));
         c.access((0, 3)); // evicts (0,2): decayed count 1 < ~4.8
         assert!(c.is_resident((0, 1)) && !c.is_resident((0, 2)));
+    }
+
+    #[test]
+    fn admitted_experts_are_hits_and_protected_ones_stay() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Lru, 300, 100);
+        c.access((0, 1));
+        c.access((0, 2));
+        c.access((0, 3));
+        // (0,1) is the LRU victim, unless protected.
+        c.set_protected(vec![(0, 1), (1, 5)]);
+        assert_eq!(c.admit((1, 5)), Some(vec![(0, 2)]));
+        assert_eq!(c.admit((1, 5)), None, "already resident");
+        assert_eq!(c.access((1, 5)), Access::Hit);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.prefetched), (1, 3, 1));
+        // With everything protected the policy's victim goes.
+        c.set_protected(c.residents());
+        assert_eq!(c.admit((2, 0)), Some(vec![(0, 1)]));
+        assert!(c.resident_bytes() <= c.budget_bytes());
+        let mut p = ResidencyCache::new(ExpertPolicy::Pinned, 300, 100);
+        assert_eq!(p.admit((0, 0)), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - `kernels`: the expert FFN (SwiGLU) as SIMD GEMV straight from f32/f16/q8/q4 weights
 //! - `batch`: the experts of one layer step together, spread over the compute pool
 //! - `qkernels`: the int8/int4 row kernels of quantised experts (AVX2, NEON/sdot, portable)
+//! - `prefetch`: experts paged in ahead of use on I/O threads (bounded queue, late/ready counts)
 //! - `dispatch`: what happens to an expert this device does not carry (substitute, remote)
 //! - `remote`: the MQTT client of remote experts (one request per layer step, deadlines, counters)
 //!
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod cache;
 pub mod dispatch;
 pub mod kernels;
+pub mod prefetch;
 pub mod qkernels;
 pub mod remote;
 pub mod store;

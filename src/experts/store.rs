@@ -321,6 +321,28 @@ impl ExpertStore {
         }
     }
 
+    /// Read an expert in and map it now (blocking; for I/O threads).
+    pub fn populate(&self, layer: usize, expert: usize) {
+        let Some(off) = self.offset(layer, expert) else {
+            return;
+        };
+        #[cfg(target_os = "linux")]
+        if self
+            .mmap
+            .advise_range(memmap2::Advice::PopulateRead, off, self.expert_bytes)
+            .is_ok()
+        {
+            return;
+        }
+        // Older kernels: touch one byte per page.
+        let b = &self.mmap[off..off + self.expert_bytes];
+        let mut x = 0u8;
+        for p in b.iter().step_by(4096) {
+            x ^= std::hint::black_box(*p);
+        }
+        std::hint::black_box(x);
+    }
+
     /// Ask the kernel to read an expert ahead of use.
     pub fn prefetch(&self, layer: usize, expert: usize) {
         #[cfg(unix)]

@@ -195,6 +195,8 @@ fn budget_quarter_lru_matches_simulation() {
     let (_tmp, b) = imported("qwen3_moe", Dtype::F32);
     let mut board = Board::load("host-cpu").unwrap();
     board.policy = ExpertPolicy::Lru;
+    // Plain LRU: no experts brought in ahead on predictions.
+    board.prefetch.mode = moe_edge::config::Prefetch::Off;
     let probe = Engine::load(&b, &board, Verify::Sizes).unwrap();
     let a = probe.model.manifest.architecture.clone();
     let ebytes = probe.model.store().expert_bytes() as u64;

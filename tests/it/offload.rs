@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use moe_edge::bundle::Verify;
-use moe_edge::config::{Board, OnMiss};
+use moe_edge::config::{Board, OnMiss, Prefetch};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::sampler::argmax;
 use moe_edge::engine::{Engine, ExpertCounts, GenParams, Step};
@@ -250,16 +250,28 @@ const SHARDS: usize = 4;
 /// any failed remote call: never a silent substitution) against the full
 /// model run locally: same greedy tokens, logits within 1e-4 at every step,
 /// on the golden prompts (shard 0) and on test prompts `i % SHARDS == shard`.
+///
+/// Beside them, the full bundle paged under a budget of 16 experts (a
+/// quarter) with the next layer's experts predicted and paged in ahead:
+/// bit-identical logits. On odd shards the device also pages its own
+/// experts (budget 8) with prediction, so host, paging and prediction run
+/// together.
 fn equivalence(shard: usize) {
     let b = broker();
     let host_id = format!("host-eq{shard}");
     let _host = Host::spawn(&b.url(), &host_id);
-    let dev = device(
-        &b.url(),
-        &format!("dev-eq{shard}"),
-        &board(Duration::from_secs(5), OnMiss::Escalate),
-    );
+    let mut dev_board = board(Duration::from_secs(5), OnMiss::Escalate);
+    let expert_bytes = full_engine().model.store().expert_bytes() as u64;
+    if shard % 2 == 1 {
+        dev_board.memory.experts_bytes = 8 * expert_bytes;
+        dev_board.prefetch.mode = Prefetch::Router;
+    }
+    let dev = device(&b.url(), &format!("dev-eq{shard}"), &dev_board);
     let full = full_engine();
+    let mut paged_board = Board::load("host-cpu").unwrap();
+    paged_board.memory.experts_bytes = 16 * expert_bytes;
+    paged_board.prefetch.mode = Prefetch::Router;
+    let paged = Engine::load(&full_bundle(), &paged_board, Verify::Full).unwrap();
     let present: usize = (0..4)
         .map(|l| dev.engine.model.store().present(l).len())
         .sum();
@@ -277,6 +289,9 @@ fn equivalence(shard: usize) {
                 a.tokens, d.tokens,
                 "golden prompt {i}: greedy tokens differ"
             );
+            let p = run_prompt(&paged.model, i, g, true).unwrap();
+            assert_eq!(a.tokens, p.tokens, "golden prompt {i}: paged tokens differ");
+            assert_eq!(a.logits, p.logits, "golden prompt {i}: paged logits differ");
             let diff = max_diff(a.logits.as_ref().unwrap(), d.logits.as_ref().unwrap());
             assert!(diff <= 1e-4, "golden prompt {i}: max |Δlogit| {diff}");
             worst = worst.max(diff);
@@ -285,12 +300,16 @@ fn equivalence(shard: usize) {
     }
     let prompts = test_prompts(&full, shard, SHARDS);
     let (mut cf, mut cd) = (ExpertCounts::default(), ExpertCounts::default());
+    let mut cp = ExpertCounts::default();
     let mut tokens = 0;
     for (i, p) in &prompts {
         let ids = full.encode(p).unwrap();
         let (ta, la) = greedy(&full, &ids, 48, &mut cf);
         let (td, ld) = greedy(&dev.engine, &ids, 48, &mut cd);
         assert_eq!(ta, td, "test prompt {i}: greedy tokens differ");
+        let (tp, lp) = greedy(&paged, &ids, 48, &mut cp);
+        assert_eq!(ta, tp, "test prompt {i}: paged greedy tokens differ");
+        assert_eq!(la, lp, "test prompt {i}: paged logits differ");
         for (x, y) in la.iter().zip(&ld) {
             let diff = max_diff(x, y);
             assert!(diff <= 1e-4, "test prompt {i}: max |Δlogit| {diff}");
@@ -304,6 +323,19 @@ fn equivalence(shard: usize) {
         prompts.len()
     );
     assert_eq!(prompts.len(), 500, "the demo test split has 2000 prompts");
+    // Paging happened, and the prediction brought experts in ahead.
+    let (pred, pf) = paged.model.prefetch_stats().expect("prefetch is on");
+    eprintln!(
+        "paged: counts {cp:?}; prediction {:.1} %; prefetch {pf:?}; dev {:?}",
+        pred.overall() * 100.0,
+        dev.engine.model.prefetch_stats().map(|p| p.1)
+    );
+    assert!(cp.paged > 0 && cp.prefetched > 0, "{cp:?}");
+    assert!(pred.overall() > 0.3, "{pred:?}");
+    assert_eq!(cp.substituted + cp.remote, 0);
+    if shard % 2 == 1 {
+        assert!(cd.prefetched > 0, "{cd:?}");
+    }
     assert_eq!(cd.substituted, 0);
     assert!(cd.remote > 0 && cd.resident + cd.paged > 0);
     assert_eq!(s.timeouts, 0);

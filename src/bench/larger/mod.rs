@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod checkpoint;
+pub mod rows;
 
 use std::path::{Path, PathBuf};
 
@@ -91,4 +92,373 @@ pub fn make(dir: &Path, seed: u64, layers: usize) -> Result<Made, BenchError> {
         seconds_checkpoint,
         seconds_import: clock.elapsed().as_secs_f64(),
     })
+}
+
+/// What `bench larger` (without `--make`) measures.
+#[derive(Debug, Clone)]
+pub struct LargerOptions {
+    pub bundle: PathBuf,
+    /// The board file or name the device rows start from.
+    pub board: String,
+    pub threads: usize,
+    pub text: PathBuf,
+    pub prompt_tokens: usize,
+    pub warmup_tokens: usize,
+    pub decode_tokens: usize,
+    /// Memory limit of the device (MB); `None`: half of the bundle.
+    pub limit_mb: Option<u64>,
+    /// Experts budget of the device rows (MB); `None`: the limit less the
+    /// dense weights and 400 MB for the KV cache, activations and runtime.
+    pub experts_mb: Option<u64>,
+    pub llama_bench: Option<PathBuf>,
+    pub gguf: Option<PathBuf>,
+    /// Bundles whose time to ready is measured as well (cold and warm).
+    pub ready: Vec<PathBuf>,
+}
+
+/// One configuration's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub what: String,
+    pub limit_mb: Option<u64>,
+    pub decode_tok_s: f64,
+    pub of_ceiling: f64,
+    /// Peak of the cgroup (RSS and page cache), MB.
+    pub cgroup_peak_mb: Option<f64>,
+    /// Times the cgroup hit its limit, and OOM kills.
+    pub limit_hits: Option<u64>,
+    pub oom_kills: Option<u64>,
+    /// Every decode step's argmax equals the ceiling's.
+    pub exact: Option<bool>,
+    pub run: Option<rows::DecodeRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadyRow {
+    pub bundle: PathBuf,
+    pub bundle_bytes: u64,
+    pub page_cache: &'static str,
+    pub check: &'static str,
+    /// Process start to engine loaded (bundle opened and checked, graphs
+    /// and weights mapped), ms.
+    pub ready_ms: f64,
+    /// Then the first token's forward (its experts paged in and checked), ms.
+    pub first_token_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LargerReport {
+    pub bundle: PathBuf,
+    pub model_id: String,
+    pub bundle_bytes: u64,
+    pub experts_bytes: u64,
+    pub cgroup: String,
+    pub limit_mb: u64,
+    pub experts_mb: u64,
+    pub threads: usize,
+    pub rows: Vec<Row>,
+    pub ready: Vec<ReadyRow>,
+}
+
+fn bundle_bytes(dir: &Path) -> Result<(u64, u64, u64, String), BenchError> {
+    let b = crate::bundle::Bundle::open(dir, crate::bundle::Verify::Sizes)
+        .map_err(|e| err(e.to_string()))?;
+    let m = &b.manifest;
+    let size = |f: &str| m.files.iter().find(|x| x.path == f).map_or(0, |x| x.size);
+    let total = m.files.iter().map(|f| f.size).sum();
+    let dense = m.dense.as_ref().map_or(0, |d| size(&d.file));
+    Ok((total, size(&m.experts.file), dense, m.model_id.clone()))
+}
+
+/// A child run of this binary: `bench --bundle B --board X larger --child …`.
+fn child_args(o: &LargerOptions, bundle: &Path, extra: &[&str], json: &Path) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "bench".into(),
+        "--bundle".into(),
+        bundle.display().to_string(),
+        "--board".into(),
+        o.board.clone(),
+        "--json".into(),
+        json.display().to_string(),
+        "larger".into(),
+        "--child".into(),
+        "--threads".into(),
+        o.threads.to_string(),
+        "--text".into(),
+        o.text.display().to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_child(mut cmd: std::process::Command, json: &Path) -> Result<rows::DecodeRun, BenchError> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err(format!("starting a child run: {e}")))?;
+    if !out.status.success() {
+        let tail: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(4)
+            .map(str::to_string)
+            .collect();
+        return Err(err(format!(
+            "child run exited with {}: {}",
+            out.status,
+            tail.join(" | ")
+        )));
+    }
+    let text =
+        std::fs::read_to_string(json).map_err(|e| err(format!("{}: {e}", json.display())))?;
+    serde_json::from_str(&text).map_err(|e| err(format!("{}: {e}", json.display())))
+}
+
+/// The side-by-side run (see the module doc).
+pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
+    let (total, experts, dense, model_id) = bundle_bytes(&o.bundle)?;
+    let limit_mb = o.limit_mb.unwrap_or(total / 2 / 1_000_000);
+    let experts_mb = o
+        .experts_mb
+        .unwrap_or((limit_mb * 1_000_000).saturating_sub(dense + 400_000_000) / 1_000_000);
+    let exe = std::env::current_exe().map_err(|e| err(format!("own binary: {e}")))?;
+    let g = cgroup::MemoryCgroup::create(
+        &format!("moe-edge-bench-{}", std::process::id()),
+        limit_mb * 1_000_000,
+    )
+    .map_err(|e| {
+        err(format!(
+            "{e}; bench larger stops (it needs a real memory limit)"
+        ))
+    })?;
+    let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
+    let dir = tmp.path();
+    let d = o.decode_tokens.to_string();
+    let p = o.prompt_tokens.to_string();
+    let w = o.warmup_tokens.to_string();
+    let xmb = experts_mb.to_string();
+    let mut rows = Vec::new();
+    let limited =
+        |extra: &[&str], name: &str| -> Result<(rows::DecodeRun, f64, (u64, u64)), BenchError> {
+            let json = dir.join(format!("{name}.json"));
+            cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+            g.reset_peak();
+            let before = g.pressure();
+            let r = run_child(
+                g.command(&exe, &child_args(o, &o.bundle, extra, &json)),
+                &json,
+            )?;
+            let after = g.pressure();
+            let peak = g.peak_bytes().unwrap_or(0) as f64 / 1e6;
+            Ok((r, peak, (after.0 - before.0, after.1 - before.1)))
+        };
+    // The ceiling: every expert resident, no limit, page cache warm.
+    let json = dir.join("ceiling.json");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(child_args(
+        o,
+        &o.bundle,
+        &[
+            "--all-resident",
+            "--prefetch",
+            "off",
+            "--prompt-tokens",
+            &p,
+            "--warmup-tokens",
+            &w,
+            "--decode-tokens",
+            &d,
+        ],
+        &json,
+    ));
+    log::info!("bench larger row=ceiling");
+    let ceiling = run_child(cmd, &json)?;
+    let top = ceiling.decode_tok_s;
+    let same = |r: &rows::DecodeRun| r.argmax == ceiling.argmax;
+    rows.push(Row {
+        what: "moe-edge, all experts resident, no limit (ceiling)".into(),
+        limit_mb: None,
+        decode_tok_s: top,
+        of_ceiling: 1.0,
+        cgroup_peak_mb: None,
+        limit_hits: None,
+        oom_kills: None,
+        exact: Some(true),
+        run: Some(ceiling.clone()),
+    });
+    if let (Some(lb), Some(gguf)) = (&o.llama_bench, &o.gguf) {
+        log::info!("bench larger row=llama.cpp");
+        cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+        g.reset_peak();
+        let before = g.pressure();
+        let args = super::llama::args(gguf, 0, o.decode_tokens, o.threads, 1);
+        let r = super::llama::run_command(g.command(lb, &args), lb, o.threads)?;
+        let after = g.pressure();
+        rows.push(Row {
+            what: "llama.cpp llama-bench (mmap), same limit".into(),
+            limit_mb: Some(limit_mb),
+            decode_tok_s: r.decode_tok_s,
+            of_ceiling: r.decode_tok_s / top,
+            cgroup_peak_mb: g.peak_bytes().map(|b| b as f64 / 1e6),
+            limit_hits: Some(after.0 - before.0),
+            oom_kills: Some(after.1 - before.1),
+            exact: None,
+            run: None,
+        });
+    }
+    for (pf, what) in [
+        ("off", "moe-edge paging from the bundle, no prediction"),
+        (
+            "router",
+            "moe-edge paging from the bundle, prediction (next router)",
+        ),
+    ] {
+        log::info!("bench larger row=paging prefetch={pf}");
+        let (r, peak, (hits, ooms)) = limited(
+            &[
+                "--experts-mb",
+                &xmb,
+                "--prefetch",
+                pf,
+                "--prompt-tokens",
+                &p,
+                "--warmup-tokens",
+                &w,
+                "--decode-tokens",
+                &d,
+            ],
+            &format!("paging-{pf}"),
+        )?;
+        rows.push(Row {
+            what: what.into(),
+            limit_mb: Some(limit_mb),
+            decode_tok_s: r.decode_tok_s,
+            of_ceiling: r.decode_tok_s / top,
+            cgroup_peak_mb: Some(peak),
+            limit_hits: Some(hits),
+            oom_kills: Some(ooms),
+            exact: Some(same(&r)),
+            run: Some(r),
+        });
+    }
+    let mut ready = Vec::new();
+    let mut bundles = vec![o.bundle.clone()];
+    bundles.extend(o.ready.iter().cloned());
+    for b in &bundles {
+        let (bytes, ..) = bundle_bytes(b)?;
+        for (check, flag) in [
+            ("per expert, on first use", None),
+            ("whole experts file at start", Some("--hash-all")),
+        ] {
+            for cold in [true, false] {
+                let json = dir.join("ready.json");
+                if cold {
+                    cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+                }
+                let mut extra = vec![
+                    "--prompt-tokens",
+                    "1",
+                    "--warmup-tokens",
+                    "0",
+                    "--decode-tokens",
+                    "0",
+                ];
+                extra.extend(flag);
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(child_args(o, b, &extra, &json));
+                let r = run_child(cmd, &json)?;
+                ready.push(ReadyRow {
+                    bundle: b.clone(),
+                    bundle_bytes: bytes,
+                    page_cache: if cold { "cold" } else { "warm" },
+                    check,
+                    ready_ms: r.load_ms,
+                    first_token_ms: r.first_token_ms,
+                });
+            }
+        }
+    }
+    Ok(LargerReport {
+        bundle: o.bundle.clone(),
+        model_id,
+        bundle_bytes: total,
+        experts_bytes: experts,
+        cgroup: format!("{} ({:?})", g.path().display(), g.version()),
+        limit_mb,
+        experts_mb,
+        threads: o.threads,
+        rows,
+        ready,
+    })
+}
+
+impl LargerReport {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "bundle {} ({}): {:.2} GB, experts {:.2} GB; device limit {} MB in {}, experts budget {} MB, {} threads\n\n",
+            self.bundle.display(),
+            self.model_id,
+            self.bundle_bytes as f64 / 1e9,
+            self.experts_bytes as f64 / 1e9,
+            self.limit_mb,
+            self.cgroup,
+            self.experts_mb,
+            self.threads
+        );
+        s += "| configuration | limit MB | decode tok/s | of ceiling | cgroup peak MB | limit hits | exact | hit rate | prefetched / late | prediction accuracy |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        for r in &self.rows {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+            let (hit, pf, acc) = match &r.run {
+                Some(x) => (
+                    format!("{:.1} %", x.hit_rate * 100.0),
+                    x.prefetch
+                        .map(|_| format!("{} / {}", x.counts.prefetched, x.counts.late))
+                        .unwrap_or_else(|| "–".into()),
+                    x.predict_overall
+                        .map(|a| format!("{:.1} %", a * 100.0))
+                        .unwrap_or_else(|| "–".into()),
+                ),
+                None => ("–".into(), "–".into(), "–".into()),
+            };
+            s += &format!(
+                "| {} | {} | {:.2} | {:.2}× | {} | {} | {} | {hit} | {pf} | {acc} |\n",
+                r.what,
+                opt(r.limit_mb.map(|v| v.to_string())),
+                r.decode_tok_s,
+                r.of_ceiling,
+                opt(r.cgroup_peak_mb.map(|v| format!("{v:.0}"))),
+                opt(r.limit_hits.map(|v| v.to_string())),
+                opt(r.exact.map(|v| if v { "yes".into() } else { "NO".into() })),
+            );
+        }
+        if let Some(acc) = self
+            .rows
+            .iter()
+            .find_map(|r| r.run.as_ref().and_then(|x| x.predict_accuracy.clone()))
+        {
+            s += "\nprediction accuracy per layer (share of routed experts predicted): ";
+            s += &acc
+                .iter()
+                .enumerate()
+                .filter_map(|(l, a)| a.map(|a| format!("L{l} {:.0} %", a * 100.0)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            s += "\n";
+        }
+        if !self.ready.is_empty() {
+            s += "\n| bundle | GB | page cache | check | ready ms | first token ms |\n|---|---|---|---|---|---|\n";
+            for r in &self.ready {
+                s += &format!(
+                    "| {} | {:.2} | {} | {} | {:.0} | {:.0} |\n",
+                    r.bundle.display(),
+                    r.bundle_bytes as f64 / 1e9,
+                    r.page_cache,
+                    r.check,
+                    r.ready_ms,
+                    r.first_token_ms
+                );
+            }
+        }
+        s
+    }
 }

@@ -177,6 +177,7 @@ mod tests {
         assert_eq!(bytes.len() as u64, size);
         let st = SafeTensors::deserialize(&bytes).expect("safetensors crate loads it");
         let base = bytes.as_ptr() as usize;
+        #[allow(clippy::needless_range_loop)]
         for l in 0..2 {
             for e in 0..3 {
                 let t = st.tensor(&expert_tensor_name(l, e)).unwrap();
@@ -185,7 +186,7 @@ mod tests {
                 assert_eq!(off % EXPERT_ALIGN, 0, "expert {l}.{e} at {off}");
                 assert_eq!(off, layout.offset(l, e));
                 use sha2::{Digest, Sha256};
-                assert_eq!(hashes[l][e], hex::encode(Sha256::digest(t.data())));
+                assert_eq!(&hashes[l][e], &hex::encode(Sha256::digest(t.data())));
                 let mut row = Vec::new();
                 crate::bundle::quant::decode_row(
                     &t.data()[..dtype.row_bytes(cols)],

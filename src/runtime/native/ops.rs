@@ -86,8 +86,8 @@ pub fn attention(
         let m = &mask[i * s..(i + 1) * s];
         scores.clear();
         let mut max = f32::NEG_INFINITY;
-        for j in 0..s {
-            let sc = (k.dot_f32)(qv, key(j, g)) * scale + m[j];
+        for (j, mj) in m.iter().enumerate() {
+            let sc = (k.dot_f32)(qv, key(j, g)) * scale + mj;
             max = max.max(sc);
             scores.push(sc);
         }
