@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::config::ExpertPolicy;
+use crate::experts::cache::Event;
 use crate::experts::{ExpertId, ResidencyCache};
 
 #[derive(Debug, Clone, Serialize)]
@@ -18,6 +19,12 @@ pub struct PolicyRow {
     pub lfu: f64,
     pub pinned: f64,
     pub predictive: f64,
+    /// LFU whose counts start from the calibration plan's.
+    pub lfu_plan: f64,
+    /// The same, sparing the current layer's experts and the next layer's
+    /// predicted ones from eviction, as the engine does (what it reads
+    /// ahead into the page cache is not counted here).
+    pub lfu_plan_prediction: Option<f64>,
     pub belady: f64,
 }
 
@@ -31,6 +38,33 @@ pub fn replay(policy: ExpertPolicy, slots: usize, trace: &[ExpertId], plan: &[Ex
         c.access(id);
     }
     c.stats().hit_rate()
+}
+
+/// Hit rate of LFU seeded with `prior` counts and, with `predict`, sparing
+/// the current and predicted experts from eviction.
+pub fn replay_events(
+    slots: usize,
+    events: &[Event],
+    prior: &[(ExpertId, u64)],
+    predict: bool,
+) -> f64 {
+    let mut c = ResidencyCache::new(ExpertPolicy::Lfu, slots as u64, 1);
+    c.prior(prior.iter().copied());
+    for ev in events {
+        match ev {
+            Event::Predict { current, next } if predict => {
+                let mut keep = current.clone();
+                keep.extend(next.iter().copied());
+                c.set_protected(keep);
+            }
+            Event::Predict { .. } => {}
+            Event::Access(id) => {
+                c.access(*id);
+            }
+        }
+    }
+    let s = c.stats();
+    s.hits as f64 / (s.hits + s.misses).max(1) as f64
 }
 
 /// Belady's MIN: the best hit rate any policy could reach with `slots`.
@@ -76,6 +110,8 @@ pub fn belady(slots: usize, trace: &[ExpertId]) -> f64 {
 pub fn compare(
     trace: &[ExpertId],
     plan: &[ExpertId],
+    prior: &[(ExpertId, u64)],
+    events: &[Event],
     total: usize,
     fractions: &[f64],
 ) -> Vec<PolicyRow> {
@@ -96,6 +132,11 @@ pub fn compare(
                 lfu: replay(ExpertPolicy::Lfu, slots, trace, plan),
                 pinned: replay(ExpertPolicy::Pinned, slots, trace, plan),
                 predictive: replay(ExpertPolicy::Predictive, slots, trace, plan),
+                lfu_plan: replay_events(slots, events, prior, false),
+                lfu_plan_prediction: events
+                    .iter()
+                    .any(|e| matches!(e, Event::Predict { .. }))
+                    .then(|| replay_events(slots, events, prior, true)),
                 belady: belady(slots, trace),
             }
         })
@@ -104,18 +145,32 @@ pub fn compare(
 
 pub fn table(rows: &[PolicyRow]) -> String {
     let mut s = String::from(
-        "| budget (experts) | LRU | LFU | plan-pinned | predictive | Belady (optimum) |\n|---|---|---|---|---|---|\n",
+        "| budget (experts) | LRU | LFU | plan-pinned | predictive | LFU + plan | LFU + plan + prediction | Belady (optimum, demand) | best online / Belady |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
+        let pred = r.lfu_plan_prediction;
+        let best = [
+            r.lru,
+            r.lfu,
+            r.pinned,
+            r.predictive,
+            r.lfu_plan,
+            pred.unwrap_or(0.0),
+        ]
+        .into_iter()
+        .fold(0.0, f64::max);
         s += &format!(
-            "| {} ({:.0} %) | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % |\n",
+            "| {} ({:.0} %) | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {} | {:.1} % | {:.2} |\n",
             r.slots,
             r.fraction * 100.0,
             r.lru * 100.0,
             r.lfu * 100.0,
             r.pinned * 100.0,
             r.predictive * 100.0,
-            r.belady * 100.0
+            r.lfu_plan * 100.0,
+            pred.map_or("–".into(), |p| format!("{:.1} %", p * 100.0)),
+            r.belady * 100.0,
+            best / r.belady.max(1e-9)
         );
     }
     s
@@ -140,6 +195,27 @@ mod tests {
             assert!(replay(p, 2, &t, &[]) <= belady(2, &t) + 1e-9);
         }
         assert_eq!(belady(0, &t), 0.0);
+        // Events without predictions replay as plain LFU; sparing the
+        // expert predicted next keeps it for its use.
+        let ev: Vec<Event> = t.iter().map(|&id| Event::Access(id)).collect();
+        assert_eq!(
+            replay_events(2, &ev, &[], false),
+            replay(ExpertPolicy::Lfu, 2, &t, &[])
+        );
+        // slots 1 after 1, 2: LFU keeps 1 (count 2) over 2; predicted 2 is spared.
+        let tr: Vec<Event> = [(0, 1), (0, 1), (0, 2)]
+            .iter()
+            .map(|&id| Event::Access(id))
+            .chain([
+                Event::Predict {
+                    current: vec![(0, 3)],
+                    next: vec![(0, 2)],
+                },
+                Event::Access((0, 3)),
+                Event::Access((0, 2)),
+            ])
+            .collect();
+        assert!(replay_events(2, &tr, &[], true) > replay_events(2, &tr, &[], false));
         assert!((belady(4, &t) - 4.0 / 8.0).abs() < 1e-9);
     }
 }

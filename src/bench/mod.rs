@@ -8,6 +8,7 @@ pub mod bandwidth;
 pub mod cache;
 pub mod constrain;
 pub mod engine;
+pub mod fleet;
 pub mod larger;
 pub mod llama;
 pub mod offload;

@@ -131,6 +131,22 @@ pub enum Mode {
     /// OLMoE-1B-7B's geometry (DIR/hf, bf16 shards) and imports it at q4
     /// (DIR/bundle-q4); otherwise decode under a memory cgroup, side by side.
     Larger(Box<LargerArgs>),
+    /// One expert host serving many devices: N device clients decoding
+    /// against one expert server, with and without batching requests that
+    /// arrive together; expert pairs per second per host core, round trips.
+    Fleet {
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+        devices: Vec<usize>,
+        /// The host's compute threads (its cores).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Most requests one pass serves.
+        #[arg(long, default_value_t = 16)]
+        max_batch: usize,
+        /// Seconds per row.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Remote experts: round trip vs raw MQTT of the same size, and decode tokens/s with
     /// part of the experts on the device and the rest on an expert server (with added delay).
     Offload {
@@ -209,6 +225,9 @@ pub struct LargerArgs {
     /// Also measure the time to ready of these bundles (e.g. the scale bundle).
     #[arg(long, value_delimiter = ',')]
     ready: Vec<PathBuf>,
+    /// Leave out the time-to-ready rows.
+    #[arg(long)]
+    no_ready: bool,
     /// Internal: one measured run in this process (the parent starts it).
     #[arg(long, hide = true)]
     child: bool,
@@ -218,6 +237,17 @@ pub struct LargerArgs {
     prefetch: String,
     #[arg(long, hide = true)]
     hash_all: bool,
+    /// A device bundle with part of the experts (`moe-edge plan
+    /// --device-bundle`): rows with the rest on a `moe-edge host` process
+    /// over loopback MQTT.
+    #[arg(long)]
+    device_bundle: Option<PathBuf>,
+    /// Per-reply delays of the host rows, ms.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2])]
+    host_delay_ms: Vec<u64>,
+    /// Internal: the broker of a child's remote experts.
+    #[arg(long, hide = true)]
+    remote: Option<String>,
 }
 
 /// What a benchmark measured: a table for people, JSON for files.
@@ -261,7 +291,19 @@ fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchE
             crate::bundle::files::sha256_file(&bundle.join(&m.manifest.experts.file))
                 .map_err(|e| BenchError::Other(e.to_string()))?;
         }
-        let (engine, load_ms) = rows::load(bundle, &b, clock)?;
+        if a.remote.is_some() {
+            // Every miss goes to the host; a failed call fails the run
+            // rather than substituting silently.
+            b.offload.enabled = true;
+            b.offload.timeout = Duration::from_secs(2);
+            b.offload.on_miss = crate::config::OnMiss::Escalate;
+        }
+        let (mut engine, load_ms) = rows::load(bundle, &b, clock)?;
+        let remote = match &a.remote {
+            Some(url) => Some(rows::connect_remote(&mut engine, url, b.offload.timeout)?),
+            None => None,
+        };
+        let calls = || remote.as_ref().map_or(0, |r| r.0.stats().calls);
         let r = rows::decode(
             &engine,
             load_ms,
@@ -269,7 +311,7 @@ fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchE
             a.prompt_tokens,
             a.warmup_tokens,
             a.decode_tokens,
-            &|| 0,
+            &calls,
         )?;
         return report(format!("{r:?}"), &r);
     }
@@ -286,6 +328,9 @@ fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchE
         llama_bench: a.llama_bench.clone(),
         gguf: a.gguf.clone(),
         ready: a.ready.clone(),
+        no_ready: a.no_ready,
+        device_bundle: a.device_bundle.clone(),
+        host_delays_ms: a.host_delay_ms.clone(),
     };
     let r = larger::run(&o)?;
     report(r.table(), &r)
@@ -348,11 +393,25 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             prompts.truncate(limit);
             let trace_stats = crate::plan::collect(&e, &prompts, 24).map_err(|x| other(&x))?;
             let accesses: Vec<_> = trace_stats.trace.iter().flatten().copied().collect();
+            // The calibration counts, as LFU's starting history.
+            let prior: Vec<_> = (0..arch.num_layers)
+                .flat_map(|l| {
+                    let f = &calib_stats.freq[l];
+                    (0..arch.num_experts).map(move |e| ((l as u16, e as u16), f[e]))
+                })
+                .collect();
             let mut rows = Vec::new();
             for &f in &fractions {
                 let slots = ((f * total as f64).round() as usize).max(1);
                 let plan = crate::plan::select(&calib_stats, slots, arch.top_k).ranked;
-                rows.extend(cache::compare(&accesses, &plan, total, &[f]));
+                rows.extend(cache::compare(
+                    &accesses,
+                    &plan,
+                    &prior,
+                    &trace_stats.events,
+                    total,
+                    &[f],
+                ));
             }
             let text = format!(
                 "routing trace: {} requests, {} tokens, {} expert accesses over {} experts\n{}",
@@ -544,6 +603,21 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
                 m.seconds_import
             );
             report(text, &m)
+        }
+        Mode::Fleet {
+            devices,
+            workers,
+            max_batch,
+            seconds,
+        } => {
+            let r = super::fleet::run(&super::fleet::FleetOptions {
+                bundle: bundle.to_path_buf(),
+                devices,
+                workers,
+                max_batch,
+                seconds,
+            })?;
+            report(r.table(), &r)
         }
         Mode::Offload {
             broker,

@@ -3,6 +3,7 @@
 //! residency cache, missing experts through the remote or by substitution.
 //! Owns the RoPE tables and the causal mask; not tokenisation or sampling.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -29,10 +30,10 @@ pub struct ExpertCounts {
     pub remote: u64,
     /// Replaced by a resident expert because the device lacks it.
     pub substituted: u64,
-    /// Of `resident`: paged in ahead of use on a prediction and ready.
+    /// Of `paged`: read in ahead of use on a prediction, ready when used.
     pub prefetched: u64,
-    /// Of `resident`: predicted and queued, still on its way when used
-    /// (the layer read it in itself).
+    /// Of `paged`: predicted and queued, still on its way when used (the
+    /// layer read the rest itself).
     pub late: u64,
     /// Mixed-precision residency: not in the full-precision set, computed
     /// locally from the low-precision (q8/q4) copy.
@@ -64,6 +65,10 @@ pub trait Observer {
         probs: &[f32],
         routes: &[Vec<(u16, f32)>],
     );
+
+    /// Called before `layer(l, …)` with the experts predicted for layer
+    /// `l + 1` from layer l's residual (bundles with dense weights).
+    fn predicted(&mut self, _layer: usize, _next: &[u16]) {}
 }
 
 /// Timings of the parts of a step, accumulated.
@@ -79,23 +84,32 @@ pub struct StepTimes {
 
 /// The predictor, its I/O threads and how well it guesses.
 struct Ahead {
-    predictor: Predictor,
     prefetch: Prefetcher,
     stats: Mutex<PredictStats>,
+    /// Per layer: reads issued ahead, and those a use found (ready or late).
+    issued: Vec<AtomicU64>,
+    useful: Vec<AtomicU64>,
+    /// Layer steps seen (a layer whose reads were judged useless still
+    /// reads ahead on every `RETRY_EVERY`-th step, to notice a change).
+    steps: AtomicU64,
 }
 
-/// Routed pairs a layer's prediction is judged on before it may be turned off.
-const JUDGE_AFTER: u64 = 64;
-/// A layer whose predictions name fewer of its routed experts than this is
-/// not prefetched: each guess evicts a resident expert, and wrong guesses
-/// would cost more hits than right ones bring.
-const MIN_ACCURACY: f64 = 0.5;
+/// Reads ahead a layer's usefulness is judged on before it may be turned off.
+const JUDGE_AFTER: u64 = 32;
+/// A layer fewer of whose reads ahead than this share are used is not read
+/// ahead: a wrong guess costs a disk read and page cache that the device's
+/// other experts need, and when the disk is the bottleneck it delays the
+/// reads that are needed.
+const MIN_USEFUL: f64 = 0.5;
+const RETRY_EVERY: u64 = 16;
 
 impl Ahead {
     fn worth_it(&self, layer: usize) -> bool {
-        let st = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let (r, p) = (st.routed[layer], st.predicted[layer]);
-        r < JUDGE_AFTER || p as f64 >= MIN_ACCURACY * r as f64
+        let n = self.issued[layer].load(Ordering::Relaxed);
+        let u = self.useful[layer].load(Ordering::Relaxed);
+        n < JUDGE_AFTER
+            || u as f64 >= MIN_USEFUL * n as f64
+            || self.steps.load(Ordering::Relaxed) % RETRY_EVERY == 0
     }
 }
 
@@ -112,6 +126,8 @@ pub struct Model {
     layers: Vec<LayerGraph>,
     head: Box<dyn Graph>,
     store: Arc<ExpertStore>,
+    /// The next layer's router on the residual (bundles with dense weights).
+    predictor: Option<Predictor>,
     /// Pages the next layer's predicted experts in ahead of use.
     ahead: Option<Ahead>,
     /// The low-precision copy of a mixed-precision bundle (always resident:
@@ -180,34 +196,42 @@ impl Model {
             let n: usize = (0..a.num_layers).map(|l| s.present(l).len()).sum();
             (n * s.expert_bytes()) as u64
         });
-        let mut cache = ResidencyCache::new(
-            board.policy,
-            board.memory.experts_bytes.saturating_sub(lowp_bytes),
-            store.expert_bytes() as u64,
-        );
+        let budget = board.memory.experts_bytes.saturating_sub(lowp_bytes);
+        let ebytes = store.expert_bytes() as u64;
+        let carried: usize = (0..a.num_layers).map(|l| store.present(l).len()).sum();
+        let fits = budget / ebytes.max(1) >= carried as u64;
+        let want = m.dense.is_some()
+            && match board.prefetch.mode {
+                Prefetch::Off => false,
+                Prefetch::Router => true,
+                Prefetch::Auto => !fits && board.policy != crate::config::ExpertPolicy::Pinned,
+            };
+        // Guesses read ahead are held until used or given up, beside the
+        // residency budget: at most two layers' worth (2 × top_k experts),
+        // which the board's memory headroom covers. Taking them off the
+        // budget instead would shrink the resident set, and LRU falls off a
+        // cliff when a step's working set just stops fitting.
+        let mut cache = ResidencyCache::new(board.policy, budget, ebytes);
         if let Some(plan) = &board.plan {
             let plan = crate::plan::file::read_plan(&bundle.path(plan))?;
             cache.pin(plan);
         }
-        let carried: usize = (0..a.num_layers).map(|l| store.present(l).len()).sum();
-        let fits = cache.slots() >= carried;
-        let want = match board.prefetch.mode {
-            Prefetch::Off => false,
-            Prefetch::Router => true,
-            Prefetch::Auto => !fits && board.policy != crate::config::ExpertPolicy::Pinned,
-        };
-        let ahead = match (&m.dense, want) {
-            (Some(d), true) => {
+        let predictor = match &m.dense {
+            Some(d) => {
                 let dense =
                     crate::runtime::native::weights::DenseWeights::open(&bundle.path(&d.file))?;
-                let predictor = Predictor::load(a, &dense)?;
+                Some(Predictor::load(a, &dense)?)
+            }
+            None => None,
+        };
+        let ahead = match (&predictor, want) {
+            (Some(_), true) => {
                 let io = board.prefetch.io_threads;
                 log::info!(
                     "experts prefetch=router io_threads={io} slots={} carried={carried}",
                     cache.slots()
                 );
                 Some(Ahead {
-                    predictor,
                     prefetch: Prefetcher::new(
                         store.clone(),
                         a.num_layers,
@@ -216,6 +240,9 @@ impl Model {
                         4 * a.top_k * io,
                     ),
                     stats: Mutex::new(PredictStats::new(a.num_layers)),
+                    issued: (0..a.num_layers).map(|_| AtomicU64::new(0)).collect(),
+                    useful: (0..a.num_layers).map(|_| AtomicU64::new(0)).collect(),
+                    steps: AtomicU64::new(0),
                 })
             }
             (None, true) => {
@@ -232,6 +259,7 @@ impl Model {
             layers,
             head,
             store,
+            predictor,
             ahead,
             lowp,
             cache: Mutex::new(cache),
@@ -432,8 +460,17 @@ impl Model {
                     a.norm_topk_prob,
                 ));
             }
-            if let Some(ahead) = &self.ahead {
-                predicted = self.fetch_ahead(ahead, l, &out, &routes, &predicted);
+            if let Some(pr) = &self.predictor {
+                if self.ahead.is_some() || observer.is_some() {
+                    let next = pr.predict(l, &out);
+                    if let Some(obs) = observer.as_deref_mut() {
+                        obs.predicted(l, &next);
+                    }
+                    if let Some(ahead) = &self.ahead {
+                        self.fetch_ahead(ahead, l, &routes, &predicted, &next);
+                    }
+                    predicted = next;
+                }
             }
             self.moe(l, &moe_in, &probs, &routes, &mut out, counts, times)?;
             times.experts_us += clock.elapsed().as_micros() as u64;
@@ -446,18 +483,27 @@ impl Model {
         Ok(hidden)
     }
 
-    /// Scores the prediction made for layer `l` against its routing, then
-    /// predicts layer `l + 1` from `resid` and queues the page-in of what it
-    /// lacks. Returns the new prediction.
+    /// Scores the prediction made for layer `l` (`before`) against its
+    /// routing, then makes the experts predicted for layer `l + 1` (`next`)
+    /// resident and queues their page-in.
     fn fetch_ahead(
         &self,
         ahead: &Ahead,
         l: usize,
-        resid: &[f32],
         routes: &[Vec<(u16, f32)>],
         before: &[u16],
-    ) -> Vec<u16> {
-        let next = ahead.predictor.predict(l, resid);
+        next: &[u16],
+    ) {
+        // Give up this layer's wrong guesses that did not become resident.
+        {
+            let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            for &e in before {
+                let used = routes.iter().flatten().any(|&(x, _)| x == e);
+                if !used && !c.is_resident((l as u16, e)) && ahead.prefetch.forget(l, e as usize) {
+                    self.store.release(l, e as usize);
+                }
+            }
+        }
         {
             let mut st = ahead.stats.lock().unwrap_or_else(|p| p.into_inner());
             if l > 0 {
@@ -469,8 +515,9 @@ impl Model {
             st.guesses += next.len() as u64;
         }
         let nl = l + 1;
+        ahead.steps.fetch_add(1, Ordering::Relaxed);
         if next.is_empty() || !ahead.worth_it(nl) {
-            return next;
+            return;
         }
         let mut queue = Vec::new();
         {
@@ -483,25 +530,20 @@ impl Model {
                 .collect();
             keep.extend(next.iter().map(|&e| (nl as u16, e)));
             c.set_protected(keep);
-            // Never take more than half the cache for one layer's guesses.
-            let cap = (c.slots() / 2).max(1);
-            for &e in next.iter().take(cap) {
-                if !self.store.has(nl, e as usize) {
-                    continue;
-                }
-                if let Some(evicted) = c.admit((nl as u16, e)) {
-                    for (vl, ve) in evicted {
-                        ahead.prefetch.forget(vl as usize, ve as usize);
-                        self.store.release(vl as usize, ve as usize);
-                    }
+            // Read ahead what is not resident. The residency set itself only
+            // changes on use: a wrong guess costs a read, never a resident
+            // expert.
+            for &e in next {
+                if self.store.has(nl, e as usize) && !c.is_resident((nl as u16, e)) {
                     queue.push(e);
                 }
             }
         }
         for e in queue {
-            ahead.prefetch.request(nl, e as usize);
+            if ahead.prefetch.request(nl, e as usize) {
+                ahead.issued[nl].fetch_add(1, Ordering::Relaxed);
+            }
         }
-        next
     }
 
     /// The routed experts of one layer, accumulated into `out` [T, H].
@@ -678,11 +720,15 @@ impl Model {
                 let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 c.access((l as u16, e as u16))
             };
-            if let (Some(ahead), Access::Hit) = (&self.ahead, &access) {
-                match ahead.prefetch.used(l, e) {
+            if let (Some(ahead), Access::Miss { .. } | Access::Transient) = (&self.ahead, &access) {
+                let found = ahead.prefetch.used(l, e);
+                match found {
                     Found::Ready => counts.prefetched += work.len() as u64,
                     Found::Late => counts.late += work.len() as u64,
                     Found::NotPrefetched => {}
+                }
+                if found != Found::NotPrefetched {
+                    ahead.useful[l].fetch_add(1, Ordering::Relaxed);
                 }
             }
             match &access {

@@ -19,9 +19,6 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Misses served without making the expert resident (pinned policy, or a budget below one expert).
     pub transient: u64,
-    /// Experts made resident ahead of use on a prediction (`admit`); their
-    /// later use counts as a hit.
-    pub prefetched: u64,
 }
 
 impl CacheStats {
@@ -33,6 +30,18 @@ impl CacheStats {
             self.hits as f64 / n as f64
         }
     }
+}
+
+/// One event of a recorded routing trace (cache replays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A layer step is about to use `current`; `next` is what the next
+    /// layer is predicted to use.
+    Predict {
+        current: Vec<ExpertId>,
+        next: Vec<ExpertId>,
+    },
+    Access(ExpertId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,28 +97,16 @@ impl ResidencyCache {
         }
     }
 
+    /// Prior use counts (e.g. a calibration plan's), added to LFU's history.
+    pub fn prior(&mut self, counts: impl IntoIterator<Item = (ExpertId, u64)>) {
+        for (id, n) in counts {
+            *self.freq.entry(id).or_default() += n;
+        }
+    }
+
     /// The experts eviction should spare for now (replaces the previous set).
     pub fn set_protected(&mut self, ids: Vec<ExpertId>) {
         self.protected = ids;
-    }
-
-    /// Make `id` resident ahead of use (a prediction). `None` when it already
-    /// is or cannot be (pinned policy, no room at all); else the evicted.
-    pub fn admit(&mut self, id: ExpertId) -> Option<Vec<ExpertId>> {
-        if self.resident.contains_key(&id) || self.policy == ExpertPolicy::Pinned || self.slots == 0
-        {
-            return None;
-        }
-        self.stats.prefetched += 1;
-        self.stats.bytes_in += self.expert_bytes;
-        let evicted = self.make_room();
-        self.resident.insert(
-            id,
-            Entry {
-                last_use: self.clock,
-            },
-        );
-        Some(evicted)
     }
 
     fn make_room(&mut self) -> Vec<ExpertId> {
@@ -209,7 +206,6 @@ impl ResidencyCache {
 
     fn victim(&self) -> ExpertId {
         let spare = !self.protected.is_empty()
-            && self.resident.len() > self.protected.len()
             && self.resident.keys().any(|id| !self.protected.contains(id));
         let candidates = self
             .resident
@@ -291,24 +287,28 @@ mod tests {
     }
 
     #[test]
-    fn admitted_experts_are_hits_and_protected_ones_stay() {
+    fn protected_experts_stay_while_others_can_go() {
         let mut c = ResidencyCache::new(ExpertPolicy::Lru, 300, 100);
         c.access((0, 1));
         c.access((0, 2));
         c.access((0, 3));
         // (0,1) is the LRU victim, unless protected.
         c.set_protected(vec![(0, 1), (1, 5)]);
-        assert_eq!(c.admit((1, 5)), Some(vec![(0, 2)]));
-        assert_eq!(c.admit((1, 5)), None, "already resident");
-        assert_eq!(c.access((1, 5)), Access::Hit);
-        let s = c.stats();
-        assert_eq!((s.hits, s.misses, s.prefetched), (1, 3, 1));
+        assert_eq!(
+            c.access((1, 5)),
+            Access::Miss {
+                evicted: vec![(0, 2)]
+            }
+        );
         // With everything protected the policy's victim goes.
         c.set_protected(c.residents());
-        assert_eq!(c.admit((2, 0)), Some(vec![(0, 1)]));
+        assert_eq!(
+            c.access((2, 0)),
+            Access::Miss {
+                evicted: vec![(0, 1)]
+            }
+        );
         assert!(c.resident_bytes() <= c.budget_bytes());
-        let mut p = ResidencyCache::new(ExpertPolicy::Pinned, 300, 100);
-        assert_eq!(p.admit((0, 0)), None);
     }
 
     #[test]

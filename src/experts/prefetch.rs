@@ -1,9 +1,10 @@
-//! Experts paged in ahead of use on I/O threads. The model names the experts
+//! Experts read in ahead of use on I/O threads. The model names the experts
 //! it expects the next layer to need; each is queued (bounded: a full queue
 //! drops the request and counts it), and an I/O thread checks it against
-//! its manifest hash on first use or else asks the kernel to read it in and
-//! map it (`MADV_POPULATE_READ`), so the compute threads find its pages
-//! present. The per-expert state says whether a later use found it ready,
+//! its manifest hash on first use or else has the kernel read and map it
+//! (`MADV_POPULATE_READ`). A guess that is not used is given up (`forget`)
+//! and its mapping dropped by the model, so at most the guesses of the
+//! layers in flight are held beyond the residency budget. The per-expert state says whether a later use found it ready,
 //! still on its way (late) or not asked for. Knows nothing of routing or
 //! budgets; the residency cache decides what may stay.
 
@@ -17,6 +18,8 @@ use super::store::ExpertStore;
 const IDLE: u8 = 0;
 const QUEUED: u8 = 1;
 const READY: u8 = 2;
+/// Given up while queued: the I/O thread drops what it read.
+const DROPPED: u8 = 3;
 
 /// What a use of an expert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +113,11 @@ impl Prefetcher {
     /// Queue a page-in; false when it was already queued or the queue is full.
     pub fn request(&self, l: usize, e: usize) -> bool {
         let s = self.slot(l, e);
-        if s.compare_exchange(IDLE, QUEUED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+        // Queued, or read in and held until used or given up: nothing to do.
+        let prev = s.load(Ordering::Acquire);
+        if matches!(prev, QUEUED | READY)
+            || s.compare_exchange(prev, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
         {
             return false;
         }
@@ -144,9 +150,26 @@ impl Prefetcher {
         }
     }
 
-    /// The expert was evicted: a pending page-in of it is moot.
-    pub fn forget(&self, l: usize, e: usize) {
-        self.slot(l, e).store(IDLE, Ordering::Release);
+    /// Whether a read of the expert is queued or held (tests).
+    pub fn pending(&self, l: usize, e: usize) -> bool {
+        matches!(self.slot(l, e).load(Ordering::Acquire), QUEUED | READY)
+    }
+
+    /// A guess that was not used: true when it had been read in (the
+    /// caller drops the mapping); a read still on its way is dropped by the
+    /// I/O thread when it finishes.
+    pub fn forget(&self, l: usize, e: usize) -> bool {
+        let s = self.slot(l, e);
+        match s.load(Ordering::Acquire) {
+            READY => s
+                .compare_exchange(READY, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+            QUEUED => {
+                let _ = s.compare_exchange(QUEUED, DROPPED, Ordering::AcqRel, Ordering::Acquire);
+                false
+            }
+            _ => false,
+        }
     }
 
     pub fn stats(&self) -> PrefetchStats {
@@ -176,10 +199,14 @@ fn worker(
         let (l, e) = (l as usize, e as usize);
         let slot = &state[l * experts + e];
         if slot.load(Ordering::Acquire) != QUEUED {
-            continue; // used or evicted meanwhile
+            // Used or given up meanwhile.
+            let _ = slot.compare_exchange(DROPPED, IDLE, Ordering::AcqRel, Ordering::Acquire);
+            continue;
         }
-        // The first use hashes every byte (which pages it in); later ones
-        // only populate. A corrupted expert is left for the use to report.
+        // The first use hashes every byte (which reads it in and maps it);
+        // later ones only read and map it. A corrupted expert is left for
+        // the use to report. The mapping stays (active pages the kernel will
+        // not reclaim first) until the expert is used or given up.
         if store.is_checked(l, e) {
             store.populate(l, e);
         } else if store.checked(l, e).is_err() {
@@ -190,7 +217,15 @@ fn worker(
         counters
             .bytes
             .fetch_add(store.expert_bytes() as u64, Ordering::Relaxed);
-        let _ = slot.compare_exchange(QUEUED, READY, Ordering::AcqRel, Ordering::Acquire);
+        if slot
+            .compare_exchange(QUEUED, READY, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+            && slot
+                .compare_exchange(DROPPED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            store.release(l, e);
+        }
     }
 }
 

@@ -66,6 +66,9 @@ pub struct ExpertServerConfig {
     pub max_tokens: u16,
     /// Added before every reply (simulated network delay; 0 in production).
     pub delay: Duration,
+    /// Most requests one worker takes from the queue for one pass (requests
+    /// of the same layer share it); 1 turns batching off.
+    pub max_batch: usize,
 }
 
 impl ExpertServerConfig {
@@ -79,6 +82,7 @@ impl ExpertServerConfig {
             queue: 32,
             max_tokens: 2048,
             delay: Duration::ZERO,
+            max_batch: 16,
         }
     }
 }
@@ -91,6 +95,11 @@ pub struct ServerStats {
     pub rejected: AtomicU64,
     pub busy: AtomicU64,
     pub tokens: AtomicU64,
+    /// (token, expert) pairs computed.
+    pub pairs: AtomicU64,
+    /// Passes that served several requests at once, and those requests.
+    pub batches: AtomicU64,
+    pub batched: AtomicU64,
     pub compute_us: AtomicU64,
 }
 
@@ -102,6 +111,9 @@ pub struct ServerStatsSnapshot {
     pub rejected: u64,
     pub busy: u64,
     pub tokens: u64,
+    pub pairs: u64,
+    pub batches: u64,
+    pub batched: u64,
     pub compute_us: u64,
 }
 
@@ -114,6 +126,9 @@ impl ServerStats {
             rejected: l(&self.rejected),
             busy: l(&self.busy),
             tokens: l(&self.tokens),
+            pairs: l(&self.pairs),
+            batches: l(&self.batches),
+            batched: l(&self.batched),
             compute_us: l(&self.compute_us),
         }
     }
@@ -148,29 +163,42 @@ impl Model {
         Ok(())
     }
 
-    /// The weighted sum of each token's experts, [tokens, hidden].
-    fn compute(&self, req: &RequestView<'_>, scratch: &mut Scratch) -> Vec<f32> {
-        let (t, h) = (req.tokens(), self.hidden);
-        let l = req.layer() as usize;
-        let states = req.states();
-        let x: &[f32] = match states.as_f32() {
-            Some(s) => s,
-            None => {
-                scratch.states.resize(t * h, 0.0);
-                states.copy_to_f32(&mut scratch.states);
-                &scratch.states
+    /// The weighted sum of each token's experts, [tokens, hidden], for
+    /// several requests of one layer at once: each expert's weights are read
+    /// once for every token of every request that routes to it (requests
+    /// from many devices arriving together share the pass).
+    fn compute_many(&self, reqs: &[RequestView<'_>], scratch: &mut Scratch) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let l = reqs.first().map_or(0, |r| r.layer() as usize);
+        debug_assert!(reqs.iter().all(|r| r.layer() as usize == l));
+        let total: usize = reqs.iter().map(|r| r.tokens()).sum();
+        scratch.states.clear();
+        scratch.states.resize(total * h, 0.0);
+        let mut at = 0;
+        for r in reqs {
+            let t = r.tokens();
+            let dst = &mut scratch.states[at * h..(at + t) * h];
+            match r.states().as_f32() {
+                Some(s) => dst.copy_from_slice(s),
+                None => r.states().copy_to_f32(dst),
             }
-        };
-        let mut out = vec![0f32; t * h];
+            at += t;
+        }
+        let mut out = vec![0f32; total * h];
         for w in scratch.work.iter_mut() {
             w.clear();
         }
         scratch.work.resize(self.experts, Vec::new());
-        for ti in 0..t {
-            for p in req.pairs(ti) {
-                scratch.work[p.expert as usize].push((ti, p.weight));
+        let mut base = 0;
+        for r in reqs {
+            for ti in 0..r.tokens() {
+                for p in r.pairs(ti) {
+                    scratch.work[p.expert as usize].push((base + ti, p.weight));
+                }
             }
+            base += r.tokens();
         }
+        let x = &scratch.states;
         for (e, work) in scratch.work.iter_mut().enumerate() {
             if work.is_empty() {
                 continue;
@@ -189,7 +217,14 @@ impl Model {
                 expert_ffn_tokens(wts, h, x, batch, &mut scratch.act, &mut out);
             }
         }
-        out
+        let mut parts = Vec::with_capacity(reqs.len());
+        let mut at = 0;
+        for r in reqs {
+            let t = r.tokens();
+            parts.push(out[at * h..(at + t) * h].to_vec());
+            at += t;
+        }
+        parts
     }
 }
 
@@ -356,10 +391,11 @@ impl ExpertServer {
                 rt.clone(),
             );
             let delay = self.config.delay;
+            let max_batch = self.config.max_batch.max(1);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("experts-{i}"))
-                    .spawn(move || worker(rx, model, stats, handle, rt, delay))
+                    .spawn(move || worker(rx, model, stats, handle, rt, delay, max_batch))
                     .map_err(|e| ExpertServerError::Invalid(format!("spawn worker: {e}")))?,
             );
         }
@@ -491,51 +527,98 @@ fn worker(
     handle: MqttHandle,
     rt: tokio::runtime::Handle,
     delay: Duration,
+    max_batch: usize,
 ) {
     let mut scratch = Scratch::default();
     let host = handle.client_id().to_string();
     loop {
-        let msg = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-            Ok(m) => m,
-            Err(_) => return,
-        };
+        // One request, plus whatever else is already waiting (up to max_batch).
+        let mut msgs = Vec::new();
+        {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            match rx.recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => return,
+            }
+            while msgs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+        }
         let clock = Instant::now();
-        let (reply, ok) = match frame::decode_request(&msg.payload, &model.limits) {
-            Ok(req) => {
-                let sum = model.compute(&req, &mut scratch);
+        let mut replies: Vec<(usize, Vec<u8>, bool)> = Vec::with_capacity(msgs.len());
+        let mut good: Vec<(usize, RequestView<'_>)> = Vec::new();
+        for (i, msg) in msgs.iter().enumerate() {
+            match frame::decode_request(&msg.payload, &model.limits) {
+                Ok(req) => good.push((i, req)),
+                // Validated at intake: cannot happen, but never panic on it.
+                Err(e) => replies.push((i, error_bytes(&raw_header(&msg.payload), &e), false)),
+            }
+        }
+        // Requests of one layer share one pass over its experts.
+        good.sort_by_key(|(_, r)| r.layer());
+        for group in good.chunk_by(|a, b| a.1.layer() == b.1.layer()) {
+            let reqs: Vec<RequestView<'_>> = group.iter().map(|(_, r)| *r).collect();
+            let sums = model.compute_many(&reqs, &mut scratch);
+            if group.len() > 1 {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .batched
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+            }
+            for ((i, req), sum) in group.iter().zip(sums) {
                 let mut out = Vec::new();
-                let mut header = reply_header(&req);
+                let mut header = reply_header(req);
                 header.dtype = req.header().dtype;
                 match frame::encode_reply(&mut out, &header, frame_values(&sum)) {
                     Ok(()) => {
                         stats
                             .tokens
                             .fetch_add(req.tokens() as u64, Ordering::Relaxed);
-                        (out, true)
+                        stats.pairs.fetch_add(
+                            (0..req.tokens())
+                                .map(|t| req.pairs(t).count())
+                                .sum::<usize>() as u64,
+                            Ordering::Relaxed,
+                        );
+                        replies.push((*i, out, true));
                     }
-                    Err(e) => (error_bytes(&header, &e), false),
+                    Err(e) => replies.push((*i, error_bytes(&header, &e), false)),
                 }
             }
-            // Validated at intake: cannot happen, but never panic on it.
-            Err(e) => (error_bytes(&raw_header(&msg.payload), &e), false),
-        };
+        }
         stats
             .compute_us
             .fetch_add(clock.elapsed().as_micros() as u64, Ordering::Relaxed);
-        if ok {
-            stats.served.fetch_add(1, Ordering::Relaxed);
-        } else {
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
-        }
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        let mut opts = reply_options();
-        opts.user_properties
-            .push((HOST_PROPERTY.to_string(), host.clone()));
-        let sent = rt.block_on(transport::respond(&handle, &msg, Bytes::from(reply), opts));
-        if let Err(e) = sent {
-            log::warn!("expert reply failed err={e}");
+        drop(good);
+        for (i, reply, ok) in replies {
+            if ok {
+                stats.served.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            let msg = msgs[i].clone();
+            let mut opts = reply_options();
+            opts.user_properties
+                .push((HOST_PROPERTY.to_string(), host.clone()));
+            let handle = handle.clone();
+            let send = async move {
+                // The delay stands in for the network: it holds the reply,
+                // not the worker.
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if let Err(e) = transport::respond(&handle, &msg, Bytes::from(reply), opts).await {
+                    log::warn!("expert reply failed err={e}");
+                }
+            };
+            if delay.is_zero() {
+                rt.block_on(send);
+            } else {
+                rt.spawn(send);
+            }
         }
     }
 }
@@ -548,4 +631,84 @@ fn error_bytes(header: &ReplyHeader, e: &FrameError) -> Vec<u8> {
     let mut out = Vec::new();
     frame::encode_error(&mut out, header, e.code(), &e.to_string());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::{Pair, RequestHeader};
+
+    fn model() -> Model {
+        let b = Bundle::open(
+            std::path::Path::new(crate::bundle::DEFAULT_BUNDLE),
+            Verify::Sizes,
+        )
+        .unwrap();
+        let a = b.manifest.architecture.clone();
+        Model {
+            store: ExpertStore::of_bundle(&b).unwrap(),
+            limits: Limits {
+                max_tokens: 64,
+                max_hidden: a.hidden_size as u32,
+                max_experts: a.num_experts as u16,
+                max_layers: a.num_layers as u16,
+            },
+            hidden: a.hidden_size,
+            experts: a.num_experts,
+        }
+    }
+
+    fn frame(m: &Model, layer: u16, tokens: usize, seed: usize) -> Vec<u8> {
+        let h = m.hidden;
+        let states: Vec<f32> = (0..tokens * h)
+            .map(|i| ((i * 31 + seed * 7) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        // Two experts per token; neighbouring requests share some.
+        let pairs: Vec<Pair> = (0..tokens)
+            .flat_map(|t| {
+                let e = ((seed + t) % m.experts) as u16;
+                [
+                    Pair {
+                        expert: e,
+                        weight: 0.6,
+                    },
+                    Pair {
+                        expert: (e + 3) % m.experts as u16,
+                        weight: 0.4,
+                    },
+                ]
+            })
+            .collect();
+        let header = RequestHeader {
+            dtype: Dtype::F32,
+            flags: 0,
+            layer,
+            tokens: tokens as u16,
+            hidden: h as u32,
+            pairs_per_token: 2,
+            seq: seed as u32,
+        };
+        let mut out = Vec::new();
+        frame::encode_request(&mut out, &header, &pairs, frame::Values::F32(&states)).unwrap();
+        out
+    }
+
+    #[test]
+    fn requests_served_in_one_pass_get_their_own_answers_exactly() {
+        let m = model();
+        let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(&m, 1, 1 + i % 3, i)).collect();
+        let reqs: Vec<RequestView<'_>> = frames
+            .iter()
+            .map(|f| frame::decode_request(f, &m.limits).unwrap())
+            .collect();
+        let mut scratch = Scratch::default();
+        let together = m.compute_many(&reqs, &mut scratch);
+        assert_eq!(together.len(), reqs.len());
+        for (r, t) in reqs.iter().zip(&together) {
+            let alone = m.compute_many(std::slice::from_ref(r), &mut scratch);
+            assert_eq!(&alone[0], t, "request {} differs when batched", r.seq());
+            assert_eq!(t.len(), r.tokens() * m.hidden);
+            assert!(t.iter().any(|&v| v != 0.0));
+        }
+    }
 }

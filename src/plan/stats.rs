@@ -23,6 +23,10 @@ pub struct RoutingStats {
     /// Routing trace in engine order, for cache replays: per step, the (layer, expert) accessed.
     #[serde(skip)]
     pub trace: Vec<Vec<(u16, u16)>>,
+    /// The same trace with the predictions in it, for replays of policies
+    /// that prefetch (empty for bundles without dense weights).
+    #[serde(skip)]
+    pub events: Vec<crate::experts::cache::Event>,
 }
 
 impl RoutingStats {
@@ -35,6 +39,7 @@ impl RoutingStats {
             weight: vec![vec![0.0; num_experts]; num_layers],
             saliency: vec![vec![0.0; num_experts]; num_layers],
             trace: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -73,11 +78,17 @@ struct Collector<'a> {
     engine: &'a Engine,
     stats: &'a mut RoutingStats,
     step: Vec<(u16, u16)>,
+    /// The prediction for the next layer, made before this layer's experts ran.
+    next: Option<Vec<(u16, u16)>>,
     act: Vec<f32>,
     out: Vec<f32>,
 }
 
 impl Observer for Collector<'_> {
+    fn predicted(&mut self, layer: usize, next: &[u16]) {
+        self.next = Some(next.iter().map(|&e| (layer as u16 + 1, e)).collect());
+    }
+
     fn layer(
         &mut self,
         layer: usize,
@@ -119,8 +130,18 @@ impl Observer for Collector<'_> {
         }
         used.sort_unstable();
         used.dedup();
-        self.step
-            .extend(used.into_iter().map(|e| (layer as u16, e)));
+        let current: Vec<(u16, u16)> = used.into_iter().map(|e| (layer as u16, e)).collect();
+        use crate::experts::cache::Event;
+        if let Some(next) = self.next.take() {
+            self.stats.events.push(Event::Predict {
+                current: current.clone(),
+                next,
+            });
+        }
+        self.stats
+            .events
+            .extend(current.iter().map(|&id| Event::Access(id)));
+        self.step.extend(current);
     }
 }
 
@@ -146,6 +167,7 @@ pub fn collect(
                 engine,
                 stats: &mut stats,
                 step: Vec::new(),
+                next: None,
                 act: Vec::new(),
                 out: Vec::new(),
             };

@@ -546,3 +546,110 @@ fn mixed_precision_asks_the_host_when_the_weight_is_high() {
         "{c:?}"
     );
 }
+
+/// One host serving eight devices at once (an expert server with one
+/// compute thread, each device its own MQTT client on its own thread):
+/// requests that arrive together are served in shared passes over the
+/// experts (the host's counter says so), and every device gets the answer
+/// to its own request (the weighted sum computed here from the same bundle).
+#[test]
+fn one_host_batches_requests_from_many_devices() {
+    use moe_edge::experts::dispatch::RemoteExperts;
+    use moe_edge::experts::kernels::expert_ffn;
+    use moe_edge::host::experts::{ExpertServer, ExpertServerConfig};
+    let b = broker();
+    let url = b.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cfg = ExpertServerConfig::new(
+        full_bundle(),
+        MqttConfig::from_url(&url, "fleet-host").unwrap(),
+    );
+    cfg.workers = 1;
+    cfg.max_batch = 16;
+    cfg.verify = Verify::Sizes;
+    let server = ExpertServer::open(cfg).unwrap();
+    let stats = server.stats();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    rt.spawn(async move {
+        let _ = server
+            .run(
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |_| {
+                    let _ = ready_tx.send(());
+                },
+            )
+            .await;
+    });
+    ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let full = full_engine();
+    let a = full.model.manifest.architecture.clone();
+    let h = a.hidden_size;
+    let devices: Vec<MqttRemote> = (0..8)
+        .map(|d| {
+            let name = format!("fleet-dev-{d}");
+            let cfg = RemoteConfig::new(
+                &full.model.manifest,
+                DeviceId::new(&name).unwrap(),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            let r = rt
+                .block_on(MqttRemote::connect(
+                    MqttConfig::from_url(&url, &name).unwrap(),
+                    cfg,
+                    std::future::pending(),
+                ))
+                .unwrap();
+            r.probe(Duration::from_secs(30)).unwrap();
+            r
+        })
+        .collect();
+    let full = Arc::new(full);
+    let threads: Vec<_> = devices
+        .iter()
+        .enumerate()
+        .map(|(d, r)| {
+            let (r, full) = (r.clone(), full.clone());
+            std::thread::spawn(move || {
+                let store = full.model.store();
+                let mut act = vec![0f32; a.expert_intermediate_size];
+                for i in 0..40usize {
+                    let l = i % a.num_layers;
+                    let states: Vec<f32> = (0..h)
+                        .map(|j| (((j + 13 * d + 7 * i) % 61) as f32 / 61.0) - 0.5)
+                        .collect();
+                    let e1 = ((d + i) % a.num_experts) as u16;
+                    let e2 = ((d + i + 5) % a.num_experts) as u16;
+                    let pairs = vec![vec![(e1, 0.7f32), (e2, 0.3f32)]];
+                    let got = r.submit(l, &pairs, &states, h).unwrap()().unwrap();
+                    let mut want = vec![0f32; h];
+                    for &(e, w) in &pairs[0] {
+                        let wts = store.get(l, e as usize).unwrap();
+                        expert_ffn(wts, h, &states, w, &mut act, &mut want);
+                    }
+                    let diff = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff <= 1e-5, "device {d} call {i}: max |Δ| {diff}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a device got a wrong answer");
+    }
+    let s = stats.snapshot();
+    eprintln!("fleet host: {s:?}");
+    assert!(s.served >= 8 * 40, "{s:?}");
+    assert!(s.batches > 0 && s.batched >= 2 * s.batches, "{s:?}");
+    let _ = stop_tx.send(());
+}

@@ -114,6 +114,10 @@ pub struct LargerOptions {
     pub gguf: Option<PathBuf>,
     /// Bundles whose time to ready is measured as well (cold and warm).
     pub ready: Vec<PathBuf>,
+    pub no_ready: bool,
+    /// A device bundle with part of the experts: rows with the rest on a host.
+    pub device_bundle: Option<PathBuf>,
+    pub host_delays_ms: Vec<u64>,
 }
 
 /// One configuration's line of the report.
@@ -128,8 +132,11 @@ pub struct Row {
     /// Times the cgroup hit its limit, and OOM kills.
     pub limit_hits: Option<u64>,
     pub oom_kills: Option<u64>,
-    /// Every decode step's argmax equals the ceiling's.
-    pub exact: Option<bool>,
+    /// Decode steps whose argmax equals the ceiling's, of all steps.
+    pub exact: Option<(usize, usize)>,
+    /// The largest top-2 margin (in the ceiling's logits) among the steps
+    /// whose argmax differs: how close to a tie those steps were.
+    pub differing_margin: Option<f32>,
     pub run: Option<rows::DecodeRun>,
 }
 
@@ -274,7 +281,7 @@ pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
     log::info!("bench larger row=ceiling");
     let ceiling = run_child(cmd, &json)?;
     let top = ceiling.decode_tok_s;
-    let same = |r: &rows::DecodeRun| r.argmax == ceiling.argmax;
+    let same = |r: &rows::DecodeRun| agreement(r, &ceiling);
     rows.push(Row {
         what: "moe-edge, all experts resident, no limit (ceiling)".into(),
         limit_mb: None,
@@ -283,28 +290,74 @@ pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
         cgroup_peak_mb: None,
         limit_hits: None,
         oom_kills: None,
-        exact: Some(true),
+        exact: Some((ceiling.argmax.len(), ceiling.argmax.len())),
+        differing_margin: None,
         run: Some(ceiling.clone()),
     });
     if let (Some(lb), Some(gguf)) = (&o.llama_bench, &o.gguf) {
-        log::info!("bench larger row=llama.cpp");
-        cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
-        g.reset_peak();
-        let before = g.pressure();
+        log::info!("bench larger row=llama.cpp unlimited");
         let args = super::llama::args(gguf, 0, o.decode_tokens, o.threads, 1);
-        let r = super::llama::run_command(g.command(lb, &args), lb, o.threads)?;
-        let after = g.pressure();
+        let mut cmd = std::process::Command::new(lb);
+        cmd.args(&args);
+        let r = super::llama::run_command(cmd, lb, o.threads)?;
         rows.push(Row {
-            what: "llama.cpp llama-bench (mmap), same limit".into(),
-            limit_mb: Some(limit_mb),
+            what: "llama.cpp llama-bench, defaults, no limit".into(),
+            limit_mb: None,
             decode_tok_s: r.decode_tok_s,
             of_ceiling: r.decode_tok_s / top,
-            cgroup_peak_mb: g.peak_bytes().map(|b| b as f64 / 1e6),
-            limit_hits: Some(after.0 - before.0),
-            oom_kills: Some(after.1 - before.1),
+            cgroup_peak_mb: None,
+            limit_hits: None,
+            oom_kills: None,
             exact: None,
+            differing_margin: None,
             run: None,
         });
+        // llama.cpp's defaults repack Q4_0 weights into anonymous memory (a
+        // copy of the model); with `--repack 0` it runs from the mmap.
+        for (extra, what) in [
+            (
+                &[][..],
+                "llama.cpp llama-bench, defaults (mmap, weights repacked)",
+            ),
+            (
+                &["--repack", "0", "-lm", "mmap"][..],
+                "llama.cpp llama-bench, mmap, --repack 0",
+            ),
+        ] {
+            log::info!("bench larger row=llama.cpp extra={extra:?}");
+            cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+            g.reset_peak();
+            let before = g.pressure();
+            let mut args = super::llama::args(gguf, 0, o.decode_tokens, o.threads, 1);
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let r = super::llama::run_command(g.command(lb, &args), lb, o.threads);
+            let after = g.pressure();
+            let ooms = after.1 - before.1;
+            let tok_s = match r {
+                Ok(r) => r.decode_tok_s,
+                Err(e) if ooms > 0 => {
+                    log::info!("llama-bench killed in the limit ooms={ooms} err={e}");
+                    0.0
+                }
+                Err(e) => return Err(e),
+            };
+            rows.push(Row {
+                what: if ooms > 0 && tok_s == 0.0 {
+                    format!("{what}: killed by the OOM killer")
+                } else {
+                    what.into()
+                },
+                limit_mb: Some(limit_mb),
+                decode_tok_s: tok_s,
+                of_ceiling: tok_s / top,
+                cgroup_peak_mb: g.peak_bytes().map(|b| b as f64 / 1e6),
+                limit_hits: Some(after.0 - before.0),
+                oom_kills: Some(ooms),
+                exact: None,
+                differing_margin: None,
+                run: None,
+            });
+        }
     }
     for (pf, what) in [
         ("off", "moe-edge paging from the bundle, no prediction"),
@@ -337,13 +390,23 @@ pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
             cgroup_peak_mb: Some(peak),
             limit_hits: Some(hits),
             oom_kills: Some(ooms),
-            exact: Some(same(&r)),
+            exact: Some(same(&r).0),
+            differing_margin: same(&r).1,
             run: Some(r),
         });
     }
+    if let Some(dev) = &o.device_bundle {
+        rows.extend(host_rows(
+            o, dev, &exe, &g, dir, limit_mb, &xmb, top, &ceiling,
+        )?);
+    }
     let mut ready = Vec::new();
-    let mut bundles = vec![o.bundle.clone()];
-    bundles.extend(o.ready.iter().cloned());
+    let mut bundles = if o.no_ready {
+        Vec::new()
+    } else {
+        vec![o.bundle.clone()]
+    };
+    bundles.extend(o.ready.iter().cloned().filter(|_| !o.no_ready));
     for b in &bundles {
         let (bytes, ..) = bundle_bytes(b)?;
         for (check, flag) in [
@@ -392,6 +455,127 @@ pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
     })
 }
 
+/// Steps whose argmax equals the ceiling's (of all), and the largest
+/// ceiling top-2 margin among the others.
+fn agreement(r: &rows::DecodeRun, ceiling: &rows::DecodeRun) -> ((usize, usize), Option<f32>) {
+    let mut same = 0;
+    let mut worst: Option<f32> = None;
+    for (i, (a, b)) in r.argmax.iter().zip(&ceiling.argmax).enumerate() {
+        if a == b {
+            same += 1;
+        } else {
+            let m = ceiling.margin.get(i).copied().unwrap_or(f32::NAN);
+            worst = Some(worst.map_or(m, |w| w.max(m)));
+        }
+    }
+    ((same, ceiling.argmax.len()), worst)
+}
+
+/// The device bundle in the cgroup, its misses on a `moe-edge host`
+/// process (the full bundle) over the embedded broker on loopback, for each
+/// added delay, without and with prediction.
+#[allow(clippy::too_many_arguments)]
+fn host_rows(
+    o: &LargerOptions,
+    dev: &Path,
+    exe: &Path,
+    g: &cgroup::MemoryCgroup,
+    dir: &Path,
+    limit_mb: u64,
+    xmb: &str,
+    top: f64,
+    ceiling: &rows::DecodeRun,
+) -> Result<Vec<Row>, BenchError> {
+    let rt = crate::process::runtime(1).map_err(|e| err(e.to_string()))?;
+    let broker = {
+        let _g = rt.enter();
+        crate::transport::Broker::start(crate::transport::BrokerConfig::new(
+            "127.0.0.1:0".parse().expect("address"),
+        ))
+        .map_err(|e| err(e.to_string()))?
+    };
+    let url = broker.url();
+    let carried = {
+        let b = crate::bundle::Bundle::open(dev, crate::bundle::Verify::Sizes)
+            .map_err(|e| err(e.to_string()))?;
+        let a = &b.manifest.architecture;
+        let n: usize = (0..a.num_layers)
+            .map(|l| b.manifest.experts.carried(l, a.num_experts).len())
+            .sum();
+        n as f64 / (a.num_layers * a.num_experts) as f64
+    };
+    let (d, p, w) = (
+        o.decode_tokens.to_string(),
+        o.prompt_tokens.to_string(),
+        o.warmup_tokens.to_string(),
+    );
+    let mut rows = Vec::new();
+    for &delay in &o.host_delays_ms {
+        let mut host = std::process::Command::new(exe)
+            .args(["host", "--broker", &url, "--bundle"])
+            .arg(&o.bundle)
+            .args(["--delay-ms", &delay.to_string(), "--host-id"])
+            .arg(format!("bench-larger-host-{delay}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| err(format!("starting moe-edge host: {e}")))?;
+        let result = (|| -> Result<(), BenchError> {
+            for pf in ["off", "router"] {
+                log::info!("bench larger row=host delay_ms={delay} prefetch={pf}");
+                let json = dir.join(format!("host-{delay}-{pf}.json"));
+                cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+                g.reset_peak();
+                let before = g.pressure();
+                let args = child_args(
+                    o,
+                    dev,
+                    &[
+                        "--remote",
+                        &url,
+                        "--experts-mb",
+                        xmb,
+                        "--prefetch",
+                        pf,
+                        "--prompt-tokens",
+                        &p,
+                        "--warmup-tokens",
+                        &w,
+                        "--decode-tokens",
+                        &d,
+                    ],
+                    &json,
+                );
+                let r = run_child(g.command(exe, &args), &json)?;
+                let after = g.pressure();
+                rows.push(Row {
+                    what: format!(
+                        "moe-edge, {:.0} % of experts on the device, rest on a host +{delay} ms{}",
+                        carried * 100.0,
+                        if pf == "off" { "" } else { ", prediction" }
+                    ),
+                    limit_mb: Some(limit_mb),
+                    decode_tok_s: r.decode_tok_s,
+                    of_ceiling: r.decode_tok_s / top,
+                    cgroup_peak_mb: g.peak_bytes().map(|b| b as f64 / 1e6),
+                    limit_hits: Some(after.0 - before.0),
+                    oom_kills: Some(after.1 - before.1),
+                    exact: Some(agreement(&r, ceiling).0),
+                    differing_margin: agreement(&r, ceiling).1,
+                    run: Some(r),
+                });
+            }
+            Ok(())
+        })();
+        let _ = host.kill();
+        let _ = host.wait();
+        result?;
+    }
+    drop(broker);
+    Ok(rows)
+}
+
 impl LargerReport {
     pub fn table(&self) -> String {
         let mut s = format!(
@@ -405,9 +589,16 @@ impl LargerReport {
             self.experts_mb,
             self.threads
         );
-        s += "| configuration | limit MB | decode tok/s | of ceiling | cgroup peak MB | limit hits | exact | hit rate | prefetched / late | prediction accuracy |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        s += "| configuration | limit MB | decode tok/s | of ceiling | cgroup peak MB | limit hits | exact | hit rate | prefetched / late | prediction accuracy | remote calls / token | remote wait ms / token |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         for r in &self.rows {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+            let (calls, wait) = match &r.run {
+                Some(x) if x.remote_calls_per_token > 0.0 => (
+                    format!("{:.2}", x.remote_calls_per_token),
+                    format!("{:.1}", x.remote_wait_ms_per_token),
+                ),
+                _ => ("–".into(), "–".into()),
+            };
             let (hit, pf, acc) = match &r.run {
                 Some(x) => (
                     format!("{:.1} %", x.hit_rate * 100.0),
@@ -421,14 +612,17 @@ impl LargerReport {
                 None => ("–".into(), "–".into(), "–".into()),
             };
             s += &format!(
-                "| {} | {} | {:.2} | {:.2}× | {} | {} | {} | {hit} | {pf} | {acc} |\n",
+                "| {} | {} | {:.2} | {:.2}× | {} | {} | {} | {hit} | {pf} | {acc} | {calls} | {wait} |\n",
                 r.what,
                 opt(r.limit_mb.map(|v| v.to_string())),
                 r.decode_tok_s,
                 r.of_ceiling,
                 opt(r.cgroup_peak_mb.map(|v| format!("{v:.0}"))),
                 opt(r.limit_hits.map(|v| v.to_string())),
-                opt(r.exact.map(|v| if v { "yes".into() } else { "NO".into() })),
+                opt(r.exact.map(|(a, n)| match r.differing_margin {
+                    None => format!("{a}/{n}"),
+                    Some(m) => format!("{a}/{n} (others: top-2 margin ≤ {m:.1e})"),
+                })),
             );
         }
         if let Some(acc) = self

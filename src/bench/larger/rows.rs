@@ -46,6 +46,8 @@ pub struct DecodeRun {
     pub peak_rss_mb: f64,
     /// Argmax of every decode step.
     pub argmax: Vec<u32>,
+    /// The top logit's lead over the second at every step (how close a tie is).
+    pub margin: Vec<f32>,
 }
 
 /// The token stream: the test split's user messages, tokenized one after
@@ -68,6 +70,35 @@ pub fn text_tokens(engine: &Engine, text: &Path, n: usize) -> Result<Vec<u32>, B
         text.display(),
         ids.len()
     )))
+}
+
+/// Connects the engine's misses to the hosts on `url` (waits until one answers).
+pub fn connect_remote(
+    engine: &mut Engine,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<(crate::experts::remote::MqttRemote, tokio::runtime::Runtime), BenchError> {
+    use crate::experts::remote::{MqttRemote, RemoteConfig};
+    let other = |e: &dyn std::fmt::Display| BenchError::Other(e.to_string());
+    let rt = crate::process::runtime(1).map_err(|e| other(&e))?;
+    let name = format!("bench-larger-{}", std::process::id());
+    let cfg = RemoteConfig::new(
+        &engine.model.manifest,
+        crate::wire::DeviceId::new(&name).map_err(|e| other(&e))?,
+        timeout,
+    )
+    .map_err(|e| other(&e))?;
+    let mqtt = crate::transport::MqttConfig::from_url(url, &name).map_err(|e| other(&e))?;
+    let remote = rt
+        .block_on(MqttRemote::connect(mqtt, cfg, std::future::pending()))
+        .map_err(|e| other(&e))?;
+    remote
+        .probe(std::time::Duration::from_secs(60))
+        .map_err(|e| other(&e))?;
+    engine
+        .model
+        .set_remote(Some(std::sync::Arc::new(remote.clone())));
+    Ok((remote, rt))
 }
 
 /// Load with the daemon's full check (timed from `load_clock`).
@@ -109,12 +140,22 @@ pub fn decode(
     let remote_before = remote_calls();
     let mut per = Vec::with_capacity(decode);
     let mut out = Vec::with_capacity(decode);
+    let mut margin = Vec::with_capacity(decode);
     let clock = Instant::now();
     for &id in &ids[prompt + warmup..] {
         let s = Instant::now();
         let l = m.forward(&mut kv, &[id], false, &mut c, &mut t, None)?;
-        out.push(argmax(l.as_f32().unwrap_or(&[])));
         per.push(s.elapsed().as_secs_f64() * 1e3);
+        let v = l.as_f32().unwrap_or(&[]);
+        let top = argmax(v);
+        out.push(top);
+        let second = v
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != top as usize)
+            .map(|(_, &x)| x)
+            .fold(f32::NEG_INFINITY, f32::max);
+        margin.push(v.get(top as usize).copied().unwrap_or(0.0) - second);
     }
     let secs = clock.elapsed().as_secs_f64();
     let n = decode.max(1) as f64;
@@ -142,5 +183,6 @@ pub fn decode(
         predict_overall: pf.as_ref().map(|p| p.0.overall()),
         peak_rss_mb: peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64,
         argmax: out,
+        margin,
     })
 }
