@@ -82,7 +82,7 @@ pub fn run(o: &FleetOptions) -> Result<FleetReport, BenchError> {
     for &n in &o.devices {
         for batching in [false, true] {
             let mqtt =
-                MqttConfig::from_url(&url, &format!("fleet-host-{n}-{batching}")).map_err(other)?;
+                MqttConfig::from_url(&url, format!("fleet-host-{n}-{batching}")).map_err(other)?;
             let mut cfg = ExpertServerConfig::new(o.bundle.clone(), mqtt);
             cfg.workers = o.workers;
             cfg.max_batch = if batching { o.max_batch } else { 1 };

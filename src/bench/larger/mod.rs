@@ -406,7 +406,9 @@ pub fn run(o: &LargerOptions) -> Result<LargerReport, BenchError> {
     } else {
         vec![o.bundle.clone()]
     };
-    bundles.extend(o.ready.iter().cloned().filter(|_| !o.no_ready));
+    if !o.no_ready {
+        bundles.extend(o.ready.iter().cloned());
+    }
     for b in &bundles {
         let (bytes, ..) = bundle_bytes(b)?;
         for (check, flag) in [
