@@ -171,6 +171,10 @@ pub struct HostArgs {
     /// Hold every expert reply back this long (simulated network delay, for benches and tests).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Most expert requests one pass serves: requests of one layer that are
+    /// waiting together (from any devices) share a read of each expert; 1 turns it off.
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
     /// MQTT client id of the expert server (default: moe-edge-host-{pid}).
     #[arg(long)]
     host_id: Option<String>,
@@ -195,6 +199,7 @@ pub fn host(a: HostArgs) -> anyhow::Result<()> {
             cfg.workers = a.workers;
             cfg.queue = a.queue;
             cfg.delay = Duration::from_millis(a.delay_ms);
+            cfg.max_batch = a.max_batch;
             Some(cfg)
         }
         None => None,

@@ -1,5 +1,7 @@
 //! The inference core: the step runner (`model`), KV cache (`kv`), the
-//! prefix cache shared by requests (`prefix`), router, sampler and the generation state machine (`generate`).
+//! prefix cache shared by requests (`prefix`), router, the next layer's
+//! experts predicted from the residual (`predict`), sampler and the
+//! generation state machine (`generate`).
 //! Does not own: what turns requests into prompts and text into OpenAI replies
 //! (`chat`), evaluation (`eval`), expert storage and residency (`experts`),
 //! graph execution (`runtime`).

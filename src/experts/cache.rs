@@ -1,7 +1,9 @@
 //! Which experts are held in memory, under a byte budget. Plain state, no
 //! I/O: `access` says hit or miss and which experts to evict; the caller
-//! pages them in or out (`ExpertStore::prefetch`/`release`). The accounted
-//! bytes never exceed the budget.
+//! pages them in or out (`ExpertStore::populate`/`release`). The accounted
+//! bytes never exceed the budget. The model can name experts to spare
+//! (`set_protected`: the layer in flight and the next layer's predicted
+//! ones) while another resident can go.
 
 use std::collections::HashMap;
 

@@ -342,16 +342,6 @@ impl ExpertStore {
         }
         std::hint::black_box(x);
     }
-
-    /// Ask the kernel to read an expert ahead of use.
-    pub fn prefetch(&self, layer: usize, expert: usize) {
-        #[cfg(unix)]
-        if let Some(off) = self.offsets[layer][expert] {
-            let _ = self
-                .mmap
-                .advise_range(memmap2::Advice::WillNeed, off, self.expert_bytes);
-        }
-    }
 }
 
 fn parse_name(name: &str) -> Option<(usize, usize)> {
