@@ -501,6 +501,36 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_is_read_and_checked() {
+        let host = BUILTIN.iter().find(|(n, _)| *n == "host-cpu").unwrap().1;
+        let b = Board::parse(host, Path::new("b.toml")).unwrap();
+        assert_eq!(b.prefetch.mode, Prefetch::Auto);
+        assert_eq!(b.prefetch.io_threads, 4);
+        let with = |v: &str| host.replace("prefetch = \"auto\"\nio_threads = 4", v);
+        let b = Board::parse(
+            &with("prefetch = \"off\"\nio_threads = 2"),
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            b.prefetch,
+            PrefetchConfig {
+                mode: Prefetch::Off,
+                io_threads: 2
+            }
+        );
+        for (bad, field) in [
+            ("prefetch = \"always\"", "experts.prefetch"),
+            ("io_threads = 0", "experts.io_threads"),
+        ] {
+            let e = Board::parse(&with(bad), Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("b.toml"), "{e}");
+        }
+    }
+
+    #[test]
     fn unknown_board_lists_known() {
         let e = Board::load("nope").unwrap_err().to_string();
         assert!(e.contains("host-cpu") && e.contains("nope"), "{e}");
