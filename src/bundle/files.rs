@@ -81,6 +81,26 @@ pub fn check_files(
     Ok(())
 }
 
+/// Lists `rel` (a file already written into the bundle `dir`) in its
+/// manifest with its size and hash, replacing an older entry, and rewrites
+/// the manifest's checksum.
+pub fn add_to_manifest(dir: &Path, rel: &str) -> Result<(), BundleError> {
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| BundleError::io(&mpath, e))?;
+    let mut m = super::manifest::Manifest::from_json(&text, &mpath)?;
+    let entry = file_entry(dir, rel)?;
+    match m.files.iter_mut().find(|f| f.path == rel) {
+        Some(f) => *f = entry,
+        None => m.files.push(entry),
+    }
+    let mut out = serde_json::to_string_pretty(&m).expect("manifest serialises");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    std::fs::write(&mpath, out).map_err(|e| BundleError::io(&mpath, e))?;
+    write_manifest_checksum(dir)
+}
+
 /// The file next to `manifest.json` that holds its sha256.
 pub const MANIFEST_SHA_FILE: &str = "manifest.sha256";
 

@@ -10,6 +10,7 @@
 //! Does not own: the generation loop (`engine`), the wire types (`openai`),
 //! schema validation (`schema`).
 
+pub mod confidence;
 pub mod local;
 pub mod template;
 pub mod toolcall;
@@ -53,6 +54,9 @@ pub struct ChatPolicy {
     /// `cascade.min_confidence` (0: off); a request's `x-min-confidence`
     /// replaces it.
     pub min_confidence: f32,
+    /// `tools.ground_free_strings`: free-text string arguments are copied
+    /// from the request unless the schema says `"x-grounded": false`.
+    pub ground_free_strings: bool,
 }
 
 impl ChatPolicy {
@@ -61,16 +65,32 @@ impl ChatPolicy {
         ChatPolicy {
             max_tokens_cap: board.limits.max_tokens,
             min_confidence: board.cascade.min_confidence,
+            ground_free_strings: board.tools.ground_free_strings,
         }
     }
 
-    /// A cap on new tokens and no confidence gate.
+    /// A `moe-edge host` answering for devices: the board's cap, and neither
+    /// the device's gate nor its grounding (a request that reaches the host
+    /// is decoded as the app sent it; `x-min-confidence` still applies).
+    pub fn for_host(board: &Board) -> Self {
+        ChatPolicy::capped(board.limits.max_tokens)
+    }
+
+    /// A cap on new tokens, no confidence gate, no default grounding.
     pub fn capped(max_tokens_cap: usize) -> Self {
         ChatPolicy {
             max_tokens_cap,
             min_confidence: 0.0,
+            ground_free_strings: false,
         }
     }
+}
+
+/// A reply's confidence, and whether it comes from the bundle's calibration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence {
+    pub value: f32,
+    pub calibrated: bool,
 }
 
 /// The device's answer, and whether it should go up the cascade instead.
@@ -115,10 +135,24 @@ impl Engine {
 
     /// The decoding constraint of a request: its tools' schemas and
     /// tool_choice, or its JSON `response_format` (`None`: unconstrained).
-    pub fn constraint_spec(&self, req: &ValidRequest) -> Result<Option<Spec>, ApiError> {
+    /// With `ground_free_strings`, the tools' free-text strings are copied
+    /// from the request unless their schema says `"x-grounded": false`.
+    pub fn constraint_spec(
+        &self,
+        req: &ValidRequest,
+        ground_free_strings: bool,
+    ) -> Result<Option<Spec>, ApiError> {
         let grounding = req.grounding_text();
+        let mut grounded;
+        let tools = if ground_free_strings && !req.tools().is_empty() {
+            grounded = req.tools().to_vec();
+            crate::constrain::request::ground_free_strings(&mut grounded);
+            grounded.as_slice()
+        } else {
+            req.tools()
+        };
         spec_for(
-            req.tools(),
+            tools,
             &req.tool_choice,
             req.parallel_tool_calls,
             req.response_format.as_ref(),
@@ -132,6 +166,34 @@ impl Engine {
             };
             ApiError::new(ErrorCode::InvalidRequest, e.to_string()).with_param(param)
         })
+    }
+
+    /// How sure the device is of a finished reply: with calls and a
+    /// calibrated bundle, the probability that the calls are right; else the
+    /// least probability of a token it wrote.
+    pub fn confidence(
+        &self,
+        f: &Finished,
+        tools: &[crate::openai::Tool],
+        calls: bool,
+    ) -> Confidence {
+        let raw = Confidence {
+            value: f.min_token_p,
+            calibrated: false,
+        };
+        let (Some(cal), true) = (&self.calibration, calls) else {
+            return raw;
+        };
+        let Ok(vocab) = self.constrain_vocab() else {
+            return raw;
+        };
+        match confidence::Signals::of(&f.token_stats, |t| vocab.token_bytes(t), tools) {
+            Some(s) => Confidence {
+                value: cal.score(&s) as f32,
+                calibrated: true,
+            },
+            None => raw,
+        }
     }
 
     /// Render the prompt and start generating. Errors are the app's (context too long, ...).
@@ -149,7 +211,7 @@ impl Engine {
         )
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
         let mut params = self.gen_params(&request, policy.max_tokens_cap);
-        params.constraint = self.constraint_spec(&request)?;
+        params.constraint = self.constraint_spec(&request, policy.ground_free_strings)?;
         let gen = self.begin(&prompt, params).map_err(|e| api_error(&e))?;
         Ok(ChatJob {
             id,
@@ -170,13 +232,15 @@ impl Engine {
             .request
             .min_confidence
             .unwrap_or(job.policy.min_confidence);
+        let confidence = self.confidence(f, job.request.tools(), !parsed.calls.is_empty());
         let fallback = parsed.needs_fallback().or_else(|| {
             // Only calls are gated: the device acts on them, and a long text
             // answer has some unlikely token almost surely.
-            (!parsed.calls.is_empty() && f.min_token_p < floor).then_some(
+            (!parsed.calls.is_empty() && confidence.value < floor).then_some(
                 FallbackReason::LowConfidence {
-                    p: f.min_token_p,
+                    p: confidence.value,
                     floor,
+                    calibrated: confidence.calibrated,
                 },
             )
         });
@@ -210,7 +274,7 @@ impl Engine {
             fallback_reason: fallback.as_ref().map(|r| r.to_string()),
             tried: Vec::new(),
             cached_prompt_tokens: Some(f.cached_prompt_tokens as u64),
-            confidence: Some(f64::from(f.min_token_p)),
+            confidence: Some(f64::from(confidence.value)),
         };
         let mut completion = ChatCompletion::new(
             job.id.clone(),

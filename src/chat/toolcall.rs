@@ -78,7 +78,11 @@ pub enum FallbackReason {
     /// A well-formed, allowed call that the model was not sure of: the least
     /// likely token it wrote had probability `p`, below the board's `floor`
     /// (`cascade.min_confidence`).
-    LowConfidence { p: f32, floor: f32 },
+    LowConfidence {
+        p: f32,
+        floor: f32,
+        calibrated: bool,
+    },
 }
 
 impl FallbackReason {
@@ -96,7 +100,15 @@ impl std::fmt::Display for FallbackReason {
             FallbackReason::Malformed(m) => write!(f, "malformed tool call: {m}"),
             FallbackReason::InvalidCall(m) => write!(f, "invalid tool call: {m}"),
             FallbackReason::Empty => f.write_str("empty reply"),
-            FallbackReason::LowConfidence { p, floor } => {
+            FallbackReason::LowConfidence {
+                p,
+                floor,
+                calibrated: true,
+            } => write!(
+                f,
+                "low confidence: the call is right with p={p:.3} (calibrated), below {floor}"
+            ),
+            FallbackReason::LowConfidence { p, floor, .. } => {
                 write!(f, "low confidence: a token at p={p:.3}, below {floor}")
             }
         }

@@ -130,9 +130,22 @@ pub struct EvalArgs {
     #[arg(long, default_value = "models/assist-moe/tools.json")]
     tools: PathBuf,
     /// With --constrain/--compare: mark the catalogue's free-text strings
-    /// `x-grounded` (copied from the request), as an app would.
-    #[arg(long)]
+    /// `x-grounded` (copied from the request); by default as the board's
+    /// `tools.ground_free_strings` says.
+    #[arg(long, conflicts_with = "ungrounded")]
     grounded: bool,
+    /// Never mark free-text strings `x-grounded`, whatever the board says.
+    #[arg(long)]
+    ungrounded: bool,
+    /// Fit the confidence calibration on this split (the validation split:
+    /// never the one you report on) and write it into the bundle as
+    /// calibration.json. Needs --constrain or --compare.
+    #[arg(long)]
+    calibrate: bool,
+    /// Write every example's correctness and confidence signals here (JSONL;
+    /// with --compare, of the constrained run).
+    #[arg(long)]
+    scores: Option<PathBuf>,
 }
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
@@ -144,7 +157,13 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
         constrain: a.constrain,
         compare: a.compare,
         tools: a.tools,
-        grounded: a.grounded,
+        grounded: match (a.grounded, a.ungrounded) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        calibrate: a.calibrate,
+        scores: a.scores,
     };
     let (text, json) = moe_edge::eval::run_split(&opts)?;
     print!("{text}");

@@ -124,8 +124,10 @@ pub struct CascadeConfig {
     pub retries: u32,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
-    /// A local tool call whose least likely token the model gave a lower
-    /// probability than this is handed up (0: the gate is off).
+    /// A local tool call whose confidence is lower than this is handed up
+    /// (0: the gate is off). The confidence is the probability that the call
+    /// is right from the bundle's calibration (`calibration.json`), or the
+    /// least probability of a token of the reply when the bundle has none.
     pub min_confidence: f32,
 }
 
@@ -144,6 +146,18 @@ pub struct Board {
     pub offload: OffloadConfig,
     pub cascade: CascadeConfig,
     pub kv: KvConfig,
+    pub tools: ToolsConfig,
+}
+
+/// How the device decodes tool calls (`[tools]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolsConfig {
+    /// Every free-text string argument of a request's tools (a string with
+    /// no `enum`, `const`, `pattern` or `format`) is copied from the request
+    /// (`x-grounded`), unless its schema says `"x-grounded": false`. The
+    /// device's own decoding only: what goes up the cascade is the app's
+    /// request as sent.
+    pub ground_free_strings: bool,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -425,6 +439,9 @@ impl Board {
                 min_confidence: c.min_confidence.unwrap_or(0.0),
             },
             kv,
+            tools: ToolsConfig {
+                ground_free_strings: raw.tools.ground_free_strings.unwrap_or(false),
+            },
         })
     }
 }
@@ -477,9 +494,18 @@ mod tests {
 
     #[test]
     fn confidence_gate_is_a_probability() {
-        let host = BUILTIN.iter().find(|(n, _)| *n == "host-cpu").unwrap().1;
+        let shipped = BUILTIN.iter().find(|(n, _)| *n == "host-cpu").unwrap().1;
         assert_eq!(
-            Board::parse(host, Path::new("b.toml"))
+            Board::parse(shipped, Path::new("b.toml"))
+                .unwrap()
+                .cascade
+                .min_confidence,
+            0.9,
+            "the shipped boards gate at the demo calibration's 98 % floor"
+        );
+        let host = shipped.replace("min_confidence = 0.9\n", "");
+        assert_eq!(
+            Board::parse(&host, Path::new("b.toml"))
                 .unwrap()
                 .cascade
                 .min_confidence,
@@ -528,6 +554,30 @@ mod tests {
                 .to_string();
             assert!(e.contains(field) && e.contains("b.toml"), "{e}");
         }
+    }
+
+    #[test]
+    fn grounding_is_on_for_the_shipped_boards_and_off_unless_a_board_says() {
+        for (name, text) in BUILTIN {
+            let b = Board::parse(text, Path::new("b.toml")).unwrap();
+            assert!(b.tools.ground_free_strings, "{name}");
+        }
+        let host = BUILTIN.iter().find(|(n, _)| *n == "host-cpu").unwrap().1;
+        let cut = host.find("\n[tools]").unwrap();
+        let b = Board::parse(&host[..cut], Path::new("b.toml")).unwrap();
+        assert!(!b.tools.ground_free_strings);
+        let off = host.replace("ground_free_strings = true", "ground_free_strings = false");
+        assert!(
+            !Board::parse(&off, Path::new("b.toml"))
+                .unwrap()
+                .tools
+                .ground_free_strings
+        );
+        let bad = host.replace("ground_free_strings = true", "ground_strings = true");
+        let e = Board::parse(&bad, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ground_strings") && e.contains("b.toml"), "{e}");
     }
 
     #[test]

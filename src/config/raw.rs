@@ -20,7 +20,17 @@ pub struct RawBoard {
     pub cascade: RawCascade,
     #[serde(default)]
     pub kv: RawKv,
+    #[serde(default)]
+    pub tools: RawTools,
     pub ort: Option<RawOrt>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTools {
+    /// Copy every free-text string argument from the request (`x-grounded`
+    /// unless the schema says `"x-grounded": false`).
+    pub ground_free_strings: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

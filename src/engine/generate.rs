@@ -13,7 +13,7 @@ use tokenizers::Tokenizer;
 use super::kv::KvCache;
 use super::model::{ExpertCounts, Model, StepTimes};
 use super::prefix::{PrefixCache, PrefixStats};
-use super::sampler::{logprobs, Sampler};
+use super::sampler::{logprobs, token_stat, Sampler, TokenStat};
 use super::EngineError;
 use crate::bundle::{Bundle, SpecialTokens, Verify};
 use crate::config::Board;
@@ -91,6 +91,9 @@ pub struct Finished {
     pub min_token_p: f32,
     /// Each generated token's log probability, when asked (`GenParams::logprobs`).
     pub logprobs: Option<Vec<TokenLogprob>>,
+    /// Every generated token (the end-of-turn one too) and what the model
+    /// thought of it, for the reply's confidence.
+    pub token_stats: Vec<TokenStat>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
     /// Prompt tokens whose KV came from the prefix cache.
@@ -124,6 +127,7 @@ pub struct Generation {
     generated: Vec<u32>,
     min_p: f32,
     logprobs: Vec<TokenLogprob>,
+    stats: Vec<TokenStat>,
     next: Option<u32>,
     sampler: Sampler,
     constraint: Option<Constraint>,
@@ -176,6 +180,8 @@ pub struct Engine {
     prefix: std::sync::Mutex<PrefixCache>,
     /// The tokenizer as bytes for constrained decoding, built on first use.
     vocab: std::sync::OnceLock<Result<Arc<Vocab>, ConstrainError>>,
+    /// The bundle's confidence calibration (`calibration.json`), if any.
+    pub calibration: Option<crate::chat::confidence::Calibration>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -184,6 +190,29 @@ impl std::fmt::Debug for Engine {
             .field("model", &self.model)
             .finish()
     }
+}
+
+/// The bundle's confidence calibration: read only when the manifest lists
+/// it (so it was checked with the rest); a stray file is ignored.
+fn read_calibration(
+    bundle: &Bundle,
+) -> Result<Option<crate::chat::confidence::Calibration>, EngineError> {
+    use crate::chat::confidence::{Calibration, CALIBRATION_FILE};
+    let listed = bundle
+        .manifest
+        .files
+        .iter()
+        .any(|f| f.path == CALIBRATION_FILE);
+    if !listed {
+        if bundle.path(CALIBRATION_FILE).exists() {
+            log::warn!(
+                "calibration ignored path={} reason=not_in_manifest (write it with moe-edge eval --calibrate)",
+                bundle.path(CALIBRATION_FILE).display()
+            );
+        }
+        return Ok(None);
+    }
+    Calibration::read(&bundle.dir).map_err(|e| EngineError::Bundle(e.to_string()))
 }
 
 impl Engine {
@@ -199,7 +228,9 @@ impl Engine {
             EngineError::Bundle(format!("{}: {e}", bundle.tokenizer_path().display()))
         })?;
         let model = Model::load(&bundle, board)?;
+        let calibration = read_calibration(&bundle)?;
         Ok(Engine {
+            calibration,
             special: bundle.manifest.special_tokens.clone(),
             prefix: std::sync::Mutex::new(PrefixCache::new(
                 board.kv.block_tokens,
@@ -321,6 +352,7 @@ impl Engine {
             generated: Vec::new(),
             min_p: 1.0,
             logprobs: Vec::new(),
+            stats: Vec::new(),
             next: None,
             params,
             phase: Phase::Prefill,
@@ -392,19 +424,23 @@ impl Engine {
         // `logprobs` when asked
         let want = g.params.logprobs;
         let record = |g_min: &mut f32, tok: u32, allowed: Option<&dyn Fn(u32) -> bool>| {
-            let (logprob, top) = logprobs(logits, tok, allowed, want.unwrap_or(0));
-            *g_min = g_min.min(logprob.exp());
-            want.map(|_| TokenLogprob {
-                token: tok,
-                logprob,
-                top,
-            })
+            let stat = token_stat(logits, tok, allowed);
+            *g_min = g_min.min(stat.p);
+            let lp = want.map(|n| {
+                let (logprob, top) = logprobs(logits, tok, allowed, n);
+                TokenLogprob {
+                    token: tok,
+                    logprob,
+                    top,
+                }
+            });
+            (stat, lp)
         };
         let mut recorded = None;
         let tok = match g.constraint.as_mut() {
             None => {
                 let tok = g.sampler.sample(logits, None);
-                recorded = record(&mut g.min_p, tok, None);
+                recorded = Some(record(&mut g.min_p, tok, None));
                 tok
             }
             Some(c) => {
@@ -422,7 +458,7 @@ impl Engine {
                     } else {
                         let allowed = |t| mask.get(t);
                         let tok = g.sampler.sample(logits, Some(&allowed));
-                        recorded = record(&mut g.min_p, tok, Some(&allowed));
+                        recorded = Some(record(&mut g.min_p, tok, Some(&allowed)));
                         tok
                     }
                 };
@@ -435,11 +471,13 @@ impl Engine {
         if g.ttft.is_none() {
             g.ttft = Some(g.started.elapsed());
         }
+        let (stat, lp) = recorded.unzip();
+        g.stats.extend(stat);
         if self.special.eos.contains(&tok) {
             return self.finish(g, FinishReason::Stop, None);
         }
         g.generated.push(tok);
-        g.logprobs.extend(recorded);
+        g.logprobs.extend(lp.flatten());
         let text = self.decode(&g.generated)?;
         if let Some(cut) = find_stop(&text, &g.params.stop) {
             // the stop sequence is not part of the reply, nor are the tokens that only spell it
@@ -488,6 +526,7 @@ impl Engine {
             text,
             min_token_p: g.min_p,
             logprobs: g.params.logprobs.map(|_| std::mem::take(&mut g.logprobs)),
+            token_stats: std::mem::take(&mut g.stats),
             finish_reason: reason,
             prompt_tokens: g.prompt.len(),
             cached_prompt_tokens: g.reused,

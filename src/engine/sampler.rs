@@ -142,6 +142,70 @@ pub fn logprobs(
     (chosen, top.into_iter().map(|(i, l)| (i, lp(l))).collect())
 }
 
+/// What the model thought of one token it wrote, for the confidence of a
+/// reply (`chat::confidence`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TokenStat {
+    pub token: u32,
+    /// Softmax at temperature 1 over the tokens the constraint allowed.
+    pub p: f32,
+    /// The same over the whole vocabulary: how much the model itself wanted
+    /// the token (low where the constraint overrode its choice).
+    pub p_free: f32,
+    /// The most likely other allowed token's probability (`p` over the allowed ones).
+    pub p_alt: f32,
+}
+
+/// [`TokenStat`] of `tok`: two passes over the logits.
+pub fn token_stat(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool>) -> TokenStat {
+    let ok = |i: usize| allowed.is_none_or(|f| f(i as u32));
+    let (mut max_all, mut max_ok, mut alt) =
+        (f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for (i, &l) in logits.iter().enumerate() {
+        if !l.is_finite() {
+            continue;
+        }
+        max_all = max_all.max(l);
+        if ok(i) {
+            max_ok = max_ok.max(l);
+            if i as u32 != tok {
+                alt = alt.max(l);
+            }
+        }
+    }
+    let chosen = logits
+        .get(tok as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    if !max_ok.is_finite() || !chosen.is_finite() {
+        return TokenStat {
+            token: tok,
+            p: 0.0,
+            p_free: 0.0,
+            p_alt: 0.0,
+        };
+    }
+    let (mut sum_all, mut sum_ok) = (0.0f32, 0.0f32);
+    for (i, &l) in logits.iter().enumerate() {
+        if l - max_all > NEGLIGIBLE {
+            sum_all += (l - max_all).exp();
+        }
+        if l - max_ok > NEGLIGIBLE && ok(i) {
+            sum_ok += (l - max_ok).exp();
+        }
+    }
+    TokenStat {
+        token: tok,
+        p: (chosen - max_ok).exp() / sum_ok,
+        p_free: (chosen - max_all).exp() / sum_all,
+        p_alt: if alt.is_finite() {
+            (alt - max_ok).exp() / sum_ok
+        } else {
+            0.0
+        },
+    }
+}
+
 pub fn argmax(logits: &[f32]) -> u32 {
     argmax_where(logits, |_| true)
 }
@@ -193,6 +257,23 @@ mod tests {
         let only1 = |i: u32| i == 1;
         assert!((probability(&logits, 1, Some(&only1)) - 1.0).abs() < 1e-6);
         assert_eq!(probability(&logits, 9, None), 0.0);
+    }
+
+    #[test]
+    fn token_stat_separates_the_allowed_and_the_free_softmax() {
+        let logits = [0.0, 1.0f32.ln(), 3.0f32.ln(), f32::NEG_INFINITY];
+        let s = token_stat(&logits, 2, None);
+        assert!((s.p - 0.6).abs() < 1e-6 && (s.p_free - 0.6).abs() < 1e-6);
+        assert!((s.p_alt - 0.2).abs() < 1e-6);
+        let not2 = |i: u32| i != 2;
+        let s = token_stat(&logits, 1, Some(&not2));
+        assert!((s.p - 0.5).abs() < 1e-6, "{s:?}");
+        assert!((s.p_free - 0.2).abs() < 1e-6, "{s:?}");
+        assert!((s.p_alt - 0.5).abs() < 1e-6, "{s:?}");
+        let only1 = |i: u32| i == 1;
+        let s = token_stat(&logits, 1, Some(&only1));
+        assert_eq!((s.p, s.p_alt), (1.0, 0.0));
+        assert!((s.p - probability(&logits, 1, Some(&only1))).abs() < 1e-6);
     }
 
     #[test]

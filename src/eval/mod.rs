@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chat::confidence::Signals;
 use crate::constrain::request::spec_for;
 use crate::constrain::{ConstrainError, Spec};
 use crate::engine::generate::{Engine, GenParams};
@@ -136,6 +137,10 @@ pub struct EvalReport {
     /// Every example, for the confidence gate.
     #[serde(skip)]
     pub scored: Vec<Scored>,
+    /// The confidence is the bundle's calibrated one.
+    pub calibrated: bool,
+    /// The board's `cascade.min_confidence`.
+    pub gate_floor: f32,
 }
 
 /// One example as the confidence gate sees it.
@@ -148,10 +153,16 @@ pub struct Scored {
     pub expected_fallback: bool,
     /// The lowest probability the model gave a token it wrote.
     pub min_token_p: f32,
+    /// What the gate reads: the calibrated probability that the call is
+    /// right when the bundle has a calibration, else `min_token_p`.
+    pub confidence: f32,
+    /// What the model thought of each part of its call (calls only).
+    pub signals: Option<Signals>,
 }
 
-/// What a confidence gate at `floor` (`cascade.min_confidence`) would have
-/// done on a split: calls below it go up the cascade.
+/// What a confidence gate at `floor` (`cascade.min_confidence`) does on a
+/// split: calls below it go up the cascade, and so does every answer that
+/// is not a call (the fallback marker, text).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GatePoint {
     pub floor: f32,
@@ -162,6 +173,10 @@ pub struct GatePoint {
     /// Calls the device still makes, and how many of them are wrong.
     pub calls_kept: usize,
     pub calls_kept_wrong: usize,
+    /// Share of the calls the device makes that are right (%).
+    pub precision: f64,
+    /// Share of all requests the device answers with a call itself (%).
+    pub coverage: f64,
     /// Exact match on the device when a handed-up call counts as the
     /// fallback marker (right for out-of-domain requests, wrong otherwise).
     pub device_exact_match: f64,
@@ -172,7 +187,7 @@ pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
     floors
         .iter()
         .map(|&floor| {
-            let up = |s: &&Scored| s.call && s.min_token_p < floor;
+            let up = |s: &&Scored| s.call && s.confidence < floor;
             let handed: Vec<&Scored> = scored.iter().filter(up).collect();
             let kept: Vec<&Scored> = scored.iter().filter(|s| s.call && !up(s)).collect();
             let right = Tally {
@@ -180,13 +195,24 @@ pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
                     + handed.iter().filter(|s| s.expected_fallback).count(),
                 total: scored.len(),
             };
+            let kept_right = kept.iter().filter(|s| s.correct).count();
             GatePoint {
                 floor,
                 handed_up: handed.len(),
                 handed_up_right: handed.iter().filter(|s| s.correct).count(),
                 handed_up_out_of_domain: handed.iter().filter(|s| s.expected_fallback).count(),
                 calls_kept: kept.len(),
-                calls_kept_wrong: kept.iter().filter(|s| !s.correct).count(),
+                calls_kept_wrong: kept.len() - kept_right,
+                precision: Tally {
+                    correct: kept_right,
+                    total: kept.len(),
+                }
+                .pct(),
+                coverage: Tally {
+                    correct: kept.len(),
+                    total: scored.len(),
+                }
+                .pct(),
                 device_exact_match: right.pct(),
             }
         })
@@ -194,31 +220,81 @@ pub fn gate_points(scored: &[Scored], floors: &[f32]) -> Vec<GatePoint> {
 }
 
 /// The floors `moe-edge eval` reports.
-pub const GATE_FLOORS: [f32; 6] = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7];
+pub const GATE_FLOORS: [f32; 10] = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99];
 
 /// The gate table in Markdown.
 pub fn gate_markdown(points: &[GatePoint]) -> String {
     let mut s = String::from(
-        "| min_confidence | calls handed up (of them right / out-of-domain) | calls kept | wrong among kept | device exact match (handed up = fallback) |\n|---|---|---|---|---|\n",
+        "| min_confidence | coverage (device calls) | precision of device calls | calls handed up (of them right / out-of-domain) | device exact match (handed up = fallback) |\n|---|---|---|---|---|\n",
     );
     for p in points {
         s += &format!(
-            "| {} | {} ({} / {}) | {} | {:.1} % ({}) | {:.2} % |\n",
+            "| {} | {:.1} % ({}) | {:.1} % ({} wrong) | {} ({} / {}) | {:.2} % |\n",
             p.floor,
+            p.coverage,
+            p.calls_kept,
+            p.precision,
+            p.calls_kept_wrong,
             p.handed_up,
             p.handed_up_right,
             p.handed_up_out_of_domain,
-            p.calls_kept,
-            Tally {
-                correct: p.calls_kept_wrong,
-                total: p.calls_kept,
-            }
-            .pct(),
-            p.calls_kept_wrong,
             p.device_exact_match
         );
     }
     s
+}
+
+/// The precision–coverage curve: the device's calls ranked by confidence,
+/// and for each share of the requests answered, the precision of those
+/// calls and the floor that keeps them. One row per `step` % of coverage,
+/// and the last (every call kept).
+pub fn curve_markdown(scored: &[Scored], step: usize) -> String {
+    let mut calls: Vec<&Scored> = scored.iter().filter(|s| s.call).collect();
+    calls.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut s = String::from(
+        "| coverage | precision of device calls | floor (min_confidence) |\n|---|---|---|\n",
+    );
+    let n = scored.len().max(1);
+    let mut right = 0;
+    let mut next = step.max(1);
+    for (k, c) in calls.iter().enumerate() {
+        right += c.correct as usize;
+        let kept = k + 1;
+        // a row at each step, after every call of equal confidence is in
+        let tie = calls
+            .get(kept)
+            .is_some_and(|d| d.confidence == c.confidence);
+        if (100 * kept >= next * n && !tie) || kept == calls.len() {
+            s += &format!(
+                "| {:.1} % ({kept}) | {:.1} % ({right}) | {:.3} |\n",
+                100.0 * kept as f64 / n as f64,
+                100.0 * right as f64 / kept as f64,
+                c.confidence
+            );
+            while 100 * kept >= next * n {
+                next += step.max(1);
+            }
+        }
+    }
+    s
+}
+
+/// The highest coverage whose calls are right at least `precision` % of
+/// the time, and the floor that gives it; `None` when no floor reaches it.
+pub fn floor_for(scored: &[Scored], precision: f64) -> Option<(f32, f64)> {
+    let mut calls: Vec<&Scored> = scored.iter().filter(|s| s.call).collect();
+    calls.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let (mut right, mut best) = (0usize, None);
+    for (k, c) in calls.iter().enumerate() {
+        right += c.correct as usize;
+        let tie = calls
+            .get(k + 1)
+            .is_some_and(|d| d.confidence == c.confidence);
+        if !tie && 100.0 * right as f64 >= precision * (k + 1) as f64 {
+            best = Some((c.confidence, 100.0 * (k + 1) as f64 / scored.len() as f64));
+        }
+    }
+    best
 }
 
 impl EvalReport {
@@ -239,7 +315,66 @@ impl EvalReport {
         }
     }
 
-    pub fn record(&mut self, i: usize, ex: &Example, text: &str, min_token_p: f32) {
+    /// The gate at several floors and at the board's, and the
+    /// precision–coverage curve, in Markdown.
+    pub fn gate_report(&self, board_floor: f32) -> String {
+        let mut floors = GATE_FLOORS.to_vec();
+        if !floors.contains(&board_floor) {
+            floors.push(board_floor);
+            floors.sort_by(f32::total_cmp);
+        }
+        let pts = gate_points(&self.scored, &floors);
+        let at = |f: f32| pts.iter().find(|p| p.floor == f).copied();
+        let mut s = format!(
+            "\nConfidence gate (`cascade.min_confidence`): calls whose confidence ({}) is below the floor go up the cascade.\n\n",
+            if self.calibrated {
+                "the bundle's calibrated probability that the call is right"
+            } else {
+                "the least probability of a token: the bundle has no calibration"
+            }
+        );
+        if let (Some(off), Some(on)) = (at(0.0), at(board_floor)) {
+            s += &format!(
+                "At the board's gate ({board_floor}): the device answers {:.1} % of the requests ({} calls) with precision {:.1} %; without a gate {:.1} % ({}) with precision {:.1} %.\n\n",
+                on.coverage, on.calls_kept, on.precision, off.coverage, off.calls_kept, off.precision
+            );
+        }
+        s += &gate_markdown(&pts);
+        s += "\nPrecision–coverage curve (the device's calls ranked by confidence):\n\n";
+        s += &curve_markdown(&self.scored, 10);
+        // the least token probability as the confidence, for comparison
+        let by_min: Vec<Scored> = self
+            .scored
+            .iter()
+            .map(|x| Scored {
+                confidence: x.min_token_p,
+                ..*x
+            })
+            .collect();
+        let reach = |scored: &[Scored], target: f64| match floor_for(scored, target) {
+            Some((f, cov)) => format!("coverage {cov:.1} % (floor {f:.4})"),
+            None => "not reached".to_string(),
+        };
+        s += "\n| precision of device calls | best coverage, this confidence | best coverage, least token probability |\n|---|---|---|\n";
+        for target in [90.0, 95.0, 98.0, 99.0] {
+            s += &format!(
+                "| >= {target} % | {} | {} |\n",
+                reach(&self.scored, target),
+                reach(&by_min, target)
+            );
+        }
+        s
+    }
+
+    pub fn record(
+        &mut self,
+        i: usize,
+        ex: &Example,
+        text: &str,
+        min_token_p: f32,
+        confidence: f32,
+        signals: Option<Signals>,
+    ) {
         let answer = classify(text);
         let ok = is_correct(&ex.expected, &answer);
         self.scored.push(Scored {
@@ -247,6 +382,8 @@ impl EvalReport {
             call: matches!(answer, Answer::Call(_)),
             expected_fallback: ex.expected.is_none(),
             min_token_p,
+            confidence,
+            signals,
         });
         let tool = ex
             .expected
@@ -303,6 +440,7 @@ impl EvalReport {
         self.failures.extend(o.failures);
         self.failures.truncate(50);
         self.scored.extend(o.scored);
+        self.calibrated |= o.calibrated;
     }
 
     /// A Markdown table for people.
@@ -327,8 +465,7 @@ impl EvalReport {
         for (k, v) in &self.by_tool {
             s += &format!("| {k} | {:.2} % | {} |\n", v.pct(), v.total);
         }
-        s += "\nConfidence gate (`cascade.min_confidence`): calls whose least likely token is below the floor go up the cascade.\n\n";
-        s += &gate_markdown(&gate_points(&self.scored, &GATE_FLOORS));
+        s += &self.gate_report(self.gate_floor);
         s
     }
 }
@@ -385,8 +522,12 @@ pub fn evaluate(
     engine: &Engine,
     examples: &[(usize, Example)],
     constraint: Option<&CatalogueConstraint>,
+    tools: &[Tool],
 ) -> Result<EvalReport, EngineError> {
     let mut report = EvalReport::default();
+    let vocab = engine
+        .constrain_vocab()
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     for (i, ex) in examples {
         let req = ChatRequest {
             messages: ex.messages.clone(),
@@ -411,7 +552,10 @@ pub fn evaluate(
         report.decode_ms += f.timings.decode_ms + f.timings.prefill_ms;
         report.mask_ms += f.timings.mask_ms;
         report.masks += f.timings.masks;
-        report.record(*i, ex, &f.text, f.min_token_p);
+        let signals = Signals::of(&f.token_stats, |t| vocab.token_bytes(t), tools);
+        let confidence = engine.confidence(&f, tools, signals.is_some());
+        report.calibrated |= confidence.calibrated;
+        report.record(*i, ex, &f.text, f.min_token_p, confidence.value, signals);
     }
     Ok(report)
 }
@@ -451,8 +595,8 @@ pub fn comparison_markdown(free: &EvalReport, constrained: &EvalReport) -> Strin
         constrained.fallback_precision(),
         constrained.fallback_recall()
     );
-    s += "\nConfidence gate on the constrained run:\n\n";
-    s += &gate_markdown(&gate_points(&constrained.scored, &GATE_FLOORS));
+    s += "\nOn the constrained run:\n";
+    s += &constrained.gate_report(constrained.gate_floor);
     if constrained.masks > 0 {
         s += &format!(
             "mask cost: {:.1} us per token ({} masks, {:.0} ms of {:.0} ms decoding)\n",
@@ -479,19 +623,42 @@ pub struct SplitOptions {
     pub compare: bool,
     /// The tool catalogue the constraint uses.
     pub tools: std::path::PathBuf,
-    /// Mark the catalogue's free-text strings `x-grounded`.
-    pub grounded: bool,
+    /// Mark the catalogue's free-text strings `x-grounded`: `None` as the
+    /// board says (`tools.ground_free_strings`), or always / never.
+    pub grounded: Option<bool>,
+    /// Fit the confidence calibration on this split's constrained run and
+    /// write it into the bundle (`calibration.json`).
+    pub calibrate: bool,
+    /// Write each example's [`Scored`] here as JSONL.
+    pub scores: Option<std::path::PathBuf>,
+}
+
+/// Each example's [`Scored`] as JSONL.
+fn write_scores(path: &Path, scored: &[Scored]) -> Result<(), EngineError> {
+    let mut out = String::new();
+    for s in scored {
+        out += &serde_json::to_string(s).expect("scores serialise");
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Evaluates a bundle on a split: the report as text (markdown tables and
 /// timings) and as JSON.
 pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
     use std::fmt::Write as _;
-    if o.grounded && !(o.constrain || o.compare) {
+    let constrained_run = o.constrain || o.compare;
+    if o.grounded == Some(true) && !constrained_run {
         return Err(EngineError::Invalid(
             "--grounded needs --constrain or --compare".into(),
         ));
     }
+    if o.calibrate && !constrained_run {
+        return Err(EngineError::Invalid(
+            "--calibrate needs --constrain or --compare (the daemon decodes tool calls constrained)".into(),
+        ));
+    }
+    let grounded = o.grounded.unwrap_or(o.board.tools.ground_free_strings);
     let engine = Engine::load(&o.bundle, &o.board, crate::bundle::Verify::Full)
         .map_err(|e| EngineError::Invalid(format!("loading bundle {}: {e}", o.bundle.display())))?;
     let mut ex: Vec<_> = read_examples(&o.data)?.into_iter().enumerate().collect();
@@ -499,9 +666,9 @@ pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
         ex.truncate(n);
     }
     let mut text = String::new();
-    let spec = if o.constrain || o.compare {
-        let (c, n) = catalogue_constraint(&o.tools, o.grounded)?;
-        if o.grounded {
+    let spec = if constrained_run {
+        let (c, n) = catalogue_constraint(&o.tools, grounded)?;
+        if grounded {
             let _ = writeln!(
                 text,
                 "{n} free-text strings of {} marked x-grounded",
@@ -513,7 +680,48 @@ pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
         None
     };
     let t = std::time::Instant::now();
-    let report = evaluate(&engine, &ex, if o.compare { None } else { spec.as_ref() })?;
+    let tools = load_tools(&o.tools)?;
+    let floor = o.board.cascade.min_confidence;
+    let mut report = evaluate(
+        &engine,
+        &ex,
+        if o.compare { None } else { spec.as_ref() },
+        &tools,
+    )?;
+    report.gate_floor = floor;
+    let mut constrained = if o.compare {
+        let t = std::time::Instant::now();
+        let mut c = evaluate(&engine, &ex, spec.as_ref(), &tools)?;
+        c.gate_floor = floor;
+        let _ = writeln!(
+            text,
+            "constrained: {} examples in {:.1} s\n",
+            ex.len(),
+            t.elapsed().as_secs_f64()
+        );
+        Some(c)
+    } else {
+        None
+    };
+    if o.calibrate {
+        let fitted = constrained.as_mut().unwrap_or(&mut report);
+        let cal = calibrate(fitted, &o.data, &o.bundle)?;
+        let _ = writeln!(
+            text,
+            "calibration fitted on {} calls of {}, written to {}: bias {:.3}, weights {}\n",
+            cal.calls,
+            o.data.display(),
+            o.bundle
+                .join(crate::chat::confidence::CALIBRATION_FILE)
+                .display(),
+            cal.bias,
+            cal.weights
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(text, "{}", report.to_markdown());
     let _ = writeln!(
         text,
@@ -523,20 +731,58 @@ pub fn run_split(o: &SplitOptions) -> Result<(String, Value), EngineError> {
         report.generated_tokens
     );
     let json = |r: &EvalReport| serde_json::to_value(r).expect("a report serialises");
-    if o.compare {
-        let t = std::time::Instant::now();
-        let constrained = evaluate(&engine, &ex, spec.as_ref())?;
-        let _ = writeln!(
-            text,
-            "constrained: {} examples in {:.1} s\n",
-            ex.len(),
-            t.elapsed().as_secs_f64()
-        );
+    if let Some(constrained) = constrained {
         let _ = writeln!(text, "{}", comparison_markdown(&report, &constrained));
+        if let Some(p) = &o.scores {
+            write_scores(p, &constrained.scored)?;
+        }
         let both = serde_json::json!({"free": json(&report), "constrained": json(&constrained)});
         return Ok((text, both));
     }
+    if let Some(p) = &o.scores {
+        write_scores(p, &report.scored)?;
+    }
     Ok((text, json(&report)))
+}
+
+/// Fits the confidence calibration on a run's calls, writes it into the
+/// bundle, and rescores the run with it.
+fn calibrate(
+    run: &mut EvalReport,
+    data: &Path,
+    bundle: &Path,
+) -> Result<crate::chat::confidence::Calibration, EngineError> {
+    use crate::chat::confidence::{Calibration, CALIBRATION_FILE};
+    let calls: Vec<(Signals, bool)> = run
+        .scored
+        .iter()
+        .filter_map(|s| s.signals.map(|g| (g, s.correct)))
+        .collect();
+    if calls.len() < 50 || calls.iter().all(|c| c.1) || calls.iter().all(|c| !c.1) {
+        return Err(EngineError::Invalid(format!(
+            "{}: {} calls, right and wrong ones both needed (50 at least) to calibrate",
+            data.display(),
+            calls.len()
+        )));
+    }
+    let name = data.file_name().map_or_else(
+        || data.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let cal = Calibration::fit(&name, &calls);
+    let path = bundle.join(CALIBRATION_FILE);
+    let json = serde_json::to_string_pretty(&cal).expect("a calibration serialises") + "\n";
+    std::fs::write(&path, json)
+        .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
+    crate::bundle::files::add_to_manifest(bundle, CALIBRATION_FILE)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    for s in &mut run.scored {
+        if let Some(g) = &s.signals {
+            s.confidence = cal.score(g) as f32;
+        }
+    }
+    run.calibrated = true;
+    Ok(cal)
 }
 
 /// The tools of a file: an OpenAI `tools` array, or a catalogue object with
@@ -601,6 +847,8 @@ mod tests {
             call,
             expected_fallback,
             min_token_p,
+            confidence: min_token_p,
+            signals: None,
         };
         let scored = [
             s(true, true, false, 0.9),   // right call, sure
@@ -626,6 +874,21 @@ mod tests {
         assert_eq!((p[1].calls_kept, p[1].calls_kept_wrong), (2, 1));
         // right: the sure call, the marker, the out-of-domain call handed up
         assert!((p[1].device_exact_match - 50.0).abs() < 1e-9);
-        assert!(gate_markdown(&p).contains("| 0.5 | 3 (1 / 1) | 2 | 50.0 % (1) | 50.00 % |"));
+        assert!((p[1].precision - 50.0).abs() < 1e-9 && (p[1].coverage - 100.0 / 3.0).abs() < 1e-9);
+        assert!(
+            gate_markdown(&p)
+                .contains("| 0.5 | 33.3 % (2) | 50.0 % (1 wrong) | 3 (1 / 1) | 50.00 % |"),
+            "{}",
+            gate_markdown(&p)
+        );
+        // ranked by confidence: 0.95 wrong, 0.9 right, 0.4 right, 0.3 ood, 0.2 wrong
+        let c = curve_markdown(&scored, 25);
+        assert!(c.contains("| 50.0 % (3) | 66.7 % (2) | 0.400 |"), "{c}");
+        assert!(c.contains("| 33.3 % (2) | 50.0 % (1) | 0.900 |"), "{c}");
+        assert!(c.contains("| 83.3 % (5) | 40.0 % (2) | 0.200 |"), "{c}");
+        let (f, cov) = floor_for(&scored, 50.0).unwrap();
+        assert_eq!(f, 0.3);
+        assert!((cov - 400.0 / 6.0).abs() < 1e-9);
+        assert_eq!(floor_for(&scored, 90.0), None);
     }
 }

@@ -85,7 +85,8 @@ impl std::fmt::Debug for LocalModel {
 impl LocalModel {
     /// Loads the bundle on a new thread and starts serving from it; returns
     /// once the model is loaded (or failed to). `tier` is what replies say
-    /// served them (`host` for `moe-edge host`).
+    /// served them (`host` for `moe-edge host`, which applies neither the
+    /// board's confidence gate nor its default grounding).
     pub fn start(
         bundle: PathBuf,
         board: Board,
@@ -94,6 +95,11 @@ impl LocalModel {
         cascade: Option<Cascade>,
     ) -> Result<Arc<LocalModel>, HostError> {
         let (tx, rx) = mpsc::channel::<Job>(board.limits.queue_depth.max(1));
+        // a host answers for devices: their gate and grounding are theirs
+        let policy = match tier {
+            ServedBy::Host => ChatPolicy::for_host(&board),
+            _ => ChatPolicy::of(&board),
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
         std::thread::Builder::new()
             .name("moe-edge-engine".into())
@@ -107,7 +113,7 @@ impl LocalModel {
                     }
                 };
                 let _ = ready_tx.send(Ok(engine.model_id().to_string()));
-                worker(engine, ChatPolicy::of(&board), rx);
+                worker(engine, policy, rx);
             })
             .map_err(|e| HostError::Model(format!("cannot start the engine thread: {e}")))?;
         let model_id = ready_rx

@@ -1208,9 +1208,12 @@ async fn serve_http_on_the_device() {
     }
 }
 
-/// The confidence gate (`cascade.min_confidence`): a call the demo model
-/// writes with a token below the floor goes to the cloud, and the reply says
-/// why; the same call under the default board (gate off) is the device's.
+/// The confidence gate (`cascade.min_confidence`): a call the demo model is
+/// less sure of than the floor goes to the host (a real `moe-edge host`
+/// process, whose board's own gate does not apply to what devices send it),
+/// and the reply says why; without the floor the device answers itself. The
+/// demo bundle is calibrated, so the confidence is the probability that the
+/// call is right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsure_calls_go_up_the_cascade() {
     let Some(demo) = demo_bundle() else {
@@ -1218,6 +1221,11 @@ async fn unsure_calls_go_up_the_cascade() {
     };
     let rec = Arc::new(Recorder::default());
     let cloud = good_cloud(rec.clone(), Duration::ZERO).await;
+    let host = HostProc::spawn(
+        &demo,
+        &board_file("gate-host", 512, "min_confidence = 0.9999"),
+        "127.0.0.1:0",
+    );
     let tools = json!([{"type": "function", "function": {"name": "set_fan_speed",
         "parameters": {"type": "object", "properties": {"level": {"type": "integer", "minimum": 0, "maximum": 7}}, "required": ["level"]}}}]);
     let req = || {
@@ -1226,7 +1234,7 @@ async fn unsure_calls_go_up_the_cascade() {
                      "tools": tools, "max_tokens": 48}),
         )
     };
-    // the device with the cloud behind it and `extra` in its [cascade]
+    // the device with the host and the cloud behind it and `extra` in its [cascade]
     let device_with = |name: &str, extra: &str| {
         device(
             &demo,
@@ -1234,7 +1242,8 @@ async fn unsure_calls_go_up_the_cascade() {
                 name,
                 512,
                 &format!(
-                    "cloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 3000\nretries = 0\n{extra}"
+                    "host_url = \"{}\"\ncloud_url = \"http://{cloud}/v1\"\ntimeout_ms = 20000\nretries = 0\n{extra}",
+                    host.url()
                 ),
             ),
         )
@@ -1245,7 +1254,7 @@ async fn unsure_calls_go_up_the_cascade() {
     assert_eq!(x.served_by, ServedBy::Device, "{x:?}");
     let p = x.confidence.expect("a device reply carries its confidence");
     assert!(p > 0.0 && p < 1.0, "p={p}");
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 0);
+    let device_call = r.message().unwrap().tool_calls()[0].function.clone();
 
     // a floor just above this call's confidence
     let floor = (p + 1.0) / 2.0;
@@ -1253,14 +1262,25 @@ async fn unsure_calls_go_up_the_cascade() {
     let (r, _) = collect(&gated, req()).await;
     let r = r.unwrap();
     let x = r.x_moe_edge.clone().unwrap();
-    assert_eq!(x.served_by, ServedBy::Cloud, "{x:?}");
+    assert_eq!(x.served_by, ServedBy::Host, "{x:?}");
+    let why = format!("low confidence: the call is right with p={p:.3} (calibrated), below ");
     assert!(
-        x.tried[0].starts_with("device: low confidence: a token at p="),
+        x.tried[0].starts_with(&format!("device: {why}")),
         "{:?}",
         x.tried
     );
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
-    // the cloud's answer reached the app
+    assert!(
+        x.fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(&why)),
+        "{x:?}"
+    );
+    // the host ran the same model without the device's gate (nor its own board's)
     let calls = r.message().unwrap().tool_calls();
-    assert_eq!(calls[0].function.arguments, "{\"level\":3}");
+    assert_eq!(calls[0].function, device_call);
+    assert_eq!(
+        rec.calls.load(Ordering::SeqCst),
+        0,
+        "the cloud was not needed"
+    );
 }

@@ -292,7 +292,10 @@ fn grounded_values_may_come_from_earlier_turns() {
     .unwrap()
     .validate(&RequestLimits::default())
     .unwrap();
-    let spec = e.constraint_spec(&req).unwrap().expect("tools constrain");
+    let spec = e
+        .constraint_spec(&req, false)
+        .unwrap()
+        .expect("tools constrain");
     let takes = |call: &str| {
         let mut c =
             moe_edge::constrain::Constraint::new(spec.clone(), e.constrain_vocab().unwrap());
@@ -318,11 +321,90 @@ fn grounded_values_may_come_from_earlier_turns() {
     );
 }
 
+/// Grounding by default (`tools.ground_free_strings`): on the shipped
+/// boards every free-text string of an app's tools is copied from the
+/// request unless its schema says `"x-grounded": false`; a board without it,
+/// and a `moe-edge host`, take the schema as sent.
+#[test]
+fn free_strings_are_grounded_by_board_unless_the_schema_says_no() {
+    let e = engine();
+    let said = "text Alice that I'm running ten minutes late";
+    // the catalogue as an app sends it: no x-grounded anywhere
+    let plain = catalogue();
+    assert!(!plain.to_string().contains("x-grounded"));
+    let mut opted_out = plain.clone();
+    for t in opted_out.as_array_mut().unwrap() {
+        if t["function"]["name"] == "send_message" {
+            t["function"]["parameters"]["properties"]["contact"]["x-grounded"] = json!(false);
+        }
+    }
+    let device = ChatPolicy::of(&Board::load("host-cpu").unwrap());
+    let glasses = ChatPolicy::of(&Board::load("glasses-arm64").unwrap());
+    assert!(device.ground_free_strings && glasses.ground_free_strings);
+    let host = ChatPolicy::for_host(&Board::load("host-cpu").unwrap());
+    assert!(!host.ground_free_strings);
+    // may the constraint of `tools` under `policy` write `call`?
+    let takes = |tools: &Value, policy: ChatPolicy, call: &str| {
+        let req = request(said, json!({"tools": tools}));
+        let spec = e
+            .constraint_spec(&req, policy.ground_free_strings)
+            .unwrap()
+            .expect("tools constrain");
+        let mut c = moe_edge::constrain::Constraint::new(spec, e.constrain_vocab().unwrap());
+        e.encode(&format!("<tool_call>{call}"))
+            .unwrap()
+            .into_iter()
+            .all(|t| c.advance(t).is_ok())
+    };
+    let call = |contact: &str, text: &str| {
+        format!(
+            r#"{{"name": "send_message", "arguments": {{"contact": "{contact}", "text": "{text}"}}}}"#
+        )
+    };
+    let copied = call("Alice", "I'm running ten minutes late");
+    let misspelt = call("Alise", "I'm running ten minutes late");
+    let cut = call("Alice", "I'm running 1 minutes late");
+    for policy in [device, glasses, host] {
+        assert!(takes(&plain, policy, &copied));
+    }
+    assert!(
+        !takes(&plain, device, &misspelt),
+        "a name the request does not hold"
+    );
+    assert!(
+        !takes(&plain, device, &cut),
+        "a text the request does not hold"
+    );
+    assert!(
+        takes(&plain, host, &misspelt),
+        "the host decodes the schema as sent"
+    );
+    assert!(takes(&plain, host, &cut));
+    // "x-grounded": false on the contact: free there, still grounded in the text
+    assert!(takes(&opted_out, device, &misspelt));
+    assert!(!takes(&opted_out, device, &cut));
+
+    // end to end on the device's policy: whatever the model writes is a copy
+    let req = request(said, json!({"tools": plain, "tool_choice": "required"}));
+    let c = e.complete_chat(req, "g".into(), device).unwrap();
+    let calls = c.completion.choices[0].message.tool_calls();
+    assert_eq!(calls[0].function.name, "send_message", "{c:?}");
+    let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+    for k in ["contact", "text"] {
+        let v = args[k].as_str().unwrap();
+        assert!(
+            !v.is_empty() && said.contains(v),
+            "{k}={v:?} is not copied from {said:?}"
+        );
+    }
+}
+
 /// 96 new tokens at most, calls below `floor` handed up (the board's gate).
 fn gate(floor: f32) -> ChatPolicy {
     ChatPolicy {
         max_tokens_cap: 96,
         min_confidence: floor,
+        ground_free_strings: false,
     }
 }
 
@@ -334,7 +416,9 @@ fn confidence_is_reported_and_gated() {
         let req = request("Set a timer for 12 minutes", json!({"tools": tools}));
         let mut job = e.prepare_chat(req, "c".into(), gate(floor)).unwrap();
         let f = e.run(&mut job.gen, |_| {}).unwrap();
-        (f.min_token_p, e.chat_outcome(&job, &f))
+        let out = e.chat_outcome(&job, &f);
+        let confidence = out.completion.x_moe_edge.as_ref().unwrap().confidence;
+        (confidence.unwrap() as f32, out)
     };
     let (p, open) = run(0.0);
     assert!(p > 0.0 && p <= 1.0, "p={p}");
@@ -345,7 +429,7 @@ fn confidence_is_reported_and_gated() {
     let (p2, gated) = run((p + 1.0) / 2.0);
     assert_eq!(p2, p, "greedy decoding is deterministic");
     match &gated.fallback {
-        Some(FallbackReason::LowConfidence { p: got, floor }) => {
+        Some(FallbackReason::LowConfidence { p: got, floor, .. }) => {
             assert_eq!(*got, p);
             assert!(*floor > p);
         }
@@ -430,17 +514,34 @@ fn logprobs_cover_every_generated_token() {
         );
         assert!(t["logprob"].as_f64().unwrap() <= 0.0);
     }
-    // the confidence is the least likely of them
+    // the least likely of them is the reply's least token probability; the
+    // confidence the reply reports is the calibrated one (the demo bundle
+    // has calibration.json), a probability of its own
     let min = lp
         .iter()
         .map(|t| t["logprob"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min)
         .exp();
-    let conf = c.x_moe_edge.as_ref().unwrap().confidence.unwrap();
+    let mut job = e
+        .prepare_chat(
+            request(
+                "Set a timer for 12 minutes",
+                json!({"tools": catalogue(), "logprobs": true}),
+            ),
+            "m".into(),
+            ChatPolicy::capped(96),
+        )
+        .unwrap();
+    let f = e.run(&mut job.gen, |_| {}).unwrap();
     assert!(
-        (min - conf).abs() < 1e-4 * conf.max(1e-3),
-        "{min} vs {conf}"
+        (min - f64::from(f.min_token_p)).abs() < 1e-4 * min.max(1e-3),
+        "{min} vs {}",
+        f.min_token_p
     );
+    assert!(e.calibration.is_some());
+    let conf = c.x_moe_edge.as_ref().unwrap().confidence.unwrap();
+    let want = e.confidence(&f, job.request.tools(), true);
+    assert!(want.calibrated && conf == f64::from(want.value) && conf > 0.0 && conf < 1.0);
     // a stop sequence cuts the reply: the list ends with the token that
     // reaches the cut, not with the tokens that spell the stop sequence
     let req = request(

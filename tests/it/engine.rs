@@ -265,7 +265,9 @@ fn native_matches_tract_on_the_test_split() {
             constrain: false,
             compare: false,
             tools: repo().join("models/assist-moe/tools.json"),
-            grounded: false,
+            grounded: Some(false),
+            calibrate: false,
+            scores: None,
         })
         .unwrap();
         v

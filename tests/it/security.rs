@@ -414,8 +414,12 @@ async fn apps_cannot_reach_expert_topics_while_device_and_host_work_over_tls() {
 
 /// Copies the bundle, flips one bit in the middle of `rel`.
 fn corrupted_copy(rel: &str) -> tempfile::TempDir {
+    corrupted_copy_of(bundle(), rel)
+}
+
+/// A copy of the bundle `src` with one bit of `rel` flipped.
+fn corrupted_copy_of(src: &Path, rel: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let src = bundle();
     let mut stack = vec![PathBuf::new()];
     while let Some(d) = stack.pop() {
         std::fs::create_dir_all(tmp.path().join(&d)).unwrap();
@@ -435,6 +439,25 @@ fn corrupted_copy(rel: &str) -> tempfile::TempDir {
     bytes[i] ^= 0x10;
     std::fs::write(&p, bytes).unwrap();
     tmp
+}
+
+/// The confidence calibration decides which calls the device makes: it is
+/// listed in the manifest and checked like the weights.
+#[test]
+fn a_tampered_calibration_is_refused() {
+    let demo = crate::harness::repo().join("models/assist-moe/bundle");
+    let board = Board::load("host-cpu").unwrap();
+    let dir = corrupted_copy_of(&demo, "calibration.json");
+    let e = Engine::load(dir.path(), &board, Verify::Full)
+        .expect_err("a flipped bit in the calibration was not noticed")
+        .to_string();
+    assert!(
+        e.contains("calibration.json") && e.contains("sha256"),
+        "{e}"
+    );
+    // the untouched bundle loads with it
+    let e = Engine::load(&demo, &board, Verify::Full).unwrap();
+    assert!(e.calibration.is_some());
 }
 
 #[test]
