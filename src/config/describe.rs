@@ -275,10 +275,25 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
     });
 
     let c = &board.cascade;
-    let mut cascade = vec![if c.min_confidence > 0.0 {
-        format!("device (calls below p={} go up)", c.min_confidence)
+    let grounded = if board.tools.ground_free_strings {
+        ", free-text arguments copied from the request"
     } else {
-        "device".to_string()
+        ""
+    };
+    let mut cascade = vec![if c.min_confidence > 0.0 {
+        format!(
+            "device (calls below p={} go up{grounded})",
+            c.min_confidence
+        )
+    } else {
+        format!(
+            "device{}",
+            if grounded.is_empty() {
+                ""
+            } else {
+                " (free-text arguments copied from the request)"
+            }
+        )
     }];
     if let Some(h) = &c.host_url {
         cascade.push(format!(
