@@ -137,8 +137,8 @@ impl Signals {
     }
 }
 
-const OPEN: &[u8] = b"<tool_call>";
-const CLOSE: &[u8] = b"</tool_call>";
+const OPEN: &[u8] = super::toolcall::TOOL_CALL_OPEN.as_bytes();
+const CLOSE: &[u8] = super::toolcall::TOOL_CALL_CLOSE.as_bytes();
 
 /// The part of every byte of `text`, or `None` when it holds no call.
 fn parts_of(text: &[u8], tools: &[Tool]) -> Option<Vec<Part>> {

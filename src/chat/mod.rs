@@ -168,31 +168,30 @@ impl Engine {
         })
     }
 
-    /// How sure the device is of a finished reply: with calls and a
-    /// calibrated bundle, the probability that the calls are right; else the
-    /// least probability of a token it wrote.
-    pub fn confidence(
+    /// What the model thought of each part of the calls in a finished
+    /// reply (`None` when it holds none, or the tokenizer has no call markers).
+    pub fn call_signals(
         &self,
         f: &Finished,
         tools: &[crate::openai::Tool],
-        calls: bool,
-    ) -> Confidence {
-        let raw = Confidence {
-            value: f.min_token_p,
-            calibrated: false,
-        };
-        let (Some(cal), true) = (&self.calibration, calls) else {
-            return raw;
-        };
-        let Ok(vocab) = self.constrain_vocab() else {
-            return raw;
-        };
-        match confidence::Signals::of(&f.token_stats, |t| vocab.token_bytes(t), tools) {
-            Some(s) => Confidence {
-                value: cal.score(&s) as f32,
+    ) -> Option<confidence::Signals> {
+        let vocab = self.constrain_vocab().ok()?;
+        confidence::Signals::of(&f.token_stats, |t| vocab.token_bytes(t), tools)
+    }
+
+    /// How sure the device is of a finished reply: with a call's signals and
+    /// a calibrated bundle, the probability that the call is right; else the
+    /// least probability of a token it wrote.
+    pub fn confidence(&self, f: &Finished, signals: Option<&confidence::Signals>) -> Confidence {
+        match (&self.calibration, signals) {
+            (Some(cal), Some(s)) => Confidence {
+                value: cal.score(s) as f32,
                 calibrated: true,
             },
-            None => raw,
+            _ => Confidence {
+                value: f.min_token_p,
+                calibrated: false,
+            },
         }
     }
 
@@ -232,7 +231,11 @@ impl Engine {
             .request
             .min_confidence
             .unwrap_or(job.policy.min_confidence);
-        let confidence = self.confidence(f, job.request.tools(), !parsed.calls.is_empty());
+        // the signals are read only where they are used: calls, and a calibration
+        let signals = (self.calibration.is_some() && !parsed.calls.is_empty())
+            .then(|| self.call_signals(f, job.request.tools()))
+            .flatten();
+        let confidence = self.confidence(f, signals.as_ref());
         let fallback = parsed.needs_fallback().or_else(|| {
             // Only calls are gated: the device acts on them, and a long text
             // answer has some unlikely token almost surely.

@@ -275,25 +275,17 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
     });
 
     let c = &board.cascade;
-    let grounded = if board.tools.ground_free_strings {
-        ", free-text arguments copied from the request"
+    let mut device = Vec::new();
+    if c.min_confidence > 0.0 {
+        device.push(format!("calls below p={} go up", c.min_confidence));
+    }
+    if board.tools.ground_free_strings {
+        device.push("free-text arguments copied from the request".to_string());
+    }
+    let mut cascade = vec![if device.is_empty() {
+        "device".to_string()
     } else {
-        ""
-    };
-    let mut cascade = vec![if c.min_confidence > 0.0 {
-        format!(
-            "device (calls below p={} go up{grounded})",
-            c.min_confidence
-        )
-    } else {
-        format!(
-            "device{}",
-            if grounded.is_empty() {
-                ""
-            } else {
-                " (free-text arguments copied from the request)"
-            }
-        )
+        format!("device ({})", device.join(", "))
     }];
     if let Some(h) = &c.host_url {
         cascade.push(format!(

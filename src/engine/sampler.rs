@@ -185,13 +185,19 @@ pub fn token_stat(logits: &[f32], tok: u32, allowed: Option<&dyn Fn(u32) -> bool
             p_alt: 0.0,
         };
     }
+    // Unconstrained, or the best token allowed: one exp serves both sums.
+    let same = max_ok == max_all;
     let (mut sum_all, mut sum_ok) = (0.0f32, 0.0f32);
     for (i, &l) in logits.iter().enumerate() {
-        if l - max_all > NEGLIGIBLE {
-            sum_all += (l - max_all).exp();
-        }
+        let e = if l - max_all > NEGLIGIBLE {
+            let e = (l - max_all).exp();
+            sum_all += e;
+            e
+        } else {
+            0.0
+        };
         if l - max_ok > NEGLIGIBLE && ok(i) {
-            sum_ok += (l - max_ok).exp();
+            sum_ok += if same { e } else { (l - max_ok).exp() };
         }
     }
     TokenStat {

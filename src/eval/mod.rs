@@ -249,52 +249,54 @@ pub fn gate_markdown(points: &[GatePoint]) -> String {
 /// calls and the floor that keeps them. One row per `step` % of coverage,
 /// and the last (every call kept).
 pub fn curve_markdown(scored: &[Scored], step: usize) -> String {
-    let mut calls: Vec<&Scored> = scored.iter().filter(|s| s.call).collect();
-    calls.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     let mut s = String::from(
         "| coverage | precision of device calls | floor (min_confidence) |\n|---|---|---|\n",
     );
     let n = scored.len().max(1);
-    let mut right = 0;
-    let mut next = step.max(1);
-    for (k, c) in calls.iter().enumerate() {
-        right += c.correct as usize;
-        let kept = k + 1;
-        // a row at each step, after every call of equal confidence is in
-        let tie = calls
-            .get(kept)
-            .is_some_and(|d| d.confidence == c.confidence);
-        if (100 * kept >= next * n && !tie) || kept == calls.len() {
+    let step = step.max(1);
+    let cuts = ranked_cuts(scored);
+    let mut next = step;
+    for (i, &(kept, right, floor)) in cuts.iter().enumerate() {
+        if 100 * kept >= next * n || i + 1 == cuts.len() {
             s += &format!(
-                "| {:.1} % ({kept}) | {:.1} % ({right}) | {:.3} |\n",
+                "| {:.1} % ({kept}) | {:.1} % ({right}) | {floor:.3} |\n",
                 100.0 * kept as f64 / n as f64,
                 100.0 * right as f64 / kept as f64,
-                c.confidence
             );
             while 100 * kept >= next * n {
-                next += step.max(1);
+                next += step;
             }
         }
     }
     s
 }
 
+/// The device's calls ranked by confidence, cut after each run of equal
+/// confidence: (calls kept, of them right, the floor that keeps them).
+fn ranked_cuts(scored: &[Scored]) -> Vec<(usize, usize, f32)> {
+    let mut calls: Vec<&Scored> = scored.iter().filter(|s| s.call).collect();
+    calls.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut right = 0;
+    let mut cuts = Vec::new();
+    for (k, c) in calls.iter().enumerate() {
+        right += c.correct as usize;
+        if calls
+            .get(k + 1)
+            .is_none_or(|d| d.confidence != c.confidence)
+        {
+            cuts.push((k + 1, right, c.confidence));
+        }
+    }
+    cuts
+}
+
 /// The highest coverage whose calls are right at least `precision` % of
 /// the time, and the floor that gives it; `None` when no floor reaches it.
 pub fn floor_for(scored: &[Scored], precision: f64) -> Option<(f32, f64)> {
-    let mut calls: Vec<&Scored> = scored.iter().filter(|s| s.call).collect();
-    calls.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-    let (mut right, mut best) = (0usize, None);
-    for (k, c) in calls.iter().enumerate() {
-        right += c.correct as usize;
-        let tie = calls
-            .get(k + 1)
-            .is_some_and(|d| d.confidence == c.confidence);
-        if !tie && 100.0 * right as f64 >= precision * (k + 1) as f64 {
-            best = Some((c.confidence, 100.0 * (k + 1) as f64 / scored.len() as f64));
-        }
-    }
-    best
+    ranked_cuts(scored)
+        .into_iter()
+        .rfind(|&(kept, right, _)| 100.0 * right as f64 >= precision * kept as f64)
+        .map(|(kept, _, floor)| (floor, 100.0 * kept as f64 / scored.len() as f64))
 }
 
 impl EvalReport {
@@ -525,9 +527,7 @@ pub fn evaluate(
     tools: &[Tool],
 ) -> Result<EvalReport, EngineError> {
     let mut report = EvalReport::default();
-    let vocab = engine
-        .constrain_vocab()
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+
     for (i, ex) in examples {
         let req = ChatRequest {
             messages: ex.messages.clone(),
@@ -552,8 +552,8 @@ pub fn evaluate(
         report.decode_ms += f.timings.decode_ms + f.timings.prefill_ms;
         report.mask_ms += f.timings.mask_ms;
         report.masks += f.timings.masks;
-        let signals = Signals::of(&f.token_stats, |t| vocab.token_bytes(t), tools);
-        let confidence = engine.confidence(&f, tools, signals.is_some());
+        let signals = engine.call_signals(&f, tools);
+        let confidence = engine.confidence(&f, signals.as_ref());
         report.calibrated |= confidence.calibrated;
         report.record(*i, ex, &f.text, f.min_token_p, confidence.value, signals);
     }

@@ -273,6 +273,32 @@ fn grounded_strings_are_copied_from_the_request() {
     }
 }
 
+/// May the constraint of `req` (its free strings grounded or not) write
+/// `<tool_call>` then `call`?
+fn constraint_takes(
+    e: &Engine,
+    req: &moe_edge::openai::ValidRequest,
+    ground_free_strings: bool,
+    call: &str,
+) -> bool {
+    let spec = e
+        .constraint_spec(req, ground_free_strings)
+        .unwrap()
+        .expect("tools constrain");
+    let mut c = moe_edge::constrain::Constraint::new(spec, e.constrain_vocab().unwrap());
+    e.encode(&format!("<tool_call>{call}"))
+        .unwrap()
+        .into_iter()
+        .all(|t| c.advance(t).is_ok())
+}
+
+/// A send_message call as the model writes it.
+fn send_message_call(contact: &str, text: &str) -> String {
+    format!(
+        r#"{{"name": "send_message", "arguments": {{"contact": "{contact}", "text": "{text}"}}}}"#
+    )
+}
+
 /// A grounded value may come from any user turn (or tool result), not only
 /// the last one: the constraint built for a two-turn request takes a name
 /// from the first turn and refuses one that no message holds.
@@ -292,24 +318,8 @@ fn grounded_values_may_come_from_earlier_turns() {
     .unwrap()
     .validate(&RequestLimits::default())
     .unwrap();
-    let spec = e
-        .constraint_spec(&req, false)
-        .unwrap()
-        .expect("tools constrain");
-    let takes = |call: &str| {
-        let mut c =
-            moe_edge::constrain::Constraint::new(spec.clone(), e.constrain_vocab().unwrap());
-        let text = format!("<tool_call>{call}");
-        e.encode(&text)
-            .unwrap()
-            .into_iter()
-            .all(|t| c.advance(t).is_ok())
-    };
-    let call = |contact: &str, text: &str| {
-        format!(
-            r#"{{"name": "send_message", "arguments": {{"contact": "{contact}", "text": "{text}"}}}}"#
-        )
-    };
+    let takes = |call: &str| constraint_takes(e, &req, false, call);
+    let call = send_message_call;
     assert!(takes(&call("Marcus Lee", "the door code is 4512")));
     assert!(
         !takes(&call("Marcus Leigh", "the door code is 4512")),
@@ -346,21 +356,9 @@ fn free_strings_are_grounded_by_board_unless_the_schema_says_no() {
     // may the constraint of `tools` under `policy` write `call`?
     let takes = |tools: &Value, policy: ChatPolicy, call: &str| {
         let req = request(said, json!({"tools": tools}));
-        let spec = e
-            .constraint_spec(&req, policy.ground_free_strings)
-            .unwrap()
-            .expect("tools constrain");
-        let mut c = moe_edge::constrain::Constraint::new(spec, e.constrain_vocab().unwrap());
-        e.encode(&format!("<tool_call>{call}"))
-            .unwrap()
-            .into_iter()
-            .all(|t| c.advance(t).is_ok())
+        constraint_takes(e, &req, policy.ground_free_strings, call)
     };
-    let call = |contact: &str, text: &str| {
-        format!(
-            r#"{{"name": "send_message", "arguments": {{"contact": "{contact}", "text": "{text}"}}}}"#
-        )
-    };
+    let call = send_message_call;
     let copied = call("Alice", "I'm running ten minutes late");
     let misspelt = call("Alise", "I'm running ten minutes late");
     let cut = call("Alice", "I'm running 1 minutes late");
@@ -540,7 +538,7 @@ fn logprobs_cover_every_generated_token() {
     );
     assert!(e.calibration.is_some());
     let conf = c.x_moe_edge.as_ref().unwrap().confidence.unwrap();
-    let want = e.confidence(&f, job.request.tools(), true);
+    let want = e.confidence(&f, e.call_signals(&f, job.request.tools()).as_ref());
     assert!(want.calibrated && conf == f64::from(want.value) && conf > 0.0 && conf < 1.0);
     // a stop sequence cuts the reply: the list ends with the token that
     // reaches the cut, not with the tokens that spell the stop sequence
