@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::config::ExpertPolicy;
-use crate::experts::cache::Event;
+use crate::experts::cache::{Access, Event};
 use crate::experts::{ExpertId, ResidencyCache};
 
 #[derive(Debug, Clone, Serialize)]
@@ -16,22 +16,46 @@ pub struct PolicyRow {
     pub slots: usize,
     pub fraction: f64,
     pub lru: f64,
+    /// LFU as the engine runs it: a newcomer is kept only if used more
+    /// often than its victim.
     pub lfu: f64,
+    /// LFU keeping every miss (no admission test).
+    pub lfu_admit_always: f64,
     pub pinned: f64,
     pub predictive: f64,
     /// LFU whose counts start from the calibration plan's.
     pub lfu_plan: f64,
     /// The same, sparing the current layer's experts and the next layer's
-    /// predicted ones from eviction, as the engine does (what it reads
-    /// ahead into the page cache is not counted here).
-    pub lfu_plan_prediction: Option<f64>,
+    /// predicted ones from eviction, as the engine does, and reading the
+    /// predicted ones ahead (None: the trace has no predictions).
+    pub lfu_plan_prediction: Option<Replayed>,
+    /// The best fixed set in hindsight (the trace's most used experts): what
+    /// a frequency policy converges to when routing has no order to exploit.
+    pub best_fixed: f64,
     pub belady: f64,
+}
+
+/// One replay of LFU + plan (+ prediction).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Replayed {
+    /// Accesses that found the expert resident.
+    pub hits: f64,
+    /// Accesses that found it resident or read ahead for them by the
+    /// prediction made at the layer before: the accesses that do not wait
+    /// for a read (the replay assumes every read ahead lands in time; the
+    /// engine counts the ones that do not as `late`).
+    pub no_wait: f64,
+    /// Experts read per access: read ahead plus read on demand.
+    pub reads: f64,
 }
 
 /// Hit rate of a `ResidencyCache` policy over `trace`.
 pub fn replay(policy: ExpertPolicy, slots: usize, trace: &[ExpertId], plan: &[ExpertId]) -> f64 {
-    let mut c = ResidencyCache::new(policy, slots as u64, 1);
-    if policy == ExpertPolicy::Pinned {
+    replay_cache(ResidencyCache::new(policy, slots as u64, 1), trace, plan)
+}
+
+fn replay_cache(mut c: ResidencyCache, trace: &[ExpertId], plan: &[ExpertId]) -> f64 {
+    if c.policy() == ExpertPolicy::Pinned {
         c.pin(plan.iter().copied());
     }
     for &id in trace {
@@ -40,31 +64,87 @@ pub fn replay(policy: ExpertPolicy, slots: usize, trace: &[ExpertId], plan: &[Ex
     c.stats().hit_rate()
 }
 
-/// Hit rate of LFU seeded with `prior` counts and, with `predict`, sparing
-/// the current and predicted experts from eviction.
+/// LFU seeded with `prior` counts and, with `predict`, sparing the current
+/// and predicted experts from eviction and reading the predicted ones that
+/// are not resident ahead of their layer (as `engine::model` does: a read
+/// ahead does not change the residency set).
 pub fn replay_events(
     slots: usize,
     events: &[Event],
     prior: &[(ExpertId, u64)],
     predict: bool,
-) -> f64 {
+) -> Replayed {
     let mut c = ResidencyCache::new(ExpertPolicy::Lfu, slots as u64, 1);
     c.prior(prior.iter().copied());
+    // Per layer: the experts read ahead for it at the layer before.
+    let mut ahead: HashMap<u16, Vec<ExpertId>> = HashMap::new();
+    let (mut accesses, mut hits, mut ready, mut reads) = (0u64, 0u64, 0u64, 0u64);
     for ev in events {
         match ev {
             Event::Predict { current, next } if predict => {
                 let mut keep = current.clone();
                 keep.extend(next.iter().copied());
                 c.set_protected(keep);
+                if let Some(&(layer, _)) = next.first() {
+                    let read: Vec<ExpertId> =
+                        next.iter().copied().filter(|&id| !c.is_resident(id)).collect();
+                    reads += read.len() as u64;
+                    ahead.insert(layer, read);
+                }
             }
             Event::Predict { .. } => {}
             Event::Access(id) => {
-                c.access(*id);
+                accesses += 1;
+                if c.access(*id) == Access::Hit {
+                    hits += 1;
+                } else if ahead.get(&id.0).is_some_and(|r| r.contains(id)) {
+                    ready += 1;
+                } else {
+                    reads += 1;
+                }
             }
         }
     }
-    let s = c.stats();
-    s.hits as f64 / (s.hits + s.misses).max(1) as f64
+    let n = accesses.max(1) as f64;
+    Replayed {
+        hits: hits as f64 / n,
+        no_wait: (hits + ready) as f64 / n,
+        reads: reads as f64 / n,
+    }
+}
+
+/// Hit rate of the `slots` most used experts of `trace`, held throughout.
+pub fn best_fixed(slots: usize, trace: &[ExpertId]) -> f64 {
+    let mut count: HashMap<ExpertId, u64> = HashMap::new();
+    for &id in trace {
+        *count.entry(id).or_default() += 1;
+    }
+    let mut n: Vec<u64> = count.into_values().collect();
+    n.sort_unstable_by(|a, b| b.cmp(a));
+    n.iter().take(slots).sum::<u64>() as f64 / trace.len().max(1) as f64
+}
+
+/// Write a trace as JSON lines: the events (predictions and accesses)
+/// when the trace has predictions, else the bare accesses.
+pub fn write_trace(
+    path: &std::path::Path,
+    events: &[Event],
+    accesses: &[ExpertId],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let bare: Vec<Event>;
+    let events = if events.is_empty() {
+        bare = accesses.iter().map(|&id| Event::Access(id)).collect();
+        &bare
+    } else {
+        events
+    };
+    for ev in events {
+        serde_json::to_writer(&mut w, ev)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
 }
 
 /// Belady's MIN: the best hit rate any policy could reach with `slots`.
@@ -130,13 +210,19 @@ pub fn compare(
                 fraction: f,
                 lru: replay(ExpertPolicy::Lru, slots, trace, plan),
                 lfu: replay(ExpertPolicy::Lfu, slots, trace, plan),
+                lfu_admit_always: replay_cache(
+                    ResidencyCache::new(ExpertPolicy::Lfu, slots as u64, 1).admit_always(),
+                    trace,
+                    plan,
+                ),
                 pinned: replay(ExpertPolicy::Pinned, slots, trace, plan),
                 predictive: replay(ExpertPolicy::Predictive, slots, trace, plan),
-                lfu_plan: replay_events(slots, events, prior, false),
+                lfu_plan: replay_events(slots, events, prior, false).hits,
                 lfu_plan_prediction: events
                     .iter()
                     .any(|e| matches!(e, Event::Predict { .. }))
                     .then(|| replay_events(slots, events, prior, true)),
+                best_fixed: best_fixed(slots, trace),
                 belady: belady(slots, trace),
             }
         })
@@ -144,33 +230,40 @@ pub fn compare(
 }
 
 pub fn table(rows: &[PolicyRow]) -> String {
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
     let mut s = String::from(
-        "| budget (experts) | LRU | LFU | plan-pinned | predictive | LFU + plan | LFU + plan + prediction | Belady (optimum, demand) | best online / Belady |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| budget (experts) | LRU | LFU, keeping every miss | LFU | plan-pinned | predictive | LFU + plan | LFU + plan + prediction: hits / no wait | reads per access: prediction / Belady | best fixed set | Belady (optimum, demand) | best hits / Belady | no wait / Belady |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let pred = r.lfu_plan_prediction;
         let best = [
             r.lru,
             r.lfu,
+            r.lfu_admit_always,
             r.pinned,
             r.predictive,
             r.lfu_plan,
-            pred.unwrap_or(0.0),
+            pred.map_or(0.0, |p| p.hits),
         ]
         .into_iter()
         .fold(0.0, f64::max);
+        let belady = r.belady.max(1e-9);
         s += &format!(
-            "| {} ({:.0} %) | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {:.1} % | {} | {:.1} % | {:.2} |\n",
+            "| {} ({:.0} %) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |\n",
             r.slots,
             r.fraction * 100.0,
-            r.lru * 100.0,
-            r.lfu * 100.0,
-            r.pinned * 100.0,
-            r.predictive * 100.0,
-            r.lfu_plan * 100.0,
-            pred.map_or("–".into(), |p| format!("{:.1} %", p * 100.0)),
-            r.belady * 100.0,
-            best / r.belady.max(1e-9)
+            pct(r.lru),
+            pct(r.lfu_admit_always),
+            pct(r.lfu),
+            pct(r.pinned),
+            pct(r.predictive),
+            pct(r.lfu_plan),
+            pred.map_or("–".into(), |p| format!("{} / {}", pct(p.hits), pct(p.no_wait))),
+            pred.map_or("–".into(), |p| format!("{:.2} / {:.2}", p.reads, 1.0 - r.belady)),
+            pct(r.best_fixed),
+            pct(r.belady),
+            best / belady,
+            pred.map_or("–".into(), |p| format!("{:.2}", p.no_wait / belady)),
         );
     }
     s
@@ -198,24 +291,27 @@ mod tests {
         // Events without predictions replay as plain LFU; sparing the
         // expert predicted next keeps it for its use.
         let ev: Vec<Event> = t.iter().map(|&id| Event::Access(id)).collect();
-        assert_eq!(
-            replay_events(2, &ev, &[], false),
-            replay(ExpertPolicy::Lfu, 2, &t, &[])
-        );
-        // slots 1 after 1, 2: LFU keeps 1 (count 2) over 2; predicted 2 is spared.
-        let tr: Vec<Event> = [(0, 1), (0, 1), (0, 2)]
-            .iter()
-            .map(|&id| Event::Access(id))
-            .chain([
-                Event::Predict {
-                    current: vec![(0, 3)],
-                    next: vec![(0, 2)],
-                },
-                Event::Access((0, 3)),
-                Event::Access((0, 2)),
-            ])
-            .collect();
-        assert!(replay_events(2, &tr, &[], true) > replay_events(2, &tr, &[], false));
+        let plain = replay_events(2, &ev, &[], false);
+        assert_eq!(plain.hits, replay(ExpertPolicy::Lfu, 2, &t, &[]));
+        assert_eq!(plain.no_wait, plain.hits);
+        assert!((plain.reads - (1.0 - plain.hits)).abs() < 1e-9);
+        // One slot, (0,1) used before: the predicted (1,5) is refused a
+        // slot (used less often) but read ahead, so its access does not wait.
+        let tr: Vec<Event> = vec![
+            Event::Access((0, 1)),
+            Event::Access((0, 1)),
+            Event::Predict {
+                current: vec![(0, 1)],
+                next: vec![(1, 5)],
+            },
+            Event::Access((0, 1)),
+            Event::Access((1, 5)),
+        ];
+        let with = replay_events(1, &tr, &[], true);
+        let without = replay_events(1, &tr, &[], false);
+        assert_eq!((with.hits, with.no_wait, with.reads), (0.5, 0.75, 0.5));
+        assert_eq!((without.hits, without.no_wait, without.reads), (0.5, 0.5, 0.5));
+        assert!((best_fixed(1, &t) - 3.0 / 8.0).abs() < 1e-9);
         assert!((belady(4, &t) - 4.0 / 8.0).abs() < 1e-9);
     }
 }

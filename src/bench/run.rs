@@ -57,6 +57,10 @@ pub enum Mode {
         limit: usize,
         #[arg(long, value_delimiter = ',', default_values_t = [0.125, 0.25, 0.5, 0.75])]
         fractions: Vec<f64>,
+        /// Also write the replayed trace to FILE, one JSON event per line
+        /// (`{"access":[layer,expert]}` or `{"predict":{"current":…,"next":…}}`).
+        #[arg(long)]
+        trace_out: Option<PathBuf>,
     },
     /// Scale bundle: `--make DIR` writes a seeded synthetic Qwen3-MoE in a real shape and
     /// imports it (DIR/bundle, DIR/bundle-f16); otherwise decode tok/s on --bundle against
@@ -381,6 +385,7 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             trace,
             limit,
             fractions,
+            trace_out,
         } => {
             let e = load(bundle, &board.all_resident())?;
             let arch = e.model.manifest.architecture.clone();
@@ -393,6 +398,10 @@ pub fn run(mode: Mode, bundle: &Path, board: &Board) -> Result<Report, BenchErro
             prompts.truncate(limit);
             let trace_stats = crate::plan::collect(&e, &prompts, 24).map_err(|x| other(&x))?;
             let accesses: Vec<_> = trace_stats.trace.iter().flatten().copied().collect();
+            if let Some(path) = &trace_out {
+                cache::write_trace(path, &trace_stats.events, &accesses)
+                    .map_err(|x| other(&format!("{}: {x}", path.display())))?;
+            }
             // The calibration counts, as LFU's starting history.
             let prior: Vec<_> = (0..arch.num_layers)
                 .flat_map(|l| {

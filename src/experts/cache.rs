@@ -3,7 +3,10 @@
 //! pages them in or out (`ExpertStore::populate`/`release`). The accounted
 //! bytes never exceed the budget. The model can name experts to spare
 //! (`set_protected`: the layer in flight and the next layer's predicted
-//! ones) while another resident can go.
+//! ones) while another resident can go. LFU admits by frequency (as
+//! TinyLFU does): a newcomer used no more often than the expert it would
+//! evict is served once and not kept, so a burst of rare experts (a long
+//! prefill) cannot flush the frequent ones.
 
 use std::collections::HashMap;
 
@@ -19,7 +22,8 @@ pub struct CacheStats {
     /// Bytes brought in by misses (resident or transient).
     pub bytes_in: u64,
     pub evictions: u64,
-    /// Misses served without making the expert resident (pinned policy, or a budget below one expert).
+    /// Misses served without making the expert resident (pinned policy, a
+    /// budget below one expert, or an LFU newcomer refused admission).
     pub transient: u64,
 }
 
@@ -35,7 +39,8 @@ impl CacheStats {
 }
 
 /// One event of a recorded routing trace (cache replays).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A layer step is about to use `current`; `next` is what the next
     /// layer is predicted to use.
@@ -81,6 +86,9 @@ pub struct ResidencyCache {
     /// Not evicted while another resident can go: the experts the current
     /// layer uses and the ones predicted for the next.
     protected: Vec<ExpertId>,
+    /// A miss evicts only for a newcomer used more often than its victim
+    /// (LFU by default).
+    admit_by_frequency: bool,
 }
 
 impl ResidencyCache {
@@ -96,7 +104,15 @@ impl ResidencyCache {
             clock: 0,
             stats: CacheStats::default(),
             protected: Vec::new(),
+            admit_by_frequency: policy == ExpertPolicy::Lfu,
         }
+    }
+
+    /// Every miss becomes resident, evicting the policy's victim (LFU
+    /// without its admission test; for comparisons).
+    pub fn admit_always(mut self) -> ResidencyCache {
+        self.admit_by_frequency = false;
+        self
     }
 
     /// Prior use counts (e.g. a calibration plan's), added to LFU's history.
@@ -135,6 +151,10 @@ impl ResidencyCache {
             }
         }
         n
+    }
+
+    pub fn policy(&self) -> ExpertPolicy {
+        self.policy
     }
 
     pub fn slots(&self) -> usize {
@@ -183,7 +203,7 @@ impl ResidencyCache {
         }
         self.stats.misses += 1;
         self.stats.bytes_in += self.expert_bytes;
-        if self.policy == ExpertPolicy::Pinned || self.slots == 0 {
+        if self.policy == ExpertPolicy::Pinned || self.slots == 0 || !self.admits(id) {
             self.stats.transient += 1;
             return Access::Transient;
         }
@@ -196,6 +216,17 @@ impl ResidencyCache {
         );
         debug_assert!(self.resident_bytes() <= self.budget_bytes());
         Access::Miss { evicted }
+    }
+
+    /// Whether a missed `id` may take a slot: always while there is room;
+    /// when full, under frequency admission only if it is used more often
+    /// than the expert it would evict.
+    fn admits(&self, id: ExpertId) -> bool {
+        if !self.admit_by_frequency || self.resident.len() < self.slots {
+            return true;
+        }
+        let count = |x: &ExpertId| self.freq.get(x).copied().unwrap_or(0);
+        count(&id) > count(&self.victim())
     }
 
     /// The predictive policy's estimate of how soon `id` is used again (higher: sooner).
@@ -259,13 +290,35 @@ mod tests {
 
     #[test]
     fn lfu_keeps_the_frequent() {
-        let mut c = ResidencyCache::new(ExpertPolicy::Lfu, 200, 100);
+        let mut c = ResidencyCache::new(ExpertPolicy::Lfu, 200, 100).admit_always();
         for _ in 0..3 {
             c.access((0, 1));
         }
         c.access((0, 2));
         c.access((0, 3)); // evicts (0,2): freq 1 < 3
         assert!(c.is_resident((0, 1)) && c.is_resident((0, 3)) && !c.is_resident((0, 2)));
+    }
+
+    #[test]
+    fn lfu_admits_only_the_more_frequent() {
+        let mut c = ResidencyCache::new(ExpertPolicy::Lfu, 200, 100);
+        for _ in 0..3 {
+            c.access((0, 1));
+        }
+        c.access((0, 2));
+        // (0,3) is used once, like its victim (0,2): served, not kept.
+        assert_eq!(c.access((0, 3)), Access::Transient);
+        assert_eq!(c.residents(), vec![(0, 1), (0, 2)]);
+        // Used twice it beats (0,2) and takes its slot.
+        assert_eq!(
+            c.access((0, 3)),
+            Access::Miss {
+                evicted: vec![(0, 2)]
+            }
+        );
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.transient, s.evictions), (2, 4, 1, 1));
+        assert!(c.resident_bytes() <= c.budget_bytes());
     }
 
     #[test]
