@@ -484,8 +484,9 @@ impl Model {
     }
 
     /// Scores the prediction made for layer `l` (`before`) against its
-    /// routing, then makes the experts predicted for layer `l + 1` (`next`)
-    /// resident and queues their page-in.
+    /// routing, then queues the page-in of the experts predicted for layer
+    /// `l + 1` (`next`) that are carried but not resident, and hints the
+    /// remote of those it does not carry.
     fn fetch_ahead(
         &self,
         ahead: &Ahead,
@@ -515,6 +516,15 @@ impl Model {
             st.guesses += next.len() as u64;
         }
         let nl = l + 1;
+        // The host reads in what it will be asked for.
+        if let Some(remote) = &self.remote {
+            let away: Vec<u16> = next
+                .iter()
+                .copied()
+                .filter(|&e| !self.store.has(nl, e as usize))
+                .collect();
+            remote.hint(nl, &away);
+        }
         ahead.steps.fetch_add(1, Ordering::Relaxed);
         if next.is_empty() || !ahead.worth_it(nl) {
             return;

@@ -22,6 +22,11 @@ pub trait RemoteExperts: Send + Sync {
         states: &[f32],
         hidden: usize,
     ) -> Result<Pending, ExpertError>;
+
+    /// Tells the remote which experts of `layer` the device expects to ask
+    /// for next (its prediction), so it can read them in first. Best effort:
+    /// never waits, never fails the step. Default: nothing to tell.
+    fn hint(&self, _layer: usize, _experts: &[u16]) {}
 }
 
 /// Replace the missing experts of one token by the best available ones.

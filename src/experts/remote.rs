@@ -7,7 +7,9 @@
 //! bytes, round-trip times, which host served), when to skip the host (a
 //! `crate::breaker::Breaker`: after `breaker_failures` failed calls in a row
 //! the remote is skipped for `breaker_cooldown`, then one call probes it
-//! again) and the avoidance rule
+//! again), the hints (the next layer's predicted experts, published at most
+//! once per layer step without waiting, none while the breaker is open) and
+//! the avoidance rule
 //! (`skip_below`: when every token's missing router weight is below it, the
 //! round trip is not worth it and the engine substitutes).
 //! Does not own: what happens on a failure (the engine's `on_miss` policy),
@@ -100,6 +102,8 @@ struct Counters {
     busy: AtomicU64,
     fast_fail: AtomicU64,
     skipped: AtomicU64,
+    hints: AtomicU64,
+    hints_dropped: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     rtt_us_total: AtomicU64,
@@ -124,6 +128,10 @@ pub struct RemoteStats {
     pub skipped: u64,
     /// Replies that came after their deadline (dropped).
     pub late: u64,
+    /// Hints published, and hints not published (the client's request
+    /// queue was full).
+    pub hints: u64,
+    pub hints_dropped: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub rtt_mean_us: f64,
@@ -137,6 +145,7 @@ pub struct RemoteStats {
 struct Inner {
     rt: tokio::runtime::Handle,
     rpc: Rpc,
+    handle: MqttHandle,
     config: RemoteConfig,
     topics: Vec<String>,
     limits: Limits,
@@ -186,6 +195,7 @@ impl MqttRemote {
             inner: Arc::new(Inner {
                 rt: tokio::runtime::Handle::current(),
                 rpc,
+                handle: handle.clone(),
                 config,
                 topics,
                 limits,
@@ -263,6 +273,8 @@ impl MqttRemote {
             fast_fail: l(&c.fast_fail),
             skipped: l(&c.skipped),
             late: self.inner.rpc.stats().late,
+            hints: l(&c.hints),
+            hints_dropped: l(&c.hints_dropped),
             bytes_sent: l(&c.bytes_sent),
             bytes_received: l(&c.bytes_received),
             rtt_mean_us: mean,
@@ -501,5 +513,29 @@ impl RemoteExperts for MqttRemote {
         hidden: usize,
     ) -> Result<Pending, ExpertError> {
         self.call(layer, pairs, states, hidden, false)
+    }
+
+    fn hint(&self, layer: usize, experts: &[u16]) {
+        let inner = &self.inner;
+        if experts.is_empty()
+            || layer >= inner.topics.len()
+            || inner.breaker.lock().unwrap().state(Instant::now()) == State::Open
+        {
+            return;
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = frame::encode_hint(&mut buf, layer as u16, experts) {
+            log::debug!("hint not encoded layer={layer} err={e}");
+            return;
+        }
+        let opts = PublishOptions {
+            qos: transport::QoS::AtMostOnce,
+            ..PublishOptions::default()
+        };
+        let c = &inner.counters;
+        match inner.handle.try_publish(&inner.topics[layer], buf, &opts) {
+            Ok(()) => c.hints.fetch_add(1, Ordering::Relaxed),
+            Err(_) => c.hints_dropped.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }

@@ -8,6 +8,10 @@
 //! worker queue (full → an immediate `Busy` error frame), the compute on
 //! worker threads off the MQTT driver, and the replies on the MQTT 5 response
 //! topic with the request's correlation data (errors as error frames).
+//! Hints (a device's prediction of the experts it asks for next) go to one
+//! reader thread through a bounded queue (full → dropped and counted), which
+//! checks and reads those experts in before their request comes; a hint is
+//! never answered.
 //! Does not own: the frame layout (`wire::frame`), topic names
 //! (`wire::topics`), the MQTT client (`transport`), the expert kernels
 //! (`experts::kernels`), nor any policy about failures (the device decides).
@@ -101,6 +105,11 @@ pub struct ServerStats {
     pub batches: AtomicU64,
     pub batched: AtomicU64,
     pub compute_us: AtomicU64,
+    /// Hint frames taken, experts they named, hints dropped (queue full or
+    /// not valid for this host).
+    pub hints: AtomicU64,
+    pub hinted: AtomicU64,
+    pub hints_dropped: AtomicU64,
 }
 
 /// A copy of [`ServerStats`].
@@ -115,6 +124,9 @@ pub struct ServerStatsSnapshot {
     pub batches: u64,
     pub batched: u64,
     pub compute_us: u64,
+    pub hints: u64,
+    pub hinted: u64,
+    pub hints_dropped: u64,
 }
 
 impl ServerStats {
@@ -130,6 +142,9 @@ impl ServerStats {
             batches: l(&self.batches),
             batched: l(&self.batched),
             compute_us: l(&self.compute_us),
+            hints: l(&self.hints),
+            hinted: l(&self.hinted),
+            hints_dropped: l(&self.hints_dropped),
         }
     }
 }
@@ -378,6 +393,14 @@ impl ExpertServer {
         );
         on_ready(&filter);
 
+        let (hint_tx, hint_rx) = sync_channel::<(usize, Vec<u16>)>(HINT_QUEUE);
+        let reader = {
+            let (model, stats) = (self.model.clone(), self.stats.clone());
+            std::thread::Builder::new()
+                .name("experts-hints".into())
+                .spawn(move || read_hinted(hint_rx, model, stats))
+                .map_err(|e| ExpertServerError::Invalid(format!("spawn hint reader: {e}")))?
+        };
         let (tx, rx) = sync_channel::<Message>(self.config.queue);
         let rx = Arc::new(Mutex::new(rx));
         let rt = tokio::runtime::Handle::current();
@@ -410,13 +433,17 @@ impl ExpertServer {
                     None => break,
                 },
             };
-            self.intake(&handle, &tx, msg).await;
+            if !self.hint(&hint_tx, &msg) {
+                self.intake(&handle, &tx, msg).await;
+            }
         }
         drop(tx);
+        drop(hint_tx);
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
             }
+            let _ = reader.join();
         })
         .await;
         let _ = handle.unsubscribe(&filter).await;
@@ -424,13 +451,37 @@ impl ExpertServer {
         let _ = tokio::time::timeout(Duration::from_secs(2), driver_task).await;
         let s = self.stats.snapshot();
         log::info!(
-            "expert server stopped requests={} served={} rejected={} busy={}",
+            "expert server stopped requests={} served={} rejected={} busy={} hints={} hinted={} hints_dropped={}",
             s.requests,
             s.served,
             s.rejected,
-            s.busy
+            s.busy,
+            s.hints,
+            s.hinted,
+            s.hints_dropped
         );
         Ok(s)
+    }
+
+    /// Takes `msg` if it is a hint: queues its experts for the reader (or
+    /// drops it, counted). False for anything else.
+    fn hint(&self, tx: &SyncSender<(usize, Vec<u16>)>, msg: &Message) -> bool {
+        let Ok(hint) = frame::decode_hint(&msg.payload, &self.model.limits) else {
+            return false;
+        };
+        let fits = matches!(topics::parse_expert_layer(&msg.topic),
+            Some((model, layer)) if model == self.model_id.as_str() && layer == hint.layer);
+        let experts: Vec<u16> = hint
+            .experts()
+            .filter(|&e| self.model.store.has(hint.layer as usize, e as usize))
+            .collect();
+        if !fits || tx.try_send((hint.layer as usize, experts)).is_err() {
+            self.stats.hints_dropped.fetch_add(1, Ordering::Relaxed);
+            log::debug!("expert hint dropped topic={} fits={fits}", msg.topic);
+        } else {
+            self.stats.hints.fetch_add(1, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Validates one request and queues it (or answers an error at once).
@@ -517,6 +568,25 @@ async fn reply_error(
         .push((HOST_PROPERTY.to_string(), handle.client_id().to_string()));
     if let Err(e) = transport::respond(handle, msg, out, opts).await {
         log::warn!("expert error reply failed err={e}");
+    }
+}
+
+/// Hints waiting for the reader; one more is dropped.
+const HINT_QUEUE: usize = 64;
+
+/// The hint reader: checks each hinted expert against its manifest hash
+/// (once, as its first request would) and reads it in, so the request that
+/// follows finds it in memory.
+fn read_hinted(rx: Receiver<(usize, Vec<u16>)>, model: Arc<Model>, stats: Arc<ServerStats>) {
+    while let Ok((layer, experts)) = rx.recv() {
+        for e in experts {
+            match model.store.checked(layer, e as usize) {
+                Ok(_) => model.store.populate(layer, e as usize),
+                // Its request gets the error reply; nothing to do here.
+                Err(err) => log::debug!("hinted expert refused layer={layer} expert={e} err={err}"),
+            }
+            stats.hinted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -71,6 +71,13 @@ pub async fn run(
                         );
                     })
                     .await
+                    .inspect(|s| {
+                        // Scripts and tests read this line on stdout too.
+                        println!(
+                            "moe-edge host: expert server stopped requests={} served={} rejected={} busy={} hints={} hinted={} hints_dropped={}",
+                            s.requests, s.served, s.rejected, s.busy, s.hints, s.hinted, s.hints_dropped
+                        );
+                    })
             }))
         }
         None => None,

@@ -1,5 +1,6 @@
 //! Wire formats, pure and synchronous: the remote-expert frame codec
-//! ([`frame`]) and the MQTT topic names ([`topics`]).
+//! ([`frame`]: requests, replies, errors and hints) and the MQTT topic
+//! names ([`topics`]).
 //!
 //! Owns: byte layouts, validation of untrusted bytes and ids, the error codes
 //! that travel between device and host. Does not own: any I/O, MQTT sessions
@@ -12,10 +13,10 @@ pub mod frame;
 pub mod topics;
 
 pub use frame::{
-    decode, decode_reply, decode_request, encode_error, encode_reply, encode_request, Dtype,
-    ErrorCode, ErrorView, Frame, FrameError, Kind, Limits, Pair, ReplyHeader, ReplyView,
-    RequestHeader, RequestView, Response, Values, ValuesView, MAGIC, MAX_ERROR_MESSAGE, NO_EXPERT,
-    VERSION,
+    decode, decode_hint, decode_reply, decode_request, encode_error, encode_hint, encode_reply,
+    encode_request, Dtype, ErrorCode, ErrorView, Frame, FrameError, HintView, Kind, Limits, Pair,
+    ReplyHeader, ReplyView, RequestHeader, RequestView, Response, Values, ValuesView, MAGIC,
+    MAX_ERROR_MESSAGE, NO_EXPERT, VERSION,
 };
 pub use topics::{ClientId, DeviceId, ModelId, TopicError};
 

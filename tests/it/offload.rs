@@ -8,7 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use moe_edge::bundle::Verify;
@@ -78,6 +79,8 @@ fn broker() -> Broker {
 /// A `moe-edge host --broker` process; killed on drop.
 struct Host {
     child: Child,
+    /// Its stdout, line by line.
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Host {
@@ -94,16 +97,45 @@ impl Host {
             .expect("spawn moe-edge host");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains("expert server ready") {
                     let _ = tx.send(());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         rx.recv_timeout(Duration::from_secs(60))
             .expect("host did not report ready");
-        Host { child }
+        Host { child, lines }
+    }
+
+    /// SIGTERM, then the `key=value` fields of the line the host prints
+    /// when its expert server stops.
+    fn stop(mut self) -> HashMap<String, u64> {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let end = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < end, "host did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The reader thread sees EOF right after the exit.
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.lock().unwrap();
+        let last = lines
+            .iter()
+            .find(|l| l.contains("expert server stopped"))
+            .unwrap_or_else(|| panic!("no stop line in {lines:?}"));
+        last.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
     }
 
     fn kill(&mut self) {
@@ -259,7 +291,7 @@ const SHARDS: usize = 4;
 fn equivalence(shard: usize) {
     let b = broker();
     let host_id = format!("host-eq{shard}");
-    let _host = Host::spawn(&b.url(), &host_id);
+    let host = Host::spawn(&b.url(), &host_id);
     let mut dev_board = board(Duration::from_secs(5), OnMiss::Escalate);
     let expert_bytes = full_engine().model.store().expert_bytes() as u64;
     if shard % 2 == 1 {
@@ -341,6 +373,20 @@ fn equivalence(shard: usize) {
     assert_eq!(s.timeouts, 0);
     assert!(s.ok > 0);
     assert_eq!(s.hosts.get(&host_id).copied(), Some(s.ok), "{s:?}");
+    // With prediction on, the device hints the host of the next layer's
+    // experts it does not carry, and the host reads them in.
+    let host_stats = host.stop();
+    eprintln!("host at stop: {host_stats:?}");
+    assert_eq!(host_stats.get("served").copied(), Some(s.ok), "{host_stats:?}");
+    if shard % 2 == 1 {
+        assert!(s.hints > 0 && s.hints_dropped == 0, "{s:?}");
+        let (got, read) = (host_stats["hints"], host_stats["hinted"]);
+        assert!(got > 0 && got <= s.hints && read > 0, "{host_stats:?} {s:?}");
+        assert_eq!(host_stats["hints_dropped"], 0);
+    } else {
+        assert_eq!(s.hints, 0, "no prediction, no hints: {s:?}");
+        assert_eq!(host_stats["hints"], 0);
+    }
 }
 
 #[test]

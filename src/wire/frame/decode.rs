@@ -268,12 +268,36 @@ pub enum Response<'a> {
     Error(ErrorView<'a>),
 }
 
+/// A decoded hint: the experts of `layer` a device expects to ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct HintView<'a> {
+    pub layer: u16,
+    ids: &'a [u8],
+}
+
+impl HintView<'_> {
+    pub fn experts(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ids
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// Any frame.
 #[derive(Debug, Clone, Copy)]
 pub enum Frame<'a> {
     Request(RequestView<'a>),
     Reply(ReplyView<'a>),
     Error(ErrorView<'a>),
+    Hint(HintView<'a>),
 }
 
 fn exact(len: usize, expected: usize) -> Result<(), FrameError> {
@@ -295,7 +319,60 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Frame<'a>, FrameErro
         Kind::Request => Frame::Request(request_body(buf, limits)?),
         Kind::Reply => Frame::Reply(reply_body(buf, limits)?),
         Kind::Error => Frame::Error(error_body(buf)?),
+        Kind::Hint => Frame::Hint(hint_body(buf, limits)?),
     })
+}
+
+/// Decodes a hint; any other kind is [`FrameError::BadKind`].
+pub fn decode_hint<'a>(buf: &'a [u8], limits: &Limits) -> Result<HintView<'a>, FrameError> {
+    match prefix(buf)? {
+        Kind::Hint => hint_body(buf, limits),
+        k => Err(FrameError::BadKind(k as u8)),
+    }
+}
+
+fn hint_body<'a>(buf: &'a [u8], limits: &Limits) -> Result<HintView<'a>, FrameError> {
+    if buf.len() < HINT_HEADER_LEN {
+        return Err(FrameError::Truncated {
+            len: buf.len(),
+            need: HINT_HEADER_LEN,
+        });
+    }
+    if buf[6] != 0 || buf[7] != 0 {
+        return Err(FrameError::Reserved);
+    }
+    let layer = u16_at(buf, 8);
+    if layer >= limits.max_layers {
+        return Err(FrameError::UnknownLayer {
+            layer,
+            layers: limits.max_layers,
+        });
+    }
+    let count = u16_at(buf, 10);
+    if count == 0 {
+        return Err(FrameError::Zero { what: "experts" });
+    }
+    if count > limits.max_experts {
+        return Err(FrameError::TooLarge {
+            what: "experts",
+            value: count as u64,
+            limit: limits.max_experts as u64,
+        });
+    }
+    exact(buf.len(), HINT_HEADER_LEN + 2 * count as usize)?;
+    let ids = &buf[HINT_HEADER_LEN..];
+    for (slot, b) in ids.chunks_exact(2).enumerate() {
+        let expert = u16::from_le_bytes([b[0], b[1]]);
+        if expert >= limits.max_experts {
+            return Err(FrameError::UnknownExpert {
+                token: 0,
+                slot,
+                expert,
+                experts: limits.max_experts,
+            });
+        }
+    }
+    Ok(HintView { layer, ids })
 }
 
 /// Decodes a request; any other kind is [`FrameError::BadKind`].

@@ -31,6 +31,15 @@
 //! Error (`kind = 3`): the reply header (tokens/hidden echo the request or are
 //! 0, dtype is 0), then `code u16 | len u16 | len bytes of UTF-8` (len ≤ 256).
 //!
+//! Hint (`kind = 4`), device to host, never answered: the experts of a layer
+//! the device expects to ask for next (its prediction), so the host can read
+//! them in before the request comes. 12-byte header, then the ids:
+//! ```text
+//!  0 magic[4]  4 version  5 kind  6 reserved[2] (zero)
+//!  8 layer u16  10 count u16  12 count × expert u16
+//! ```
+//! A host that does not know the kind drops it (it carries no response topic).
+//!
 //! The reserved bytes and the pair padding keep the value arrays 4-byte aligned
 //! relative to the frame start, so a frame in an aligned buffer is read as a
 //! plain slice. `flags` is passed through untouched (opaque to the codec).
@@ -53,6 +62,7 @@ const PREFIX_LEN: usize = 8;
 const REQUEST_HEADER_LEN: usize = 24;
 const REPLY_HEADER_LEN: usize = 20;
 const PAIR_LEN: usize = 6;
+const HINT_HEADER_LEN: usize = 12;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +71,7 @@ pub enum Kind {
     Request = 1,
     Reply = 2,
     Error = 3,
+    Hint = 4,
 }
 
 impl Kind {
@@ -69,6 +80,7 @@ impl Kind {
             1 => Some(Kind::Request),
             2 => Some(Kind::Reply),
             3 => Some(Kind::Error),
+            4 => Some(Kind::Hint),
             _ => None,
         }
     }
@@ -462,6 +474,37 @@ pub fn encode_error(out: &mut Vec<u8>, header: &ReplyHeader, code: ErrorCode, me
     out.extend_from_slice(&(code as u16).to_le_bytes());
     out.extend_from_slice(&(msg.len() as u16).to_le_bytes());
     out.extend_from_slice(msg);
+}
+
+/// Encodes a hint (the experts of `layer` the device expects to ask for)
+/// into `out`, cleared first. At least one expert, no [`NO_EXPERT`].
+pub fn encode_hint(out: &mut Vec<u8>, layer: u16, experts: &[u16]) -> Result<(), FrameError> {
+    if experts.is_empty() {
+        return Err(FrameError::Zero { what: "experts" });
+    }
+    let count = u16::try_from(experts.len()).map_err(|_| FrameError::TooLarge {
+        what: "experts",
+        value: experts.len() as u64,
+        limit: u16::MAX as u64,
+    })?;
+    if let Some(&e) = experts.iter().find(|&&e| e == NO_EXPERT) {
+        return Err(FrameError::UnknownExpert {
+            token: 0,
+            slot: 0,
+            expert: e,
+            experts: NO_EXPERT,
+        });
+    }
+    out.clear();
+    out.reserve(HINT_HEADER_LEN + 2 * experts.len());
+    put_prefix(out, Kind::Hint);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&layer.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for e in experts {
+        out.extend_from_slice(&e.to_le_bytes());
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------- decoding

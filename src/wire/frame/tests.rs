@@ -396,10 +396,28 @@ proptest! {
         }
     }
 
+    /// Hints round trip for any layer and expert list within the limits.
+    #[test]
+    fn prop_hints_round_trip(layer in 0u16..48, experts in proptest::collection::vec(0u16..128, 1..128)) {
+        let mut b = Vec::new();
+        encode_hint(&mut b, layer, &experts).unwrap();
+        prop_assert_eq!(b.len(), 12 + 2 * experts.len());
+        match decode(&b, &LIMITS).unwrap() {
+            Frame::Hint(h) => {
+                prop_assert_eq!(h.layer, layer);
+                prop_assert_eq!(h.experts().collect::<Vec<_>>(), experts);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        // A hint is neither a request nor a response.
+        prop_assert_eq!(decode_request(&b, &LIMITS).unwrap_err(), FrameError::BadKind(4));
+        prop_assert!(decode_reply(&b, &LIMITS).is_err());
+    }
+
     /// Random bytes never panic, whatever the limits.
     #[test]
     fn prop_random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512),
-                                     prefix in any::<bool>(), kind in 0u8..5) {
+                                     prefix in any::<bool>(), kind in 0u8..6) {
         let mut b = bytes;
         if prefix && b.len() >= 8 {
             // Give the fuzzer a valid prefix so it reaches the bodies.
@@ -412,6 +430,9 @@ proptest! {
                 for t in 0..v.tokens() { let _ = v.pairs(t).count(); }
                 let mut out = vec![0.0; v.states().len()];
                 v.states().copy_to_f32(&mut out);
+            }
+            if let Ok(h) = decode_hint(&b, &limits) {
+                prop_assert_eq!(h.experts().count(), h.len());
             }
             let _ = decode_reply(&b, &limits);
             let _ = decode_request(&b, &limits);
@@ -428,4 +449,49 @@ proptest! {
         b.truncate(cut.min(b.len()));
         let _ = decode(&b, &LIMITS);
     }
+}
+
+#[test]
+fn hint_layout_and_rejections() {
+    let mut b = Vec::new();
+    encode_hint(&mut b, 2, &[5, 7]).unwrap();
+    assert_eq!(&b[..6], b"MOEX\x01\x04");
+    assert_eq!(&b[6..], &[0, 0, 2, 0, 2, 0, 5, 0, 7, 0]);
+    assert_eq!(
+        encode_hint(&mut b, 0, &[]).unwrap_err(),
+        FrameError::Zero { what: "experts" }
+    );
+    assert!(encode_hint(&mut b, 0, &[NO_EXPERT]).is_err());
+    let good = {
+        let mut g = Vec::new();
+        encode_hint(&mut g, 2, &[5, 7]).unwrap();
+        g
+    };
+    let small = Limits {
+        max_experts: 6,
+        max_layers: 2,
+        ..LIMITS
+    };
+    let e = decode_hint(&good, &small).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownLayer { layer: 2, layers: 2 }), "{e}");
+    let small = Limits {
+        max_layers: 3,
+        ..small
+    };
+    let e = decode_hint(&good, &small).unwrap_err();
+    assert!(matches!(e, FrameError::UnknownExpert { expert: 7, .. }), "{e}");
+    let mut bad = good.clone();
+    bad[6] = 1;
+    assert_eq!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Reserved);
+    let mut bad = good.clone();
+    bad.push(0);
+    assert!(matches!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Length { .. }));
+    assert!(matches!(
+        decode_hint(&good[..13], &LIMITS).unwrap_err(),
+        FrameError::Truncated { .. }
+    ));
+    let mut bad = good.clone();
+    bad[10] = 0;
+    bad.truncate(12);
+    assert_eq!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Zero { what: "experts" });
 }
