@@ -241,6 +241,9 @@ pub struct LargerArgs {
     prefetch: String,
     #[arg(long, hide = true)]
     hash_all: bool,
+    /// Internal: the child's remote sends no hints.
+    #[arg(long, hide = true)]
+    no_hints: bool,
     /// A device bundle with part of the experts (`moe-edge plan
     /// --device-bundle`): rows with the rest on a `moe-edge host` process
     /// over loopback MQTT.
@@ -304,7 +307,7 @@ fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchE
         }
         let (mut engine, load_ms) = rows::load(bundle, &b, clock)?;
         let remote = match &a.remote {
-            Some(url) => Some(rows::connect_remote(&mut engine, url, b.offload.timeout)?),
+            Some(url) => Some(rows::connect_remote(&mut engine, url, b.offload.timeout, !a.no_hints)?),
             None => None,
         };
         let calls = || remote.as_ref().map_or(0, |r| r.0.stats().calls);

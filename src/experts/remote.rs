@@ -68,6 +68,8 @@ pub struct RemoteConfig {
     pub skip_below: f32,
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
+    /// Publish hints (the predicted experts of the next layer) to the hosts.
+    pub hints: bool,
 }
 
 impl RemoteConfig {
@@ -89,6 +91,7 @@ impl RemoteConfig {
             skip_below: 0.0,
             breaker_failures: 3,
             breaker_cooldown: Duration::from_millis(500),
+            hints: true,
         })
     }
 }
@@ -517,7 +520,8 @@ impl RemoteExperts for MqttRemote {
 
     fn hint(&self, layer: usize, experts: &[u16]) {
         let inner = &self.inner;
-        if experts.is_empty()
+        if !inner.config.hints
+            || experts.is_empty()
             || layer >= inner.topics.len()
             || inner.breaker.lock().unwrap().state(Instant::now()) == State::Open
         {

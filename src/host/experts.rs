@@ -11,7 +11,8 @@
 //! Hints (a device's prediction of the experts it asks for next) go to one
 //! reader thread through a bounded queue (full → dropped and counted), which
 //! checks and reads those experts in before their request comes; a hint is
-//! never answered.
+//! never answered. With several hosts in the group a hint reaches one of
+//! them, not necessarily the one its request will.
 //! Does not own: the frame layout (`wire::frame`), topic names
 //! (`wire::topics`), the MQTT client (`transport`), the expert kernels
 //! (`experts::kernels`), nor any policy about failures (the device decides).

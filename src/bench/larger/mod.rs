@@ -524,38 +524,42 @@ fn host_rows(
             .spawn()
             .map_err(|e| err(format!("starting moe-edge host: {e}")))?;
         let result = (|| -> Result<(), BenchError> {
-            for pf in ["off", "router"] {
-                log::info!("bench larger row=host delay_ms={delay} prefetch={pf}");
-                let json = dir.join(format!("host-{delay}-{pf}.json"));
+            // Without prediction; with it but no hints to the host; with both.
+            for (pf, hints) in [("off", false), ("router", false), ("router", true)] {
+                log::info!("bench larger row=host delay_ms={delay} prefetch={pf} hints={hints}");
+                let json = dir.join(format!("host-{delay}-{pf}-{hints}.json"));
                 cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
                 g.reset_peak();
                 let before = g.pressure();
-                let args = child_args(
-                    o,
-                    dev,
-                    &[
-                        "--remote",
-                        &url,
-                        "--experts-mb",
-                        xmb,
-                        "--prefetch",
-                        pf,
-                        "--prompt-tokens",
-                        &p,
-                        "--warmup-tokens",
-                        &w,
-                        "--decode-tokens",
-                        &d,
-                    ],
-                    &json,
-                );
+                let mut extra = vec![
+                    "--remote",
+                    &url,
+                    "--experts-mb",
+                    xmb,
+                    "--prefetch",
+                    pf,
+                    "--prompt-tokens",
+                    &p,
+                    "--warmup-tokens",
+                    &w,
+                    "--decode-tokens",
+                    &d,
+                ];
+                if !hints {
+                    extra.push("--no-hints");
+                }
+                let args = child_args(o, dev, &extra, &json);
                 let r = run_child(g.command(exe, &args), &json)?;
                 let after = g.pressure();
                 rows.push(Row {
                     what: format!(
                         "moe-edge, {:.0} % of experts on the device, rest on a host +{delay} ms{}",
                         carried * 100.0,
-                        if pf == "off" { "" } else { ", prediction" }
+                        match (pf, hints) {
+                            ("off", _) => "",
+                            (_, false) => ", prediction, no hints",
+                            _ => ", prediction and hints",
+                        }
                     ),
                     limit_mb: Some(limit_mb),
                     decode_tok_s: r.decode_tok_s,

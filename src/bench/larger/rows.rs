@@ -77,17 +77,19 @@ pub fn connect_remote(
     engine: &mut Engine,
     url: &str,
     timeout: std::time::Duration,
+    hints: bool,
 ) -> Result<(crate::experts::remote::MqttRemote, tokio::runtime::Runtime), BenchError> {
     use crate::experts::remote::{MqttRemote, RemoteConfig};
     let other = |e: &dyn std::fmt::Display| BenchError::Other(e.to_string());
     let rt = crate::process::runtime(1).map_err(|e| other(&e))?;
     let name = format!("bench-larger-{}", std::process::id());
-    let cfg = RemoteConfig::new(
+    let mut cfg = RemoteConfig::new(
         &engine.model.manifest,
         crate::wire::DeviceId::new(&name).map_err(|e| other(&e))?,
         timeout,
     )
     .map_err(|e| other(&e))?;
+    cfg.hints = hints;
     let mqtt = crate::transport::MqttConfig::from_url(url, &name).map_err(|e| other(&e))?;
     let remote = rt
         .block_on(MqttRemote::connect(mqtt, cfg, std::future::pending()))
