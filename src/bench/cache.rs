@@ -86,8 +86,11 @@ pub fn replay_events(
                 keep.extend(next.iter().copied());
                 c.set_protected(keep);
                 if let Some(&(layer, _)) = next.first() {
-                    let read: Vec<ExpertId> =
-                        next.iter().copied().filter(|&id| !c.is_resident(id)).collect();
+                    let read: Vec<ExpertId> = next
+                        .iter()
+                        .copied()
+                        .filter(|&id| !c.is_resident(id))
+                        .collect();
                     reads += read.len() as u64;
                     ahead.insert(layer, read);
                 }
@@ -258,8 +261,16 @@ pub fn table(rows: &[PolicyRow]) -> String {
             pct(r.pinned),
             pct(r.predictive),
             pct(r.lfu_plan),
-            pred.map_or("–".into(), |p| format!("{} / {}", pct(p.hits), pct(p.no_wait))),
-            pred.map_or("–".into(), |p| format!("{:.2} / {:.2}", p.reads, 1.0 - r.belady)),
+            pred.map_or("–".into(), |p| format!(
+                "{} / {}",
+                pct(p.hits),
+                pct(p.no_wait)
+            )),
+            pred.map_or("–".into(), |p| format!(
+                "{:.2} / {:.2}",
+                p.reads,
+                1.0 - r.belady
+            )),
             pct(r.best_fixed),
             pct(r.belady),
             best / belady,
@@ -310,7 +321,10 @@ mod tests {
         let with = replay_events(1, &tr, &[], true);
         let without = replay_events(1, &tr, &[], false);
         assert_eq!((with.hits, with.no_wait, with.reads), (0.5, 0.75, 0.5));
-        assert_eq!((without.hits, without.no_wait, without.reads), (0.5, 0.5, 0.5));
+        assert_eq!(
+            (without.hits, without.no_wait, without.reads),
+            (0.5, 0.5, 0.5)
+        );
         assert!((best_fixed(1, &t) - 3.0 / 8.0).abs() < 1e-9);
         assert!((belady(4, &t) - 4.0 / 8.0).abs() < 1e-9);
     }

@@ -307,7 +307,12 @@ fn larger(a: &LargerArgs, bundle: &Path, board: &Board) -> Result<Report, BenchE
         }
         let (mut engine, load_ms) = rows::load(bundle, &b, clock)?;
         let remote = match &a.remote {
-            Some(url) => Some(rows::connect_remote(&mut engine, url, b.offload.timeout, !a.no_hints)?),
+            Some(url) => Some(rows::connect_remote(
+                &mut engine,
+                url,
+                b.offload.timeout,
+                !a.no_hints,
+            )?),
             None => None,
         };
         let calls = || remote.as_ref().map_or(0, |r| r.0.stats().calls);

@@ -56,12 +56,27 @@ pub enum Prefetch {
     Off,
 }
 
-/// Paging experts ahead of use (`[experts]` prefetch, io_threads).
+/// Paging experts ahead of use (`[experts]` prefetch, io_threads, on_late).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefetchConfig {
     pub mode: Prefetch,
     /// I/O threads that page experts in (they wait on the disk, not the CPU).
     pub io_threads: usize,
+    /// What a layer does with an expert whose read ahead is still on its way.
+    pub on_late: OnLate,
+}
+
+/// What a layer does when an expert it needs was predicted and its read
+/// ahead has not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLate {
+    /// Read it now and wait (exact).
+    Wait,
+    /// Its low-precision copy when the bundle has one, else wait.
+    LowPrecision,
+    /// The best resident experts instead (router scores renormalised), the
+    /// read left to finish for a later use. Not exact.
+    Substitute,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,6 +351,17 @@ impl Board {
                 ))
             }
         };
+        let on_late = match raw.experts.on_late.as_deref().unwrap_or("wait") {
+            "wait" => OnLate::Wait,
+            "low_precision" => OnLate::LowPrecision,
+            "substitute" => OnLate::Substitute,
+            other => {
+                return Err(field(
+                    "experts.on_late",
+                    format!("is `{other}`, expected wait, low_precision or substitute"),
+                ))
+            }
+        };
         let io_threads = raw.experts.io_threads.unwrap_or(4);
         if !(1..=64).contains(&io_threads) {
             return Err(field(
@@ -417,7 +443,11 @@ impl Board {
             },
             limits,
             policy,
-            prefetch: PrefetchConfig { mode, io_threads },
+            prefetch: PrefetchConfig {
+                mode,
+                io_threads,
+                on_late,
+            },
             plan: raw.experts.plan,
             offload: OffloadConfig {
                 enabled: raw.offload.enabled.unwrap_or(false),
@@ -532,6 +562,7 @@ mod tests {
         let b = Board::parse(host, Path::new("b.toml")).unwrap();
         assert_eq!(b.prefetch.mode, Prefetch::Auto);
         assert_eq!(b.prefetch.io_threads, 4);
+        assert_eq!(b.prefetch.on_late, OnLate::Wait);
         let with = |v: &str| host.replace("prefetch = \"auto\"\nio_threads = 4", v);
         let b = Board::parse(
             &with("prefetch = \"off\"\nio_threads = 2"),
@@ -542,8 +573,34 @@ mod tests {
             b.prefetch,
             PrefetchConfig {
                 mode: Prefetch::Off,
-                io_threads: 2
+                io_threads: 2,
+                on_late: OnLate::Wait,
             }
+        );
+        let no_key = host.replace("on_late = \"wait\"\n", "");
+        assert_ne!(no_key, host, "host-cpu names on_late");
+        let b = Board::parse(&no_key, Path::new("b.toml")).unwrap();
+        assert_eq!(b.prefetch.on_late, OnLate::Wait, "wait unless a board says");
+        for (v, want) in [
+            ("low_precision", OnLate::LowPrecision),
+            ("substitute", OnLate::Substitute),
+        ] {
+            let t = host.replace("on_late = \"wait\"", &format!("on_late = \"{v}\""));
+            assert_eq!(
+                Board::parse(&t, Path::new("b.toml"))
+                    .unwrap()
+                    .prefetch
+                    .on_late,
+                want
+            );
+        }
+        let t = host.replace("on_late = \"wait\"", "on_late = \"guess\"");
+        let e = Board::parse(&t, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("experts.on_late") && e.contains("guess") && e.contains("b.toml"),
+            "{e}"
         );
         for (bad, field) in [
             ("prefetch = \"always\"", "experts.prefetch"),

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::board::{Board, ExpertPolicy, OnMiss};
+use super::board::{Board, ExpertPolicy, OnLate, OnMiss, Prefetch};
 use crate::bundle::{BundleError, Manifest};
 use crate::runtime::BackendKind;
 
@@ -34,6 +34,8 @@ pub struct Plan {
     pub limits: LimitsPlan,
     pub experts_policy: String,
     pub residency_plan: Option<String>,
+    /// Reads ahead: mode, I/O threads, and what a late one gets.
+    pub reads_ahead: String,
     pub offload: String,
     pub cascade: Vec<String>,
     /// Things that will not work as configured, or that waste memory.
@@ -366,6 +368,25 @@ pub fn describe(board: &Board, bundle: Option<(&Path, &Manifest)>) -> Plan {
         }
         .into(),
         residency_plan: board.plan.clone(),
+        reads_ahead: {
+            let p = &board.prefetch;
+            let mode = match p.mode {
+                Prefetch::Auto => "auto (on when the budget holds fewer experts than the bundle)",
+                Prefetch::Router => "on",
+                Prefetch::Off => "off",
+            };
+            let late = match p.on_late {
+                OnLate::Wait => "waits for it (exact)",
+                OnLate::LowPrecision => {
+                    "takes its low-precision copy when the bundle has one, else waits"
+                }
+                OnLate::Substitute => "takes the best resident experts instead (not exact)",
+            };
+            format!(
+                "{mode}, {} I/O threads; a layer whose read ahead is late {late}",
+                p.io_threads
+            )
+        },
         offload,
         cascade,
         warnings,
@@ -495,6 +516,7 @@ impl fmt::Display for Plan {
                     .unwrap_or_default()
             )?;
         }
+        writeln!(f, "reads      ahead {}", self.reads_ahead)?;
         let l = &self.limits;
         writeln!(
             f,

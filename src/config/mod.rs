@@ -7,8 +7,8 @@ pub mod describe;
 mod raw;
 
 pub use board::{
-    Board, CascadeConfig, ExpertPolicy, KvConfig, Limits, Memory, OffloadConfig, OnMiss, Prefetch,
-    PrefetchConfig, BUILTIN as BUILTIN_BOARDS, MAX_QUEUE,
+    Board, CascadeConfig, ExpertPolicy, KvConfig, Limits, Memory, OffloadConfig, OnLate, OnMiss,
+    Prefetch, PrefetchConfig, BUILTIN as BUILTIN_BOARDS, MAX_QUEUE,
 };
 
 use std::path::PathBuf;

@@ -81,6 +81,9 @@ pub struct RawExperts {
     /// experts), `router` or `off`.
     pub prefetch: Option<String>,
     pub io_threads: Option<usize>,
+    /// `wait` (default), `low_precision` or `substitute`: an expert whose
+    /// read ahead is still on its way.
+    pub on_late: Option<String>,
     /// A plan file written by `moe-edge plan` (relative to the bundle).
     pub plan: Option<String>,
 }

@@ -8,7 +8,7 @@
 //! still on its way (late) or not asked for. Knows nothing of routing or
 //! budgets; the residency cache decides what may stay.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -63,6 +63,9 @@ pub struct Prefetcher {
     experts: usize,
     counters: Arc<Counters>,
     threads: Vec<JoinHandle<()>>,
+    /// While true the I/O threads take requests and read nothing: every
+    /// read ahead stays on its way until it is used or given up.
+    held: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Prefetcher {
@@ -87,13 +90,19 @@ impl Prefetcher {
         let state: Arc<Vec<AtomicU8>> =
             Arc::new((0..layers * experts).map(|_| AtomicU8::new(IDLE)).collect());
         let counters = Arc::new(Counters::default());
+        let held = Arc::new(AtomicBool::new(false));
         let threads = (0..threads.max(1))
             .map(|i| {
-                let (rx, store, state, counters) =
-                    (rx.clone(), store.clone(), state.clone(), counters.clone());
+                let (rx, store, state, counters, held) = (
+                    rx.clone(),
+                    store.clone(),
+                    state.clone(),
+                    counters.clone(),
+                    held.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("moe-edge-io-{i}"))
-                    .spawn(move || worker(&rx, &store, &state, experts, &counters))
+                    .spawn(move || worker(&rx, &store, &state, experts, &counters, &held))
                     .expect("spawn an I/O thread")
             })
             .collect();
@@ -103,7 +112,21 @@ impl Prefetcher {
             experts,
             counters,
             threads,
+            held,
         }
+    }
+
+    /// Holds the I/O threads (true) or lets them go on (false): while held
+    /// they read nothing, so every read ahead requested meanwhile stays on
+    /// its way until used or given up, as behind a disk too slow for the
+    /// model (tests of the late-read policy).
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, Ordering::Release);
+    }
+
+    /// Whether the expert's read ahead is queued and not finished.
+    pub fn is_late(&self, l: usize, e: usize) -> bool {
+        self.slot(l, e).load(Ordering::Acquire) == QUEUED
     }
 
     fn slot(&self, l: usize, e: usize) -> &AtomicU8 {
@@ -192,12 +215,16 @@ fn worker(
     state: &[AtomicU8],
     experts: usize,
     counters: &Counters,
+    held: &AtomicBool,
 ) {
     loop {
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((l, e)) = next else { return };
         let (l, e) = (l as usize, e as usize);
         let slot = &state[l * experts + e];
+        if held.load(Ordering::Acquire) {
+            continue;
+        }
         if slot.load(Ordering::Acquire) != QUEUED {
             // Used or given up meanwhile.
             let _ = slot.compare_exchange(DROPPED, IDLE, Ordering::AcqRel, Ordering::Acquire);

@@ -4,16 +4,16 @@
 //! missing experts go over MQTT. Nothing depends on exact model answers, only
 //! on equivalence with the full model run locally.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use moe_edge::bundle::Verify;
-use moe_edge::config::{Board, OnMiss, Prefetch};
+use moe_edge::config::{Board, OnLate, OnMiss, Prefetch};
 use moe_edge::engine::model::StepTimes;
 use moe_edge::engine::sampler::argmax;
 use moe_edge::engine::{Engine, ExpertCounts, GenParams, Step};
@@ -274,6 +274,57 @@ fn test_prompts(engine: &Engine, shard: usize, shards: usize) -> Vec<(usize, Str
         .collect()
 }
 
+/// A read ahead still on its way when its layer runs follows the board's
+/// `on_late`. The I/O threads are held, as behind a disk too slow for the
+/// model, so the predicted misses are late (until the bounded queue of
+/// reads ahead is full). `wait` reads them then: the same logits as every
+/// expert resident. `substitute` gives their weight to resident experts:
+/// counted, and not exact.
+#[test]
+fn late_reads_ahead_follow_the_board_policy() {
+    let full = full_engine();
+    let expert_bytes = full.model.store().expert_bytes() as u64;
+    let paged = |on_late| {
+        let mut b = Board::load("host-cpu").unwrap();
+        b.memory.experts_bytes = 16 * expert_bytes;
+        b.prefetch.mode = Prefetch::Router;
+        b.prefetch.on_late = on_late;
+        let e = Engine::load(&full_bundle(), &b, Verify::Full).unwrap();
+        assert!(e.model.hold_reads_ahead(true), "prediction is on");
+        e
+    };
+    let (wait, subst) = (paged(OnLate::Wait), paged(OnLate::Substitute));
+    let prompts = test_prompts(&full, 0, 100);
+    let (mut cf, mut cw, mut cs) = Default::default();
+    let mut same = 0;
+    for (i, p) in &prompts {
+        let ids = full.encode(p).unwrap();
+        let (ta, la) = greedy(&full, &ids, 24, &mut cf);
+        let (tw, lw) = greedy(&wait, &ids, 24, &mut cw);
+        assert_eq!(ta, tw, "test prompt {i}: tokens differ with on_late = wait");
+        assert_eq!(la, lw, "test prompt {i}: logits differ with on_late = wait");
+        let (ts, _) = greedy(&subst, &ids, 24, &mut cs);
+        assert!(!ts.is_empty());
+        same += usize::from(ta == ts);
+    }
+    let cs: ExpertCounts = cs;
+    let cw: ExpertCounts = cw;
+    eprintln!(
+        "on_late: wait {cw:?}; substitute {cs:?}; substitute's tokens equal in {same} of {} prompts",
+        prompts.len()
+    );
+    assert!(cw.late > 0 && cw.substituted == 0, "{cw:?}");
+    assert!(
+        cs.late > 0 && cs.substituted > 0 && cs.substituted <= cs.late,
+        "{cs:?}"
+    );
+    for e in [&wait, &subst] {
+        let (used, budget) = e.model.resident_bytes();
+        assert!(used <= budget, "{used} > {budget}");
+        e.model.hold_reads_ahead(false);
+    }
+}
+
 /// The test split is covered whole, in this many shards (one test each, so
 /// nextest runs them side by side and none runs long).
 const SHARDS: usize = 4;
@@ -377,11 +428,18 @@ fn equivalence(shard: usize) {
     // experts it does not carry, and the host reads them in.
     let host_stats = host.stop();
     eprintln!("host at stop: {host_stats:?}");
-    assert_eq!(host_stats.get("served").copied(), Some(s.ok), "{host_stats:?}");
+    assert_eq!(
+        host_stats.get("served").copied(),
+        Some(s.ok),
+        "{host_stats:?}"
+    );
     if shard % 2 == 1 {
         assert!(s.hints > 0 && s.hints_dropped == 0, "{s:?}");
         let (got, read) = (host_stats["hints"], host_stats["hinted"]);
-        assert!(got > 0 && got <= s.hints && read > 0, "{host_stats:?} {s:?}");
+        assert!(
+            got > 0 && got <= s.hints && read > 0,
+            "{host_stats:?} {s:?}"
+        );
         assert_eq!(host_stats["hints_dropped"], 0);
     } else {
         assert_eq!(s.hints, 0, "no prediction, no hints: {s:?}");

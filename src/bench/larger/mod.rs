@@ -513,22 +513,24 @@ fn host_rows(
     );
     let mut rows = Vec::new();
     for &delay in &o.host_delays_ms {
-        let mut host = std::process::Command::new(exe)
-            .args(["host", "--broker", &url, "--bundle"])
-            .arg(&o.bundle)
-            .args(["--delay-ms", &delay.to_string(), "--host-id"])
-            .arg(format!("bench-larger-host-{delay}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| err(format!("starting moe-edge host: {e}")))?;
-        let result = (|| -> Result<(), BenchError> {
-            // Without prediction; with it but no hints to the host; with both.
-            for (pf, hints) in [("off", false), ("router", false), ("router", true)] {
-                log::info!("bench larger row=host delay_ms={delay} prefetch={pf} hints={hints}");
-                let json = dir.join(format!("host-{delay}-{pf}-{hints}.json"));
-                cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+        // Without prediction; with it but no hints to the host; with both.
+        // Each row starts its own host after the page cache is dropped, so
+        // no row finds experts a row before it read in.
+        for (pf, hints) in [("off", false), ("router", false), ("router", true)] {
+            log::info!("bench larger row=host delay_ms={delay} prefetch={pf} hints={hints}");
+            let json = dir.join(format!("host-{delay}-{pf}-{hints}.json"));
+            cgroup::drop_page_cache().map_err(|e| err(e.to_string()))?;
+            let mut host = std::process::Command::new(exe)
+                .args(["host", "--broker", &url, "--bundle"])
+                .arg(&o.bundle)
+                .args(["--delay-ms", &delay.to_string(), "--host-id"])
+                .arg(format!("bench-larger-host-{delay}-{pf}-{hints}"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| err(format!("starting moe-edge host: {e}")))?;
+            let result = (|| -> Result<(), BenchError> {
                 g.reset_peak();
                 let before = g.pressure();
                 let mut extra = vec![
@@ -571,12 +573,12 @@ fn host_rows(
                     differing_margin: agreement(&r, ceiling).1,
                     run: Some(r),
                 });
-            }
-            Ok(())
-        })();
-        let _ = host.kill();
-        let _ = host.wait();
-        result?;
+                Ok(())
+            })();
+            let _ = host.kill();
+            let _ = host.wait();
+            result?;
+        }
     }
     drop(broker);
     Ok(rows)

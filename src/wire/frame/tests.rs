@@ -473,19 +473,37 @@ fn hint_layout_and_rejections() {
         ..LIMITS
     };
     let e = decode_hint(&good, &small).unwrap_err();
-    assert!(matches!(e, FrameError::UnknownLayer { layer: 2, layers: 2 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            FrameError::UnknownLayer {
+                layer: 2,
+                layers: 2
+            }
+        ),
+        "{e}"
+    );
     let small = Limits {
         max_layers: 3,
         ..small
     };
     let e = decode_hint(&good, &small).unwrap_err();
-    assert!(matches!(e, FrameError::UnknownExpert { expert: 7, .. }), "{e}");
+    assert!(
+        matches!(e, FrameError::UnknownExpert { expert: 7, .. }),
+        "{e}"
+    );
     let mut bad = good.clone();
     bad[6] = 1;
-    assert_eq!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Reserved);
+    assert_eq!(
+        decode_hint(&bad, &LIMITS).unwrap_err(),
+        FrameError::Reserved
+    );
     let mut bad = good.clone();
     bad.push(0);
-    assert!(matches!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Length { .. }));
+    assert!(matches!(
+        decode_hint(&bad, &LIMITS).unwrap_err(),
+        FrameError::Length { .. }
+    ));
     assert!(matches!(
         decode_hint(&good[..13], &LIMITS).unwrap_err(),
         FrameError::Truncated { .. }
@@ -493,5 +511,8 @@ fn hint_layout_and_rejections() {
     let mut bad = good.clone();
     bad[10] = 0;
     bad.truncate(12);
-    assert_eq!(decode_hint(&bad, &LIMITS).unwrap_err(), FrameError::Zero { what: "experts" });
+    assert_eq!(
+        decode_hint(&bad, &LIMITS).unwrap_err(),
+        FrameError::Zero { what: "experts" }
+    );
 }
