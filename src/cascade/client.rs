@@ -326,7 +326,9 @@ impl Client {
                     let error = upstream_error(status, &bytes);
                     (CascadeError::Status { status, error }, retry_after)
                 }
-                Ok(Err(e)) if e.is_connect() => (CascadeError::Connect(error_chain(&e)), None),
+                Ok(Err(e)) if e.is_connect() || peer_went_away(&e) => {
+                    (CascadeError::Connect(error_chain(&e)), None)
+                }
                 Ok(Err(e)) if e.is_timeout() => {
                     return Err(CascadeError::Timeout {
                         ms: started.elapsed().as_millis() as u64,
@@ -408,6 +410,29 @@ fn preview(bytes: &[u8]) -> String {
 }
 
 /// An error with its sources (`error sending request: ...: Connection refused`).
+/// The connection closed or was reset before a response came (the peer
+/// died, or a pooled connection to it was dead): as unreachable as a
+/// refused connect, not a bad reply.
+fn peer_went_away(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();

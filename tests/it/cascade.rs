@@ -667,6 +667,31 @@ async fn faulty_clouds() {
         .unwrap_err();
     assert!(e.message.contains("cloud: bad reply"), "{}", e.message);
 
+    // A cloud that reads the request and closes the connection without a
+    // reply (a process dying under it): unreachable, not a bad reply.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = dead.accept().await {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(Ok(n)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::io::AsyncReadExt::read(&mut sock, &mut buf),
+            )
+            .await
+            {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    });
+    let e = dev_for("fclosed", dead_addr, "retries = 0\n")
+        .answer(req(), None)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("cloud: unreachable"), "{}", e.message);
+
     // 429 once, then fine: retried after a backoff.
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = n.clone();
