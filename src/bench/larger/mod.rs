@@ -2,7 +2,8 @@
 //! checkpoint in OLMoE-1B-7B's geometry (`checkpoint`) and its q4 bundle,
 //! then measures decode with the device inside a real memory limit
 //! (`cgroup`): llama.cpp on mmap, moe-edge paging experts without and with
-//! prediction, moe-edge with misses on a host, and the unlimited ceiling.
+//! prediction, moe-edge with misses on a host (with and without prediction
+//! and hints), and the unlimited ceiling.
 //! Owns the orchestration of those runs; the engine, host and cgroup
 //! mechanics are their modules'.
 
@@ -474,8 +475,9 @@ fn agreement(r: &rows::DecodeRun, ceiling: &rows::DecodeRun) -> ((usize, usize),
 }
 
 /// The device bundle in the cgroup, its misses on a `moe-edge host`
-/// process (the full bundle) over the embedded broker on loopback, for each
-/// added delay, without and with prediction.
+/// process (the full bundle, a fresh one per row) over the embedded broker
+/// on loopback, for each added delay: without prediction, with it but no
+/// hints to the host, and with both.
 #[allow(clippy::too_many_arguments)]
 fn host_rows(
     o: &LargerOptions,
