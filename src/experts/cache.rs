@@ -127,10 +127,12 @@ impl ResidencyCache {
         self.protected = ids;
     }
 
-    fn make_room(&mut self) -> Vec<ExpertId> {
+    /// Evicts until a slot is free, starting with `first` (the victim
+    /// already chosen) when given.
+    fn make_room(&mut self, mut first: Option<ExpertId>) -> Vec<ExpertId> {
         let mut evicted = Vec::new();
         while self.resident.len() >= self.slots {
-            let victim = self.victim();
+            let victim = first.take().unwrap_or_else(|| self.victim());
             self.resident.remove(&victim);
             self.stats.evictions += 1;
             evicted.push(victim);
@@ -203,11 +205,16 @@ impl ResidencyCache {
         }
         self.stats.misses += 1;
         self.stats.bytes_in += self.expert_bytes;
-        if self.policy == ExpertPolicy::Pinned || self.slots == 0 || !self.admits(id) {
+        let full = self.slots > 0 && self.resident.len() >= self.slots;
+        let victim = (full && self.policy != ExpertPolicy::Pinned).then(|| self.victim());
+        if self.policy == ExpertPolicy::Pinned
+            || self.slots == 0
+            || victim.is_some_and(|v| !self.admits(id, v))
+        {
             self.stats.transient += 1;
             return Access::Transient;
         }
-        let evicted = self.make_room();
+        let evicted = self.make_room(victim);
         self.resident.insert(
             id,
             Entry {
@@ -218,15 +225,11 @@ impl ResidencyCache {
         Access::Miss { evicted }
     }
 
-    /// Whether a missed `id` may take a slot: always while there is room;
-    /// when full, under frequency admission only if it is used more often
-    /// than the expert it would evict.
-    fn admits(&self, id: ExpertId) -> bool {
-        if !self.admit_by_frequency || self.resident.len() < self.slots {
-            return true;
-        }
+    /// Whether a missed `id` may take `victim`'s slot: always, except under
+    /// frequency admission, where it must be used more often.
+    fn admits(&self, id: ExpertId, victim: ExpertId) -> bool {
         let count = |x: &ExpertId| self.freq.get(x).copied().unwrap_or(0);
-        count(&id) > count(&self.victim())
+        !self.admit_by_frequency || count(&id) > count(&victim)
     }
 
     /// The predictive policy's estimate of how soon `id` is used again (higher: sooner).

@@ -59,12 +59,7 @@ fn too_large(what: &'static str, value: u64, limit: u64) -> Result<(), FrameErro
 
 /// Checks magic and version, returns the kind.
 fn prefix(buf: &[u8]) -> Result<Kind, FrameError> {
-    if buf.len() < PREFIX_LEN {
-        return Err(FrameError::Truncated {
-            len: buf.len(),
-            need: PREFIX_LEN,
-        });
-    }
+    at_least(buf, PREFIX_LEN)?;
     if buf[..4] != MAGIC {
         return Err(FrameError::BadMagic);
     }
@@ -300,6 +295,18 @@ pub enum Frame<'a> {
     Hint(HintView<'a>),
 }
 
+/// `buf` holds at least `need` bytes.
+fn at_least(buf: &[u8], need: usize) -> Result<(), FrameError> {
+    if buf.len() < need {
+        Err(FrameError::Truncated {
+            len: buf.len(),
+            need,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 fn exact(len: usize, expected: usize) -> Result<(), FrameError> {
     if len < expected {
         Err(FrameError::Truncated {
@@ -332,12 +339,7 @@ pub fn decode_hint<'a>(buf: &'a [u8], limits: &Limits) -> Result<HintView<'a>, F
 }
 
 fn hint_body<'a>(buf: &'a [u8], limits: &Limits) -> Result<HintView<'a>, FrameError> {
-    if buf.len() < HINT_HEADER_LEN {
-        return Err(FrameError::Truncated {
-            len: buf.len(),
-            need: HINT_HEADER_LEN,
-        });
-    }
+    at_least(buf, HINT_HEADER_LEN)?;
     if buf[6] != 0 || buf[7] != 0 {
         return Err(FrameError::Reserved);
     }
@@ -393,12 +395,7 @@ pub fn decode_reply<'a>(buf: &'a [u8], limits: &Limits) -> Result<Response<'a>, 
 }
 
 fn request_body<'a>(buf: &'a [u8], limits: &Limits) -> Result<RequestView<'a>, FrameError> {
-    if buf.len() < REQUEST_HEADER_LEN {
-        return Err(FrameError::Truncated {
-            len: buf.len(),
-            need: REQUEST_HEADER_LEN,
-        });
-    }
+    at_least(buf, REQUEST_HEADER_LEN)?;
     let dtype = Dtype::from_u8(buf[6]).ok_or(FrameError::BadDtype(buf[6]))?;
     let header = RequestHeader {
         dtype,
@@ -473,12 +470,7 @@ fn request_body<'a>(buf: &'a [u8], limits: &Limits) -> Result<RequestView<'a>, F
 }
 
 fn reply_header(buf: &[u8]) -> Result<(u8, ReplyHeader), FrameError> {
-    if buf.len() < REPLY_HEADER_LEN {
-        return Err(FrameError::Truncated {
-            len: buf.len(),
-            need: REPLY_HEADER_LEN,
-        });
-    }
+    at_least(buf, REPLY_HEADER_LEN)?;
     if buf[7] != 0 {
         return Err(FrameError::Reserved);
     }
